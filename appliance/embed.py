@@ -1,0 +1,103 @@
+"""Face embedding: aligned crops -> L2-normalised vectors.
+
+Each embedder is described by an `EmbedderSpec` read from `models/manifest.json`, so the
+normalisation, crop geometry and output name live next to the model they belong to and
+the code never guesses them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+
+from appliance.align import align, template
+from appliance.detect import Detection
+from appliance.runtime import TfliteModel, pixel_lut
+from appliance.similarity import l2_normalize
+
+
+@dataclass(frozen=True)
+class EmbedderSpec:
+    name: str
+    version: str  # name plus model hash; templates of another version are never compared
+    size: int
+    output: str
+    dim: int
+    mean: float = 127.5
+    std: float = 128.0
+    standardize: bool = False  # per-image (x - mean) / std instead of the fixed mean/std
+    zoom: float = 1.0
+    shift_y: float = 0.0
+
+    @classmethod
+    def from_manifest(cls, name: str, entry: dict[str, Any]) -> EmbedderSpec:
+        inp, out, crop = entry["input"], entry["output"], entry["alignment"]
+        norm = inp["normalisation"]
+        return cls(
+            name=name,
+            version=f"{name}-{entry['sha256'][:12]}",
+            size=int(inp["size"]),
+            output=str(out["name"]),
+            dim=int(out["dim"]),
+            mean=float(norm.get("mean", 0.0)),
+            std=float(norm.get("std", 1.0)),
+            standardize=norm.get("kind") == "per_image_standardisation",
+            zoom=float(crop["zoom"]),
+            shift_y=float(crop["shift_y"]),
+        )
+
+
+class Embedder:
+    """Aligns faces and embeds them in one batch per frame."""
+
+    def __init__(self, model: TfliteModel, spec: EmbedderSpec, flip: bool = False) -> None:
+        if model.input_shape[1:] != (spec.size, spec.size, 3):
+            raise ValueError(f"{spec.name}: input {model.input_shape} != {spec.size}x{spec.size}")
+        model.require_output(spec.output, (spec.dim,))
+        self.model = model
+        self.spec = spec
+        self.flip = flip  # also embed the mirrored face and add: steadier, twice the cost
+        self.template = template(spec.size, spec.zoom, spec.shift_y)
+        self._lut = (
+            None
+            if spec.standardize
+            else pixel_lut(model.input_quant, model.input_dtype, spec.mean, spec.std)
+        )
+
+    def align(self, frame: np.ndarray, det: Detection) -> np.ndarray:
+        return align(frame, det.keypoints, self.template, self.spec.size)
+
+    def _prepare(self, crops: np.ndarray) -> np.ndarray:
+        if self._lut is not None:
+            return cv2.LUT(crops.reshape(-1, self.spec.size * 3), self._lut).reshape(crops.shape)
+        x = crops.astype(np.float32)
+        if self.spec.standardize:
+            axes = (1, 2, 3)
+            mean = x.mean(axis=axes, keepdims=True)
+            std = np.maximum(x.std(axis=axes, keepdims=True), 1.0 / np.sqrt(x[0].size))
+            x = (x - mean) / std
+        else:
+            x = (x - self.spec.mean) / self.spec.std
+        q = self.model.input_quant
+        if not q.is_int8:
+            return x
+        info = np.iinfo(self.model.input_dtype)
+        return np.clip(np.round(x / q.scale + q.zero_point), info.min, info.max).astype(
+            self.model.input_dtype
+        )
+
+    def embed(self, crops: np.ndarray) -> np.ndarray:
+        """(N, S, S, 3) uint8 RGB aligned crops -> (N, dim) float32, unit length."""
+        if crops.shape[0] == 0:
+            return np.zeros((0, self.spec.dim), np.float32)
+        batch = crops
+        if self.flip:
+            batch = np.concatenate([crops, crops[:, :, ::-1]], axis=0)
+        out = self.model.run(self._prepare(np.ascontiguousarray(batch)))[self.spec.output]
+        if self.flip:
+            n = crops.shape[0]
+            out = l2_normalize(out[:n]) + l2_normalize(out[n:])
+        return l2_normalize(out)

@@ -1,0 +1,97 @@
+"""The library API: one call takes an image and returns its faces.
+
+detect -> align -> measure quality -> embed (one batch for all faces in the frame).
+Stages are plain objects over numpy arrays; nothing here does I/O beyond loading models.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from appliance.detect import Detection, FaceDetector
+from appliance.embed import Embedder, EmbedderSpec
+from appliance.quality import Quality, measure
+from appliance.runtime import ModelError, TfliteModel
+
+MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+DEFAULT_EMBEDDER = "facenet"
+
+
+@dataclass
+class Face:
+    detection: Detection
+    quality: Quality
+    embedding: np.ndarray | None
+    aligned: np.ndarray  # the crop the embedder saw; never logged or stored unless asked
+
+    @property
+    def box(self) -> np.ndarray:
+        return self.detection.box
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "box": [round(float(v), 1) for v in self.detection.box],
+            "keypoints": [[round(float(x), 1), round(float(y), 1)]
+                          for x, y in self.detection.keypoints],
+            "quality": self.quality.as_dict(),
+        }
+
+
+def load_manifest(models_dir: Path = MODELS_DIR) -> dict[str, Any]:
+    path = models_dir / "manifest.json"
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise ModelError(f"no model manifest at {path}: run tools/quantize.py") from exc
+
+
+class FacePipeline:
+    def __init__(self, detector: FaceDetector, embedder: Embedder) -> None:
+        self.detector = detector
+        self.embedder = embedder
+
+    @classmethod
+    def load(
+        cls,
+        models_dir: Path = MODELS_DIR,
+        embedder: str = DEFAULT_EMBEDDER,
+        threads: int = 1,
+        flip: bool = False,
+        score_threshold: float = 0.5,
+        float_models_dir: Path | None = None,
+    ) -> FacePipeline:
+        """Build from the manifest; `float_models_dir` swaps in the float originals."""
+        manifest = load_manifest(models_dir)
+        models = manifest["models"]
+        if embedder not in models or models[embedder]["kind"] != "embedder":
+            names = [k for k, v in models.items() if v["kind"] == "embedder"]
+            raise ModelError(f"unknown embedder {embedder!r}; have {names}")
+
+        def path(name: str) -> Path:
+            entry = models[name]
+            if float_models_dir is not None:
+                return float_models_dir / entry["float_file"]
+            return models_dir / entry["file"]
+
+        det = FaceDetector(TfliteModel(path("detector"), threads), score_threshold)
+        spec = EmbedderSpec.from_manifest(embedder, models[embedder])
+        emb = Embedder(TfliteModel(path(embedder), threads), spec, flip=flip)
+        return cls(det, emb)
+
+    def faces(self, image: np.ndarray, embed: bool = True,
+              detections: list[Detection] | None = None) -> list[Face]:
+        """All faces in an RGB uint8 image, largest first."""
+        dets = self.detector.detect(image) if detections is None else detections
+        dets = sorted(dets, key=lambda d: -(d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))
+        crops = [self.embedder.align(image, d) for d in dets]
+        faces = [Face(d, measure(d, c), None, c) for d, c in zip(dets, crops, strict=True)]
+        if embed and faces:
+            vecs = self.embedder.embed(np.stack(crops))
+            for f, v in zip(faces, vecs, strict=True):
+                f.embedding = v
+        return faces

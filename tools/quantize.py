@@ -1,0 +1,343 @@
+#!/usr/bin/env python3
+"""Build the int8 models in models/ from pinned float sources (runs on a workstation).
+
+    tools/quantize.py --calibration ../shared/data/lfw/images \
+        --calibration-list models/calibration/lfw_folds1-5.txt \
+        --agreement-list models/calibration/lfw_folds6-10.txt
+
+Needs TensorFlow (the `.venv-quant` made by `make models`); the device never does.
+Steps for each model: fetch the float source from its registry package and check its
+sha256; re-trace it as a TF function (tflite_graph.py) or load the Keras h5; convert to
+float and to full-int8 TFLite with calibration on real faces; measure float-vs-int8
+agreement on other faces; write the int8 file and its manifest entry.
+
+`--check` regenerates into a temporary directory and compares with the committed files
+(same sha256, or outputs within the tolerance stated in CHECK_TOLERANCE), for CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import logging
+import os
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))
+
+import numpy as np  # noqa: E402
+
+from appliance.detect import BOXES_OUTPUT, SCORES_OUTPUT, FaceDetector, iou  # noqa: E402
+from appliance.embed import Embedder, EmbedderSpec  # noqa: E402
+from appliance.runtime import TfliteModel, runtime_version  # noqa: E402
+from quantlib import calibration as cal  # noqa: E402
+from quantlib.sources import SOURCES, fetch, sha256_file  # noqa: E402
+
+log = logging.getLogger("quantize")
+
+# What the device needs to know about each model, beside the file itself.
+SPECS: dict[str, dict[str, Any]] = {
+    "detector": {
+        "kind": "detector",
+        "file": "blazeface_full_range_int8.tflite",
+        "float_file": "blazeface_full_range_float.tflite",
+        "input": {"size": 192, "colour": "RGB", "layout": "NHWC, letterboxed",
+                  "normalisation": {"kind": "affine", "mean": 127.5, "std": 127.5}},
+        "outputs": {
+            BOXES_OUTPUT: "(N, 2304, 16) float: box centre dx, dy, w, h, then 6 keypoints "
+                          "(x, y), in 192-px input units relative to the anchor",
+            SCORES_OUTPUT: "(N, 2304, 1) float: score logit; sigmoid(clip(x, -100, 100))",
+        },
+        "anchors": "48x48 grid, stride 4, one fixed-size anchor per cell, centres (i+0.5)/48",
+        "int8_notes": "all ops int8 with per-channel weights; outputs dequantised to float "
+                      "inside the graph so scores and boxes keep their resolution",
+    },
+    "facenet": {
+        "kind": "embedder",
+        "file": "facenet_int8.tflite",
+        "float_file": "facenet_float.tflite",
+        "input": {"size": 160, "colour": "RGB", "layout": "NHWC, aligned face",
+                  "normalisation": {"kind": "affine", "mean": 127.5, "std": 128.0}},
+        "output": {"name": "embedding", "dim": 128,
+                   "meaning": "face embedding, not normalised; the device L2-normalises"},
+        "alignment": {"zoom": 0.75, "shift_y": 0.0},
+    },
+    "mobilefacenet": {
+        "kind": "embedder",
+        "file": "mobilefacenet_int8.tflite",
+        "float_file": "mobilefacenet_float.tflite",
+        "input": {"size": 112, "colour": "RGB", "layout": "NHWC, aligned face",
+                  "normalisation": {"kind": "affine", "mean": 127.5, "std": 128.0}},
+        "output": {"name": "embedding", "dim": 192,
+                   "meaning": "face embedding, not normalised; the device L2-normalises"},
+        "alignment": {"zoom": 1.0, "shift_y": 0.0},
+    },
+}
+
+# --check: regenerated int8 outputs must agree with the committed ones this closely when
+# the bytes differ (e.g. another TF build): embedder cosine, detector score and box IoU.
+CHECK_TOLERANCE = {"embed_cosine_min": 0.999, "detector_score_abs": 0.02, "detector_iou_min": 0.95}
+
+
+def _tf_function(name: str, source: Path) -> Any:
+    if name == "facenet":
+        from quantlib.keras_h5 import as_function as keras_fn
+
+        return keras_fn(source, SPECS[name]["output"]["name"])
+    from quantlib.tflite_graph import as_function
+
+    fn, _ = as_function(str(source))
+    return fn
+
+
+def _rename_outputs(tflite: bytes, names: dict[tuple[int, ...], str]) -> bytes:
+    """Name output tensors by their (unique) trailing shape; the converter calls them
+    Identity_N, and output order is not something to rely on."""
+    from tensorflow.lite.tools import flatbuffer_utils
+
+    model = flatbuffer_utils.convert_bytearray_to_object(bytearray(tflite))
+    g = model.subgraphs[0]
+    seen = set()
+    for t in g.outputs:
+        shape = tuple(int(d) for d in g.tensors[t].shape[1:])
+        if shape not in names or shape in seen:
+            raise RuntimeError(f"output shape {shape} does not name a unique output")
+        seen.add(shape)
+        g.tensors[t].name = names[shape].encode()
+    return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
+
+
+def _output_names(name: str) -> dict[tuple[int, ...], str]:
+    if name == "detector":
+        return {(2304, 16): BOXES_OUTPUT, (2304, 1): SCORES_OUTPUT}
+    out = SPECS[name]["output"]
+    return {(out["dim"],): out["name"]}
+
+
+def _spec(name: str, sha: str) -> EmbedderSpec:
+    entry = dict(SPECS[name], sha256=sha)
+    return EmbedderSpec.from_manifest(name, entry)
+
+
+def build(name: str, args: argparse.Namespace, out_dir: Path, float_dir: Path,
+          calib: list[Path], agree: list[Path]) -> dict[str, Any]:
+    from quantlib.convert import to_tflite
+
+    source, src = fetch(name, args.cache)
+    log.info("%s: source %s (%s)", name, source.name, src.member_sha256[:12])
+    fn = _tf_function(name, source)
+    names = _output_names(name)
+    float_path = float_dir / SPECS[name]["float_file"]
+    float_path.write_bytes(_rename_outputs(to_tflite(fn), names))
+    float_det = FaceDetector(TfliteModel(float_dir / SPECS["detector"]["float_file"]))
+
+    if name == "detector":
+        gen = lambda: cal.detector_inputs(calib)  # noqa: E731
+        calib_summary = {"what": "each photo padded by 50 px, and placed small in a 640x480 "
+                                 "frame", "frames": 2 * len(calib)}
+    else:
+        spec = _spec(name, "0" * 12)
+        faces = cal.aligned_faces(calib, float_det, spec.size, spec.zoom, spec.shift_y)
+        gen = lambda: cal.embedder_inputs(faces, spec)  # noqa: E731
+        calib_summary = {"what": "largest face of each photo, aligned by the float detector",
+                         "faces": len(faces)}
+    int8 = _rename_outputs(to_tflite(fn, calibration=gen, float_outputs=(name == "detector")),
+                           names)
+    out_path = out_dir / SPECS[name]["file"]
+    out_path.write_bytes(int8)
+    sha = hashlib.sha256(int8).hexdigest()
+
+    model = TfliteModel(out_path)
+    partitions, whole = model.delegate_partitions()
+    if name == "detector":
+        agreement = detector_agreement(float_det, FaceDetector(model), agree)
+    else:
+        agreement = embedder_agreement(
+            Embedder(TfliteModel(float_path), _spec(name, sha)),
+            Embedder(model, _spec(name, sha)), float_det, agree)
+    agreement["xnnpack_partitions"] = partitions
+    agreement["single_partition_covers_graph"] = whole
+    entry: dict[str, Any] = dict(SPECS[name])
+    entry.update(
+        sha256=sha,
+        bytes=len(int8),
+        source={"registry": src.registry, "package": src.package, "version": src.version,
+                "archive": src.archive, "archive_sha256": src.archive_sha256,
+                "file": src.member, "sha256": src.member_sha256, "notes": src.notes},
+        licence=src.licence,
+        calibration=calib_summary,
+        agreement=agreement,
+    )
+    log.info("%s: %d bytes, %d partition(s), agreement %s", name, len(int8), partitions,
+             json.dumps(agreement))
+    return entry
+
+
+def detector_agreement(flt: FaceDetector, q: FaceDetector, paths: list[Path]) -> dict[str, Any]:
+    """On held-out photos: faces found by each, score and box IoU of matched faces."""
+    n_f = n_q = 0
+    ious: list[float] = []
+    sf: list[float] = []
+    sq: list[float] = []
+    for frame in cal.detector_frames(paths, seed=1):
+        a, b = flt.detect(frame), q.detect(frame)
+        n_f += len(a)
+        n_q += len(b)
+        for d in a:
+            if not b:
+                continue
+            m = iou(d.box, np.stack([e.box for e in b]))
+            j = int(np.argmax(m))
+            if m[j] >= 0.5:
+                ious.append(float(m[j]))
+                sf.append(d.score)
+                sq.append(b[j].score)
+    return {
+        "frames": 2 * len(paths),
+        "faces_float": n_f,
+        "faces_int8": n_q,
+        "matched": len(ious),
+        "box_iou_median": round(float(np.median(ious)), 4),
+        "box_iou_p05": round(float(np.percentile(ious, 5)), 4),
+        "score_median_float": round(float(np.median(sf)), 4),
+        "score_median_int8": round(float(np.median(sq)), 4),
+        "score_max_int8": round(float(np.max(sq)), 4),
+        "score_abs_diff_median": round(float(np.median(np.abs(np.subtract(sf, sq)))), 4),
+    }
+
+
+def embedder_agreement(flt: Embedder, q: Embedder, det: FaceDetector,
+                       paths: list[Path]) -> dict[str, Any]:
+    s = flt.spec
+    faces = cal.aligned_faces(paths, det, s.size, s.zoom, s.shift_y)
+    crops = np.stack(faces)
+    a = np.concatenate([flt.embed(crops[i : i + 32]) for i in range(0, len(crops), 32)])
+    b = np.concatenate([q.embed(crops[i : i + 32]) for i in range(0, len(crops), 32)])
+    cos = (a * b).sum(1)
+    return {
+        "faces": len(faces),
+        "cosine_mean": round(float(cos.mean()), 5),
+        "cosine_min": round(float(cos.min()), 5),
+        "cosine_p01": round(float(np.percentile(cos, 1)), 5),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--make-lfw-list", nargs=3, metavar=("LFW_DIR", "FOLDS", "COUNT"),
+                   help="print a calibration list of COUNT images from View-2 folds "
+                        "FOLDS (e.g. 1-5) and exit")
+    p.add_argument("--calibration", type=Path, help="folder of face photos")
+    p.add_argument("--calibration-list", type=Path, help="names (relative) of the photos to use")
+    p.add_argument("--agreement-list", type=Path,
+                   help="held-out photos (relative to --calibration) for float-vs-int8 figures")
+    p.add_argument("--models", default="detector,facenet,mobilefacenet")
+    p.add_argument("--out", type=Path, default=ROOT / "models")
+    p.add_argument("--float-out", type=Path, default=ROOT / "build" / "float-models")
+    p.add_argument("--cache", type=Path,
+                   default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+                   / "appliance-quantize")
+    p.add_argument("--check", action="store_true",
+                   help="regenerate into a temp dir and compare with the committed models")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    if args.make_lfw_list:
+        lfw, folds, count = args.make_lfw_list
+        lo, hi = map(int, folds.split("-"))
+        print(f"# LFW images (relative to {lfw}/images) of identities in View-2 folds {folds}.")
+        print(f"# tools/quantize.py --make-lfw-list {lfw} {folds} {count}")
+        print("\n".join(cal.lfw_fold_list(Path(lfw), range(lo, hi + 1), int(count))))
+        return 0
+    if args.calibration is None or args.agreement_list is None:
+        p.error("--calibration and --agreement-list are required")
+
+    calib = cal.list_images(args.calibration, args.calibration_list)
+    agree = cal.list_images(args.calibration, args.agreement_list)
+    if not calib or not agree:
+        log.error("no calibration or agreement photos found under %s", args.calibration)
+        return 2
+    names = [n.strip() for n in args.models.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SOURCES]
+    if unknown:
+        log.error("unknown model(s) %s; have %s", unknown, list(SOURCES))
+        return 2
+    if "detector" not in names and not (args.float_out / SPECS["detector"]["float_file"]).exists():
+        names.insert(0, "detector")  # embedder calibration aligns with the float detector
+
+    out_dir = Path(tempfile.mkdtemp(prefix="quantize-")) if args.check else args.out
+    args.float_out.mkdir(parents=True, exist_ok=True)
+    manifest_path = args.out / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {
+        "version": 1, "models": {}}
+    calib_info = {
+        "folder": os.path.relpath(args.calibration, ROOT),
+        "list": os.path.relpath(args.calibration_list, ROOT) if args.calibration_list else None,
+        "photos": len(calib),
+        "sha256": cal.digest(calib, args.calibration),
+        "agreement_list": os.path.relpath(args.agreement_list, ROOT),
+        "agreement_photos": len(agree),
+    }
+    import tensorflow as tf
+
+    built = {}
+    for name in names:
+        built[name] = build(name, args, out_dir, args.float_out, calib, agree)
+        built[name]["calibration"].update(calib_info)
+    if args.check:
+        return check(built, args.out, out_dir, agree)
+    manifest["models"].update(built)
+    manifest["generated"] = {
+        "tool": "tools/quantize.py",
+        "date": dt.date.today().isoformat(),
+        "tensorflow": tf.__version__,
+        "runtime": runtime_version(),
+    }
+    manifest_path.write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+    log.info("wrote %s", manifest_path)
+    return 0
+
+
+def check(built: dict[str, Any], committed: Path, fresh: Path, agree: list[Path]) -> int:
+    """Compare regenerated models with the committed ones; non-zero exit on disagreement."""
+    manifest = json.loads((committed / "manifest.json").read_text())["models"]
+    ok = True
+    for name, entry in built.items():
+        old = manifest.get(name)
+        if old is None:
+            log.error("%s: not in the committed manifest", name)
+            ok = False
+            continue
+        same = sha256_file(committed / old["file"]) == entry["sha256"]
+        if same:
+            log.info("%s: regenerated file is byte-identical (sha256 %s)", name,
+                     entry["sha256"][:16])
+            continue
+        a = TfliteModel(committed / old["file"])
+        b = TfliteModel(fresh / entry["file"])
+        if name == "detector":
+            r = detector_agreement(FaceDetector(a), FaceDetector(b), agree[:100])
+            good = (r["box_iou_p05"] >= CHECK_TOLERANCE["detector_iou_min"]
+                    and r["score_abs_diff_median"] <= CHECK_TOLERANCE["detector_score_abs"])
+        else:
+            spec = _spec(name, entry["sha256"])
+            det = FaceDetector(TfliteModel(fresh / built["detector"]["file"])
+                               if "detector" in built else TfliteModel(
+                                   committed / manifest["detector"]["file"]))
+            r = embedder_agreement(Embedder(a, spec), Embedder(b, spec), det, agree[:100])
+            good = r["cosine_min"] >= CHECK_TOLERANCE["embed_cosine_min"]
+        log.info("%s: bytes differ; output agreement %s -> %s", name, r,
+                 "within tolerance" if good else "OUTSIDE tolerance")
+        ok &= good
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""Representative data for int8 calibration, made from real face photos.
+
+The detector is calibrated on whole frames (the photo padded as the evaluation pads it,
+and the same face placed small in a 640x480 frame, as a door camera sees it). The
+embedders are calibrated on faces aligned by the product's own pipeline, so the int8
+ranges are measured on exactly what the device will feed them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from appliance.detect import FaceDetector, letterbox
+from appliance.embed import EmbedderSpec
+from appliance.align import align, template
+from appliance.imageio import read_image
+
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
+
+
+def list_images(root: Path, listing: Path | None) -> list[Path]:
+    """The calibration photos: those named in `listing` (relative to root), else all."""
+    if listing is not None:
+        names = [ln.strip() for ln in listing.read_text().splitlines()]
+        return [root / n for n in names if n and not n.startswith("#")]
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+
+
+def digest(paths: list[Path], root: Path) -> str:
+    """sha256 over the relative names and bytes: changes if any photo or the set changes."""
+    h = hashlib.sha256()
+    for p in paths:
+        h.update(str(p.relative_to(root)).encode() + b"\0")
+        h.update(hashlib.sha256(p.read_bytes()).digest())
+    return h.hexdigest()
+
+
+def detector_frames(paths: list[Path], pad: int = 50, seed: int = 0) -> Iterator[np.ndarray]:
+    """Uint8 RGB frames: each photo padded, and its face small in a 640x480 frame."""
+    rng = np.random.default_rng(seed)
+    for p in paths:
+        img = read_image(p)
+        yield cv2.copyMakeBorder(img, pad, pad, pad, pad, cv2.BORDER_CONSTANT)
+        frame = cv2.GaussianBlur(cv2.resize(img, (640, 480)), (0, 0), 12)
+        side = int(rng.integers(90, 300))
+        small = cv2.resize(img, (side, side * img.shape[0] // img.shape[1]))
+        y = int(rng.integers(0, 480 - small.shape[0]))
+        x = int(rng.integers(0, 640 - small.shape[1]))
+        frame[y : y + small.shape[0], x : x + small.shape[1]] = small
+        yield frame
+
+
+def detector_inputs(paths: list[Path]) -> Iterator[np.ndarray]:
+    for frame in detector_frames(paths):
+        x, _ = letterbox(frame, FaceDetector.INPUT_SIZE)
+        yield (x.astype(np.float32) / 127.5 - 1.0)[None]
+
+
+def aligned_faces(paths: list[Path], detector: FaceDetector, size: int, zoom: float,
+                  shift_y: float, pad: int = 50) -> list[np.ndarray]:
+    """The largest face of each photo, aligned as the device aligns it; photos without
+    a face are skipped."""
+    tmpl = template(size, zoom, shift_y)
+    out = []
+    for p in paths:
+        img = cv2.copyMakeBorder(read_image(p), pad, pad, pad, pad, cv2.BORDER_CONSTANT)
+        dets = detector.detect(img)
+        if not dets:
+            continue
+        d = max(dets, key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))
+        out.append(align(img, d.keypoints, tmpl, size))
+    return out
+
+
+def embedder_inputs(faces: list[np.ndarray], spec: EmbedderSpec) -> Iterator[np.ndarray]:
+    """Normalised float batches of one, as the float graph takes them."""
+    for f in faces:
+        x = f.astype(np.float32)
+        if spec.standardize:
+            x = (x - x.mean()) / max(float(x.std()), 1.0 / np.sqrt(x.size))
+        else:
+            x = (x - spec.mean) / spec.std
+        yield x[None]
+
+
+def lfw_fold_identities(pairs: Path) -> dict[int, set[str]]:
+    """Identities in each View-2 fold of pairs.txt (the folds are identity-disjoint)."""
+    lines = pairs.read_text().split("\n")
+    n_folds, n = map(int, lines[0].split())
+    folds: dict[int, set[str]] = {}
+    i = 1
+    for f in range(1, n_folds + 1):
+        ids: set[str] = set()
+        for _ in range(2 * n):
+            parts = lines[i].split()
+            i += 1
+            ids.update([parts[0]] if len(parts) == 3 else [parts[0], parts[2]])
+        folds[f] = ids
+    return folds
+
+
+def lfw_fold_list(lfw: Path, folds: range, count: int) -> list[str]:
+    """`count` image names of identities in `folds`, the first by sha256 of the name."""
+    by_fold = lfw_fold_identities(lfw / "pairs.txt")
+    ids = set().union(*(by_fold[f] for f in folds))
+    names = [p.name for p in (lfw / "images").glob("*.jpg") if p.stem.rsplit("_", 1)[0] in ids]
+    names.sort(key=lambda x: hashlib.sha256(x.encode()).hexdigest())
+    return sorted(names[:count])

@@ -1,0 +1,240 @@
+"""Re-trace a float TFLite graph as a TensorFlow function.
+
+Why: the source models are old float TFLite files (fp16 weights behind DEQUANTIZE ops,
+standalone RELU ops, PReLU spelt as RELU/ABS/SUB/MUL/ADD). Quantising those files as they
+are gives int8 graphs that XNNPACK splits into many partitions. Re-tracing them op by op
+into a `tf.function` lets the stock TFLiteConverter fold the fp16 constants, fuse every
+activation into the op before it, turn the PReLU pattern into one PRELU op, and give the
+batch dimension back (MobileFaceNet ships with a fixed batch of 2).
+
+Only the ops these models use are supported; anything else raises, so a new model never
+converts silently wrong.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import tensorflow as tf
+from tensorflow.lite.python import schema_py_generated as schema
+from tensorflow.lite.tools import flatbuffer_utils
+
+_OP_NAMES = {v: k for k, v in vars(schema.BuiltinOperator).items() if not k.startswith("_")}
+_TYPES = {
+    schema.TensorType.FLOAT32: np.float32,
+    schema.TensorType.FLOAT16: np.float16,
+    schema.TensorType.INT32: np.int32,
+    schema.TensorType.INT64: np.int64,
+    schema.TensorType.INT8: np.int8,
+    schema.TensorType.UINT8: np.uint8,
+}
+
+
+@dataclass
+class Op:
+    index: int
+    name: str
+    inputs: list[int]
+    outputs: list[int]
+    options: Any
+
+
+class TfliteGraph:
+    """A parsed float TFLite subgraph with its constants as numpy arrays."""
+
+    def __init__(self, path: str) -> None:
+        model = flatbuffer_utils.read_model(path)
+        self.graph = model.subgraphs[0]
+        self.buffers = model.buffers
+        self.ops: list[Op] = []
+        for i, op in enumerate(self.graph.operators):
+            code = model.operatorCodes[op.opcodeIndex]
+            # Old files keep the opcode in deprecatedBuiltinCode; newer ones in builtinCode.
+            builtin = max(code.builtinCode, code.deprecatedBuiltinCode)
+            self.ops.append(
+                Op(i, _OP_NAMES[builtin], list(op.inputs), list(op.outputs), op.builtinOptions)
+            )
+        # fp16 weights reach their op through a DEQUANTIZE; remember where each came from.
+        self.dequantized = {
+            op.outputs[0]: op.inputs[0] for op in self.ops if op.name == "DEQUANTIZE"
+        }
+        self.inputs = list(self.graph.inputs)
+        self.outputs = list(self.graph.outputs)
+        self.consumers: dict[int, list[Op]] = {}
+        for op in self.ops:
+            for t in op.inputs:
+                self.consumers.setdefault(t, []).append(op)
+
+    def name(self, t: int) -> str:
+        return self.graph.tensors[t].name.decode()
+
+    def shape(self, t: int) -> list[int]:
+        return [int(d) for d in self.graph.tensors[t].shape]
+
+    def constant(self, t: int) -> np.ndarray | None:
+        t = self.dequantized.get(t, t)
+        tensor = self.graph.tensors[t]
+        data = self.buffers[tensor.buffer].data
+        if data is None or len(data) == 0:
+            return None
+        arr = np.frombuffer(bytes(bytearray(data)), dtype=_TYPES[tensor.type])
+        return arr.reshape(self.shape(t)) if tensor.shape is not None else arr
+
+
+def _tf_name(name: str) -> str:
+    """A TF op name from a TFLite tensor name (TF allows fewer characters)."""
+    return "".join(c if c.isalnum() or c in "_." else "_" for c in name) or "t"
+
+
+def _activation(x: tf.Tensor, code: int) -> tf.Tensor:
+    if code == schema.ActivationFunctionType.NONE:
+        return x
+    if code == schema.ActivationFunctionType.RELU:
+        return tf.nn.relu(x)
+    if code == schema.ActivationFunctionType.RELU6:
+        return tf.nn.relu6(x)
+    raise NotImplementedError(f"fused activation {code}")
+
+
+def _padding(code: int) -> str:
+    return "SAME" if code == schema.Padding.SAME else "VALID"
+
+
+class Retracer:
+    """Executes a TfliteGraph with TF ops; call inside a tf.function."""
+
+    def __init__(self, graph: TfliteGraph) -> None:
+        self.g = graph
+        self.skip: set[int] = set()
+        self.prelu: dict[int, tuple[int, np.ndarray]] = {}  # ADD op index -> (x, alpha)
+        self._find_prelu()
+
+    def _find_prelu(self) -> None:
+        """Spot relu(x) + c*(x - |x|), which is PReLU with alpha = 2c."""
+        g = self.g
+        producer = {t: op for op in g.ops for t in op.outputs}
+        for op in g.ops:
+            if op.name != "ADD":
+                continue
+            a, b = (producer.get(t) for t in op.inputs)
+            if a is None or b is None:
+                continue
+            relu, mul = (a, b) if a.name == "RELU" else (b, a)
+            if relu.name != "RELU" or mul.name != "MUL":
+                continue
+            x = relu.inputs[0]
+            const = [g.constant(t) for t in mul.inputs]
+            sub = [producer.get(t) for t in mul.inputs]
+            c = next((v for v in const if v is not None), None)
+            s = next((p for p in sub if p is not None and p.name == "SUB"), None)
+            if c is None or s is None or s.inputs[0] != x:
+                continue
+            ab = producer.get(s.inputs[1])
+            if ab is None or ab.name != "ABS" or ab.inputs[0] != x:
+                continue
+            self.prelu[op.index] = (x, 2.0 * c.astype(np.float32))
+            self.skip.update({relu.index, mul.index, s.index, ab.index})
+
+    def const(self, t: int) -> np.ndarray:
+        v = self.g.constant(t)
+        if v is None:
+            raise ValueError(f"tensor {self.g.name(t)} is not a constant")
+        return v.astype(np.float32) if v.dtype == np.float16 else v
+
+    def __call__(self, inputs: list[tf.Tensor]) -> list[tf.Tensor]:
+        g = self.g
+        env: dict[int, Any] = dict(zip(g.inputs, inputs, strict=True))
+
+        def val(t: int) -> Any:
+            if t in env:
+                return env[t]
+            return tf.constant(self.const(t))
+
+        for op in g.ops:
+            if op.index in self.skip:
+                continue
+            o = op.options
+            ins = op.inputs
+            if op.index in self.prelu:
+                x, alpha = self.prelu[op.index]
+                xv = env[x]
+                # Keras PReLU's own formula; the converter legalises it to one PRELU op.
+                out = tf.nn.relu(xv) + tf.constant(-alpha) * tf.nn.relu(-xv)
+            elif op.name == "DEQUANTIZE":
+                continue  # folded: consumers read the constant through `g.dequantized`
+            elif op.name == "CONV_2D":
+                w = self.const(ins[1]).transpose(1, 2, 3, 0)  # OHWI -> HWIO
+                y = tf.nn.conv2d(
+                    val(ins[0]),
+                    w,
+                    strides=[1, o.strideH, o.strideW, 1],
+                    padding=_padding(o.padding),
+                    dilations=[1, o.dilationHFactor, o.dilationWFactor, 1],
+                )
+                if len(ins) > 2 and ins[2] >= 0:
+                    y = tf.nn.bias_add(y, self.const(ins[2]))
+                out = _activation(y, o.fusedActivationFunction)
+            elif op.name == "DEPTHWISE_CONV_2D":
+                w = self.const(ins[1])  # 1,H,W,C*M
+                cin = g.shape(ins[0])[-1]
+                m = w.shape[-1] // cin
+                w = w.reshape(w.shape[1], w.shape[2], cin, m)
+                y = tf.nn.depthwise_conv2d(
+                    val(ins[0]),
+                    w,
+                    strides=[1, o.strideH, o.strideW, 1],
+                    padding=_padding(o.padding),
+                    dilations=[o.dilationHFactor, o.dilationWFactor],
+                )
+                if len(ins) > 2 and ins[2] >= 0:
+                    y = tf.nn.bias_add(y, self.const(ins[2]))
+                out = _activation(y, o.fusedActivationFunction)
+            elif op.name in ("ADD", "SUB", "MUL"):
+                fn = {"ADD": tf.add, "SUB": tf.subtract, "MUL": tf.multiply}[op.name]
+                out = _activation(fn(val(ins[0]), val(ins[1])), o.fusedActivationFunction)
+            elif op.name == "RELU":
+                out = tf.nn.relu(val(ins[0]))
+            elif op.name == "ABS":
+                out = tf.abs(val(ins[0]))
+            elif op.name == "PAD":
+                out = tf.pad(val(ins[0]), self.const(ins[1]))
+            elif op.name == "MAX_POOL_2D":
+                out = tf.nn.max_pool2d(
+                    val(ins[0]),
+                    ksize=[o.filterHeight, o.filterWidth],
+                    strides=[o.strideH, o.strideW],
+                    padding=_padding(o.padding),
+                )
+                out = _activation(out, o.fusedActivationFunction)
+            elif op.name == "RESIZE_BILINEAR":
+                size = self.const(ins[1])
+                out = tf.raw_ops.ResizeBilinear(
+                    images=val(ins[0]),
+                    size=size,
+                    align_corners=bool(o.alignCorners),
+                    half_pixel_centers=bool(o.halfPixelCenters),
+                )
+            elif op.name == "RESHAPE":
+                shape = g.shape(op.outputs[0])
+                out = tf.reshape(val(ins[0]), [-1, *shape[1:]])  # batch stays free
+            else:
+                raise NotImplementedError(f"op {op.name} ({g.name(op.outputs[0])})")
+            env[op.outputs[0]] = tf.identity(out, name=_tf_name(g.name(op.outputs[0])))
+        return [env[t] for t in g.outputs]
+
+
+def as_function(path: str) -> tuple[tf.types.experimental.ConcreteFunction, list[str]]:
+    """A concrete function with a free batch dimension; returns it and the output names."""
+    graph = TfliteGraph(path)
+    retracer = Retracer(graph)
+    (inp,) = graph.inputs
+    spec = tf.TensorSpec([None, *graph.shape(inp)[1:]], tf.float32, name="input")
+    names = [graph.name(t) for t in graph.outputs]
+
+    @tf.function(input_signature=[spec], autograph=False)
+    def fn(x: tf.Tensor) -> dict[str, tf.Tensor]:
+        return dict(zip(names, retracer([x]), strict=True))
+
+    return fn.get_concrete_function(), names
