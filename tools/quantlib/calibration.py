@@ -15,9 +15,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from appliance.align import align, template
 from appliance.detect import FaceDetector, letterbox
 from appliance.embed import EmbedderSpec
-from appliance.align import align, template
 from appliance.imageio import read_image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}

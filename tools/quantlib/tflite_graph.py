@@ -102,6 +102,22 @@ def _padding(code: int) -> str:
     return "SAME" if code == schema.Padding.SAME else "VALID"
 
 
+def tf_prelu(x: tf.Tensor, alpha: np.ndarray) -> tf.Tensor:
+    """PReLU from ops XNNPACK runs in int8: MUL (with fused RELU) and ADD.
+
+    TFLite's PRELU op, NEG, MINIMUM and a standalone int8 RELU are all refused by
+    XNNPACK in int8, which then splits the graph at every PReLU (34 partitions for
+    MobileFaceNet). With c = |1 - a| and s = sign(1 - a):
+        prelu(x) = a*x + s * relu(c*x)
+    (for x >= 0: a*x + (1-a)*x = x; for x < 0: a*x). The RELU fuses into the MUL by c.
+    MobileFaceNet's slopes run from -9.4 to 8.9, so the sign matters.
+    """
+    c = np.abs(1.0 - alpha).astype(np.float32)
+    sgn = np.sign(1.0 - alpha).astype(np.float32)
+    sgn[sgn == 0] = 1.0
+    return x * tf.constant(alpha) + tf.nn.relu(x * tf.constant(c)) * tf.constant(sgn)
+
+
 class Retracer:
     """Executes a TfliteGraph with TF ops; call inside a tf.function."""
 
@@ -159,9 +175,7 @@ class Retracer:
             ins = op.inputs
             if op.index in self.prelu:
                 x, alpha = self.prelu[op.index]
-                xv = env[x]
-                # Keras PReLU's own formula; the converter legalises it to one PRELU op.
-                out = tf.nn.relu(xv) + tf.constant(-alpha) * tf.nn.relu(-xv)
+                out = tf_prelu(env[x], alpha)
             elif op.name == "DEQUANTIZE":
                 continue  # folded: consumers read the constant through `g.dequantized`
             elif op.name == "CONV_2D":

@@ -1,0 +1,77 @@
+# Two commands matter: `make run` and `make test`. Each builds what it needs from
+# nothing on Debian / Raspberry Pi OS with python3, make and apt.
+PYTHON ?= python3
+VENV := .venv
+QVENV := .venv-quant
+SHARED := ../shared/data
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+CALIB := --calibration $(SHARED)/lfw/images \
+	--calibration-list models/calibration/lfw_folds1-5.txt \
+	--agreement-list models/calibration/lfw_folds6-10.txt
+
+.PHONY: run test lint models quantize-check eval check-wheels assets clean
+
+# python3 -m venv needs Debian's python3-venv (ensurepip); install it when missing.
+define ensure_venv_support
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { \
+	  echo "installing python3-venv with apt"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq python3-venv; }
+endef
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	$(ensure_venv_support)
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check --no-deps -e .
+	touch $@
+
+$(VENV)/.dev: $(VENV)/.installed requirements-dev.txt
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+assets: $(VENV)/.installed
+	$(VENV)/bin/python -m appliance.assets >/dev/null
+
+run: $(VENV)/.installed assets
+	$(VENV)/bin/appliance -c config.yaml run
+
+test: $(VENV)/.dev assets
+	$(VENV)/bin/ruff check appliance tools tests
+	$(VENV)/bin/python -m pytest -q
+
+lint: $(VENV)/.dev
+	$(VENV)/bin/ruff check appliance tools tests
+	$(VENV)/bin/ruff format --check appliance tools tests
+
+# Workstation only: TensorFlow lives in its own venv, never in the device's.
+$(QVENV)/.installed: requirements-quantize.txt
+	$(ensure_venv_support)
+	$(PYTHON) -m venv $(QVENV)
+	$(QVENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-quantize.txt
+	touch $@
+
+models: $(QVENV)/.installed
+	$(QVENV)/bin/python tools/quantize.py $(CALIB)
+
+# CI: regenerate the models from their sources and compare with the committed ones.
+QUANTIZE_CHECK_MODELS ?= detector,facenet,mobilefacenet
+quantize-check: $(QVENV)/.installed
+	$(QVENV)/bin/python tools/quantize.py $(CALIB) --check --models $(QUANTIZE_CHECK_MODELS)
+
+eval: $(VENV)/.installed
+	$(VENV)/bin/python tools/evaluate.py lfw --data $(SHARED)/lfw --json build/eval/lfw_facenet.json
+	$(VENV)/bin/python tools/evaluate.py detection --data $(SHARED)/detection --json build/eval/detection.json
+
+# Fails if a pinned runtime dependency has no aarch64 wheel for CPython 3.11 or 3.13.
+check-wheels:
+	@for py in 311 313; do \
+	  d=$$(mktemp -d); \
+	  $(PYTHON) -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
+	    --platform manylinux_2_27_aarch64 --platform manylinux_2_17_aarch64 \
+	    --platform manylinux2014_aarch64 --python-version $$py --implementation cp \
+	    -d $$d -r requirements.txt || exit 1; \
+	  echo "cp$$py aarch64: $$(ls $$d | tr '\n' ' ')"; rm -rf $$d; \
+	done
+
+clean:
+	rm -rf $(VENV) build .pytest_cache .ruff_cache

@@ -1,0 +1,93 @@
+"""Bad input is refused with a reason; config errors name key and line; the CLI works."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from appliance.cli import main
+from appliance.config import ConfigError, parse
+from appliance.imageio import ImageError, decode_image
+
+
+def _png(h, w):
+    return cv2.imencode(".png", np.zeros((h, w, 3), np.uint8))[1].tobytes()
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "empty"),
+        (b"GIF89a....", "not a JPEG or PNG"),
+        (b"\xff\xd8\xff\xe0\x00\x10JFIF", "truncated JPEG"),
+    ],
+)
+def test_bad_bytes_refused(data, reason):
+    with pytest.raises(ImageError, match=reason):
+        decode_image(data)
+
+
+def test_decompression_bomb_refused_before_decode():
+    bomb = cv2.imencode(".png", np.zeros((20000, 20000), np.uint8))[1].tobytes()
+    with pytest.raises(ImageError, match="20000x20000"):
+        decode_image(bomb)
+
+
+def test_truncated_png_refused():
+    data = _png(64, 64)
+    with pytest.raises(ImageError):
+        decode_image(data[: len(data) // 2])
+
+
+def test_good_png_decodes_to_rgb():
+    img = np.zeros((10, 12, 3), np.uint8)
+    img[..., 2] = 255  # red in BGR
+    out = decode_image(cv2.imencode(".png", img)[1].tobytes())
+    assert out.shape == (10, 12, 3) and out[0, 0].tolist() == [255, 0, 0]
+
+
+def test_config_errors_name_key_and_line():
+    text = "camera:\n  source: demo\nmodels:\n  threads: many\n  embeder: facenet\nextra: 1\n"
+    with pytest.raises(ConfigError) as err:
+        parse(text)
+    msgs = "\n".join(err.value.problems)
+    assert "line 4: 'models.threads': expected a int" in msgs
+    assert "line 5: 'models.embeder': unknown key" in msgs
+    assert "line 6: unknown key 'extra'" in msgs
+
+
+def test_config_yaml_of_the_repo_is_valid(capsys):
+    assert main(["validate-config", "config.yaml"]) == 0
+
+
+def test_validate_config_fails_with_exit_2(tmp_path, capsys):
+    bad = tmp_path / "c.yaml"
+    bad.write_text("detector:\n  score_threshold: 2\n")
+    assert main(["validate-config", str(bad)]) == 2
+    assert "line 2: 'detector.score_threshold': 2.0 is outside" in capsys.readouterr().err
+
+
+def test_cli_detect_and_verify(tmp_path, capsys, astronaut):
+    p = tmp_path / "a.png"
+    cv2.imwrite(str(p), cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR))
+    assert main(["detect", str(p)]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert len(out[0]["faces"]) == 1
+    assert main(["verify", str(p), str(p)]) == 0
+    v = json.loads(capsys.readouterr().out)
+    assert v["verdict"] == "same person" and v["cosine"] > 0.99
+
+
+def test_cli_refuses_a_corrupt_image(tmp_path, capsys):
+    p = tmp_path / "broken.jpg"
+    p.write_bytes(b"\xff\xd8\xff\xe0garbage")
+    assert main(["detect", str(p)]) == 1
+    assert "broken.jpg" in capsys.readouterr().err
+
+
+def test_run_on_demo_recognises_the_known_person_and_rejects_the_stranger(capsys):
+    assert main(["run", "--source", "demo", "--frames", "120"]) == 0
+    out = capsys.readouterr().out
+    assert "astronaut (cosine" in out
+    assert "unknown (cosine" in out

@@ -1,0 +1,84 @@
+"""The real int8 models on real photos: registry-shipped ones always, ../shared when present."""
+
+import numpy as np
+import pytest
+
+from appliance.imageio import read_image
+
+
+def test_astronaut_one_face_in_the_right_place(pipeline, astronaut):
+    faces = pipeline.faces(astronaut)
+    assert len(faces) == 1
+    x1, y1, x2, y2 = faces[0].box
+    # Eileen Collins' face in scikit-image's 512x512 astronaut.png.
+    assert 160 < x1 < 200 and 55 < y1 < 95 and 260 < x2 < 300 and 160 < y2 < 200
+    q = faces[0].quality
+    assert q.score > 0.8 and q.eye_distance > 30 and q.frontal > 0.5
+    assert faces[0].embedding.shape == (128,)
+    assert np.isclose(np.linalg.norm(faces[0].embedding), 1.0, atol=1e-5)
+
+
+def test_group_photo_finds_several_faces_and_they_differ(pipeline, group):
+    faces = pipeline.faces(group)
+    assert len(faces) >= 5
+    embs = np.stack([f.embedding for f in faces])
+    sims = embs @ embs.T
+    off = sims[~np.eye(len(faces), dtype=bool)]
+    assert off.max() < 0.6  # different people stay below the default threshold
+
+
+def test_same_person_above_threshold_after_a_shift_and_scale(pipeline, astronaut):
+    import cv2
+
+    a = pipeline.faces(astronaut)[0].embedding
+    moved = cv2.resize(astronaut[40:, 30:], None, fx=0.7, fy=0.7)
+    b = pipeline.faces(moved)[0].embedding
+    assert float(a @ b) > 0.8
+
+
+def test_batch_embedding_equals_one_by_one(pipeline, group):
+    faces = pipeline.faces(group)
+    crops = np.stack([f.aligned for f in faces])
+    batch = pipeline.embedder.embed(crops)
+    single = np.concatenate([pipeline.embedder.embed(c[None]) for c in crops])
+    assert np.allclose(batch, single, atol=1e-5)
+
+
+def test_no_face_on_dogs(pipeline, shared):
+    assert pipeline.faces(read_image(shared / "detection" / "dogs.jpg")) == []
+
+
+def test_lfw_same_and_different_people(pipeline, shared):
+    import cv2
+
+    def emb(name):
+        img = cv2.copyMakeBorder(read_image(shared / "lfw" / "images" / name), 50, 50, 50, 50,
+                                 cv2.BORDER_CONSTANT)
+        faces = pipeline.faces(img)
+        assert len(faces) == 1
+        return faces[0].embedding
+
+    a1, a2 = emb("Colin_Powell_0001.jpg"), emb("Colin_Powell_0002.jpg")
+    b = emb("George_W_Bush_0001.jpg")
+    assert float(a1 @ a2) > 0.6
+    assert float(a1 @ b) < 0.6
+
+
+def test_scene_photos_find_the_people(pipeline, shared):
+    faces = pipeline.faces(read_image(shared / "scenes" / "examples" / "two_people.jpg"))
+    assert len(faces) == 2
+    obama = pipeline.faces(read_image(shared / "scenes" / "examples" / "obama.jpg"))[0]
+    obama2 = pipeline.faces(read_image(shared / "scenes" / "examples" / "obama2.jpg"))[0]
+    biden = pipeline.faces(read_image(shared / "scenes" / "examples" / "biden.jpg"))[0]
+    assert float(obama.embedding @ obama2.embedding) > 0.6
+    assert float(obama.embedding @ biden.embedding) < 0.6
+
+
+@pytest.mark.parametrize("name", ["mobilefacenet"])
+def test_second_embedder_loads_and_embeds(name, astronaut):
+    from appliance.pipeline import FacePipeline
+
+    pipe = FacePipeline.load(embedder=name)
+    f = pipe.faces(astronaut)[0]
+    assert f.embedding.shape == (192,)
+    assert np.isclose(np.linalg.norm(f.embedding), 1.0, atol=1e-5)

@@ -1,0 +1,235 @@
+#!/usr/bin/env python3
+"""Accuracy on real photos with the standard protocols, through the product's own pipeline.
+
+    tools/evaluate.py lfw --data ../shared/data/lfw [--embedder NAME] [--float] [--flip] --json OUT
+    tools/evaluate.py detection --data ../shared/data/detection [--float] --json OUT
+
+lfw: LFW View-2, all 6,000 pairs in 10 folds; each fold's threshold is chosen on the
+other nine. Each 150x150 crop is padded to 250x250 (black), detected, aligned and
+embedded exactly as the device does. A crop where no face is found is aligned as if the
+face filled the crop (the LFW crops are centred faces), and counted.
+
+detection: recall and precision at IoU >= 0.5 against dlib's hand-drawn boxes in
+testing.xml and training.xml (the quantiser does not calibrate on these).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+
+from appliance.align import ARCFACE_112, align  # noqa: E402
+from appliance.detect import Detection, iou  # noqa: E402
+from appliance.imageio import read_image  # noqa: E402
+from appliance.pipeline import DEFAULT_EMBEDDER, MODELS_DIR, FacePipeline  # noqa: E402
+
+FLOAT_DIR = ROOT / "build" / "float-models"
+PAD = 50
+
+
+def read_pairs(path: Path) -> tuple[list[tuple[str, str, bool]], int, int]:
+    lines = path.read_text().split("\n")
+    n_folds, n = map(int, lines[0].split())
+    pairs = []
+    for line in lines[1 : 1 + n_folds * 2 * n]:
+        p = line.split()
+        if len(p) == 3:
+            pairs.append((f"{p[0]}_{int(p[1]):04d}.jpg", f"{p[0]}_{int(p[2]):04d}.jpg", True))
+        else:
+            pairs.append((f"{p[0]}_{int(p[1]):04d}.jpg", f"{p[2]}_{int(p[3]):04d}.jpg", False))
+    return pairs, n_folds, 2 * n
+
+
+def fallback_detection(size: int) -> Detection:
+    """A face filling the unpadded crop: the 112 template scaled onto it, for misses."""
+    crop = size - 2 * PAD
+    kps = np.zeros((6, 2), np.float32)
+    pts = ARCFACE_112 * (crop / 112.0) + PAD
+    kps[[0, 1, 2, 3]] = pts
+    return Detection(np.array([PAD, PAD, PAD + crop, PAD + crop], np.float32), kps, 0.0)
+
+
+def embed_lfw(pipe: FacePipeline, images: list[Path]) -> tuple[np.ndarray, int]:
+    """Embeddings for each image (the face nearest the centre), and the count of misses."""
+    emb = pipe.embedder
+    crops = []
+    misses = 0
+    for p in images:
+        img = cv2.copyMakeBorder(read_image(p), PAD, PAD, PAD, PAD, cv2.BORDER_CONSTANT)
+        dets = pipe.detector.detect(img)
+        if dets:
+            c = np.array(img.shape[1::-1], np.float32) / 2
+            d = min(dets, key=lambda d: float(np.linalg.norm((d.box[:2] + d.box[2:]) / 2 - c)))
+        else:
+            misses += 1
+            d = fallback_detection(img.shape[0])
+        crops.append(align(img, d.keypoints, emb.template, emb.spec.size))
+    vecs = [emb.embed(np.stack(crops[i : i + 32])) for i in range(0, len(crops), 32)]
+    return np.concatenate(vecs), misses
+
+
+def best_threshold(scores: np.ndarray, same: np.ndarray) -> float:
+    """The threshold with the highest accuracy on these pairs (midpoints between scores)."""
+    s = np.sort(np.unique(scores))
+    cands = np.concatenate([[s[0] - 1e-6], (s[:-1] + s[1:]) / 2, [s[-1] + 1e-6]])
+    acc = [((scores >= t) == same).mean() for t in cands]
+    return float(cands[int(np.argmax(acc))])
+
+
+def tar_at_far(scores: np.ndarray, same: np.ndarray, far: float) -> tuple[float, float]:
+    neg = np.sort(scores[~same])[::-1]
+    k = int(np.floor(far * len(neg)))  # false accepts allowed
+    thr = neg[k] + 1e-7 if k < len(neg) else neg[-1]
+    return float((scores[same] >= thr).mean()), float(thr)
+
+
+def eer(scores: np.ndarray, same: np.ndarray) -> float:
+    ts = np.sort(np.unique(scores))
+    frr = np.array([(scores[same] < t).mean() for t in ts])
+    far = np.array([(scores[~same] >= t).mean() for t in ts])
+    i = int(np.argmin(np.abs(frr - far)))
+    return float((frr[i] + far[i]) / 2)
+
+
+def run_lfw(args: argparse.Namespace) -> dict[str, Any]:
+    pipe = FacePipeline.load(
+        embedder=args.embedder, threads=args.threads, flip=args.flip,
+        float_models_dir=FLOAT_DIR if args.float else None)
+    pairs, n_folds, per_fold = read_pairs(args.data / "pairs.txt")
+    names = sorted({a for a, _, _ in pairs} | {b for _, b, _ in pairs})
+    t0 = time.perf_counter()
+    vecs, misses = embed_lfw(pipe, [args.data / "images" / n for n in names])
+    index = {n: i for i, n in enumerate(names)}
+    a = vecs[[index[p[0]] for p in pairs]]
+    b = vecs[[index[p[1]] for p in pairs]]
+    scores = (a * b).sum(1)
+    elapsed = time.perf_counter() - t0
+    same = np.array([p[2] for p in pairs])
+    fold = np.repeat(np.arange(n_folds), per_fold)
+    accs, thrs = [], []
+    for k in range(n_folds):
+        t = best_threshold(scores[fold != k], same[fold != k])
+        accs.append(((scores[fold == k] >= t) == same[fold == k]).mean())
+        thrs.append(t)
+    tar, tar_thr = tar_at_far(scores, same, 1e-3)
+    return {
+        "protocol": "LFW View-2 pairs (150x150 crops padded to 250x250), 10-fold",
+        "embedder": args.embedder,
+        "precision": "float" if args.float else "int8",
+        "flip": args.flip,
+        "pairs": len(pairs),
+        "images": len(names),
+        "accuracy_mean": round(100 * float(np.mean(accs)), 2),
+        "accuracy_std": round(100 * float(np.std(accs)), 2),
+        "fold_accuracies": [round(100 * float(x), 2) for x in accs],
+        "tar_at_far_1e-3": round(100 * tar, 2),
+        "threshold_at_far_1e-3": round(tar_thr, 4),
+        "eer": round(100 * eer(scores, same), 2),
+        "threshold": round(float(np.mean(thrs)), 4),
+        "detection_failures": misses,
+        "detection_failure_handling": "aligned as if the face filled the 150x150 crop",
+        "pairs_per_s": round(len(pairs) / elapsed, 1),
+        "images_per_s": round(len(names) / elapsed, 1),
+        "threads": args.threads,
+    }
+
+
+def read_boxes(xml: Path) -> dict[str, np.ndarray]:
+    out = {}
+    for img in ET.parse(xml).getroot().iter("image"):
+        boxes = [[int(b.get("left")), int(b.get("top")),
+                  int(b.get("left")) + int(b.get("width")),
+                  int(b.get("top")) + int(b.get("height"))]
+                 for b in img.iter("box") if b.get("ignore") != "1"]
+        out[img.get("file")] = np.array(boxes, np.float32).reshape(-1, 4)
+    return out
+
+
+def match(gt: np.ndarray, dets: list[Detection], thr: float = 0.5) -> int:
+    """Greedy one-to-one matching by detector score; returns matched count."""
+    used: set[int] = set()
+    hits = 0
+    for d in sorted(dets, key=lambda d: -d.score):
+        if len(gt) == 0:
+            break
+        m = iou(d.box, gt)
+        for j in np.argsort(-m):
+            if m[j] < thr:
+                break
+            if int(j) not in used:
+                used.add(int(j))
+                hits += 1
+                break
+    return hits
+
+
+def run_detection(args: argparse.Namespace) -> dict[str, Any]:
+    pipe = FacePipeline.load(threads=args.threads, embedder=args.embedder,
+                             float_models_dir=FLOAT_DIR if args.float else None)
+    result: dict[str, Any] = {"precision_of_model": "float" if args.float else "int8",
+                              "iou": 0.5, "score_threshold": pipe.detector.score_threshold,
+                              "sets": {}}
+    tot_gt = tot_det = tot_hit = 0
+    for name in ("testing.xml", "training.xml"):
+        gt_all = read_boxes(args.data / name)
+        n_gt = n_det = n_hit = 0
+        for file, gt in gt_all.items():
+            dets = pipe.detector.detect(read_image(args.data / file))
+            n_gt += len(gt)
+            n_det += len(dets)
+            n_hit += match(gt, dets)
+        result["sets"][name] = {"images": len(gt_all), "faces": n_gt, "detections": n_det,
+                                "recall": round(100 * n_hit / max(n_gt, 1), 2),
+                                "precision": round(100 * n_hit / max(n_det, 1), 2)}
+        tot_gt, tot_det, tot_hit = tot_gt + n_gt, tot_det + n_det, tot_hit + n_hit
+    dogs = args.data / "dogs.jpg"
+    if dogs.exists():
+        result["false_positives_on_dogs_jpg"] = len(pipe.detector.detect(read_image(dogs)))
+    result["recall"] = round(100 * tot_hit / max(tot_gt, 1), 2)
+    result["precision"] = round(100 * tot_hit / max(tot_det, 1), 2)
+    return result
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    lfw = sub.add_parser("lfw", help="LFW View-2 verification")
+    lfw.add_argument("--flip", action="store_true", help="add the mirrored face's embedding")
+    det = sub.add_parser("detection", help="detector recall/precision")
+    for s in (lfw, det):
+        s.add_argument("--data", type=Path, required=True)
+        s.add_argument("--embedder", default=DEFAULT_EMBEDDER)
+        s.add_argument("--float", action="store_true",
+                       help=f"use the float models from {FLOAT_DIR.relative_to(ROOT)}")
+        s.add_argument("--threads", type=int, default=2)
+        s.add_argument("--json", type=Path, help="write the result here")
+    args = p.parse_args(argv)
+    if not args.data.exists():
+        print(f"evaluate: no data at {args.data}", file=sys.stderr)
+        return 2
+    if args.float and not FLOAT_DIR.exists():
+        print(f"evaluate: no float models in {FLOAT_DIR}; run `make models`", file=sys.stderr)
+        return 2
+    _ = MODELS_DIR
+    result = run_lfw(args) if args.cmd == "lfw" else run_detection(args)
+    text = json.dumps(result, indent=2)
+    print(text)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
