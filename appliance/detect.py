@@ -88,7 +88,7 @@ def decode(
     Coordinates are normalised to the model input. Only anchors above `threshold` are
     decoded, so the cost is proportional to candidates, not to the 2,304 anchors.
     """
-    logits = np.clip(raw_scores.reshape(-1), -LOGIT_CLIP, LOGIT_CLIP)
+    logits = np.clip(raw_scores.reshape(-1).astype(np.float64), -LOGIT_CLIP, LOGIT_CLIP)
     scores = 1.0 / (1.0 + np.exp(-logits))
     keep = np.flatnonzero(scores >= threshold)
     if keep.size == 0:
