@@ -23,6 +23,16 @@ BOXES_OUTPUT = "reshaped_regressor_face_4"
 SCORES_OUTPUT = "reshaped_classifier_face_4"
 NUM_KEYPOINTS = 6
 LOGIT_CLIP = 100.0  # MediaPipe clips raw scores before the sigmoid
+PIXEL_MEAN = PIXEL_STD = 127.5  # BlazeFace takes pixels scaled to [-1, 1]
+
+
+def normalise(img: np.ndarray) -> np.ndarray:
+    """Uint8 pixels to the float input BlazeFace was trained on.
+
+    Written as x/std - mean/std (= x/127.5 - 1 exactly): the committed int8 detector was
+    calibrated with this float rounding, and CI regenerates it byte for byte.
+    """
+    return img.astype(np.float32) / PIXEL_STD - PIXEL_MEAN / PIXEL_STD
 
 
 @dataclass(frozen=True)
@@ -72,8 +82,7 @@ def letterbox(frame: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:
     px, py = (size - nw) // 2, (size - nh) // 2
     out = np.zeros((size, size, 3), dtype=frame.dtype)
     out[py : py + nh, px : px + nw] = resized
-    # Use the exact per-axis scale actually applied, so boxes map back without drift.
-    return out, Letterbox(scale=nw / w if w >= h else nh / h, pad_x=px, pad_y=py)
+    return out, Letterbox(scale=scale, pad_x=px, pad_y=py)
 
 
 def decode(
@@ -161,15 +170,11 @@ class FaceDetector:
         self.score_threshold = score_threshold
         self.iou_threshold = iou_threshold
         self.anchors = ssd_anchors(self.GRID)
-        # BlazeFace takes pixels scaled to [-1, 1].
-        self._lut = pixel_lut(model.input_quant, model.input_dtype, mean=127.5, std=127.5)
+        self._lut = pixel_lut(model.input_quant, model.input_dtype, PIXEL_MEAN, PIXEL_STD)
 
     def prepare(self, frame: np.ndarray) -> tuple[np.ndarray, Letterbox]:
         img, lb = letterbox(frame, self.INPUT_SIZE)
-        if self._lut is not None:
-            x = cv2.LUT(img, self._lut)
-        else:
-            x = img.astype(np.float32) / 127.5 - 1.0
+        x = cv2.LUT(img, self._lut) if self._lut is not None else normalise(img)
         return x[None], lb
 
     def raw(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -50,6 +50,18 @@ class EmbedderSpec:
         )
 
 
+def normalise(crops: np.ndarray, spec: EmbedderSpec) -> np.ndarray:
+    """(N, S, S, 3) uint8 crops -> the float input the embedder was trained on."""
+    x = crops.astype(np.float32)
+    if spec.standardize:
+        axes = (1, 2, 3)
+        mean = x.mean(axis=axes, keepdims=True)
+        floor = np.float32(1.0 / np.sqrt(x[0].size))  # guards a flat (constant) crop
+        std = np.maximum(x.std(axis=axes, keepdims=True), floor)
+        return ((x - mean) / std).astype(np.float32)
+    return ((x - spec.mean) / spec.std).astype(np.float32)
+
+
 class Embedder:
     """Aligns faces and embeds them in one batch per frame."""
 
@@ -73,15 +85,7 @@ class Embedder:
     def _prepare(self, crops: np.ndarray) -> np.ndarray:
         if self._lut is not None:
             return cv2.LUT(crops.reshape(-1, self.spec.size * 3), self._lut).reshape(crops.shape)
-        x = crops.astype(np.float32)
-        if self.spec.standardize:
-            axes = (1, 2, 3)
-            mean = x.mean(axis=axes, keepdims=True)
-            floor = np.float32(1.0 / np.sqrt(x[0].size))  # guards a flat (constant) crop
-            std = np.maximum(x.std(axis=axes, keepdims=True), floor)
-            x = ((x - mean) / std).astype(np.float32)
-        else:
-            x = ((x - self.spec.mean) / self.spec.std).astype(np.float32)
+        x = normalise(crops, self.spec)
         q = self.model.input_quant
         if not q.is_int8:
             return x

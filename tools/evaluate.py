@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 from appliance.align import ARCFACE_112, align  # noqa: E402
 from appliance.detect import Detection, iou  # noqa: E402
 from appliance.imageio import read_image  # noqa: E402
-from appliance.pipeline import DEFAULT_EMBEDDER, MODELS_DIR, FacePipeline  # noqa: E402
+from appliance.pipeline import DEFAULT_EMBEDDER, FacePipeline  # noqa: E402
 
 FLOAT_DIR = ROOT / "build" / "float-models"
 PAD = 50
@@ -221,7 +221,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.float and not FLOAT_DIR.exists():
         print(f"evaluate: no float models in {FLOAT_DIR}; run `make models`", file=sys.stderr)
         return 2
-    _ = MODELS_DIR
     result = run_lfw(args) if args.cmd == "lfw" else run_detection(args)
     text = json.dumps(result, indent=2)
     print(text)

@@ -17,7 +17,9 @@ import numpy as np
 
 from appliance.align import align, template
 from appliance.detect import FaceDetector, letterbox
+from appliance.detect import normalise as detector_normalise
 from appliance.embed import EmbedderSpec
+from appliance.embed import normalise as embedder_normalise
 from appliance.imageio import read_image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
@@ -58,7 +60,7 @@ def detector_frames(paths: list[Path], pad: int = 50, seed: int = 0) -> Iterator
 def detector_inputs(paths: list[Path]) -> Iterator[np.ndarray]:
     for frame in detector_frames(paths):
         x, _ = letterbox(frame, FaceDetector.INPUT_SIZE)
-        yield (x.astype(np.float32) / 127.5 - 1.0)[None]
+        yield detector_normalise(x)[None]
 
 
 def aligned_faces(paths: list[Path], detector: FaceDetector, size: int, zoom: float,
@@ -78,14 +80,9 @@ def aligned_faces(paths: list[Path], detector: FaceDetector, size: int, zoom: fl
 
 
 def embedder_inputs(faces: list[np.ndarray], spec: EmbedderSpec) -> Iterator[np.ndarray]:
-    """Normalised float batches of one, as the float graph takes them."""
+    """Normalised float batches of one, exactly as the device normalises them."""
     for f in faces:
-        x = f.astype(np.float32)
-        if spec.standardize:
-            x = (x - x.mean()) / max(float(x.std()), 1.0 / np.sqrt(x.size))
-        else:
-            x = (x - spec.mean) / spec.std
-        yield x[None]
+        yield embedder_normalise(f[None], spec)
 
 
 def lfw_fold_identities(pairs: Path) -> dict[int, set[str]]:
