@@ -2,10 +2,17 @@
 
 Parsing is strict: an unknown key is an error (a typo must not silently fall back to a
 default on a door lock). YAML nodes keep their line numbers, which the errors quote.
+The sections are plain frozen dataclasses; a field's `metadata` may give a `range` or
+`choices`, and the one recursive parser below checks them all, so a new setting is one
+line in a dataclass.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import os
+import types
+import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -19,26 +26,118 @@ class ConfigError(ValueError):
         self.problems = problems
 
 
+def _opt(default: Any, *, range: tuple[float, float] | None = None,
+         choices: tuple[str, ...] | None = None) -> Any:
+    meta: dict[str, Any] = {}
+    if range is not None:
+        meta["range"] = range
+    if choices is not None:
+        meta["choices"] = choices
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata=meta)
+    return field(default=default, metadata=meta)
+
+
 @dataclass(frozen=True)
 class CameraConfig:
     source: str = "auto"  # auto | demo | <V4L2 index or /dev/videoN> | <URL> | <file>
+    width: int = _opt(640, range=(64, 4096))
+    height: int = _opt(480, range=(64, 4096))
+    realtime: bool = True  # play files at their own frame rate (False: as fast as possible)
+    reopen_max_s: float = _opt(30.0, range=(0.1, 3600))
+    stall_s: float = _opt(10.0, range=(0.5, 3600))
 
 
 @dataclass(frozen=True)
 class ModelsConfig:
-    embedder: str = "facenet"
-    threads: int = 2
+    embedder: str = _opt("facenet", choices=("facenet", "mobilefacenet"))
+    threads: int = _opt(2, range=(1, 64))
     flip: bool = False
 
 
 @dataclass(frozen=True)
 class DetectorConfig:
-    score_threshold: float = 0.5
+    score_threshold: float = _opt(0.5, range=(0.05, 0.99))
 
 
 @dataclass(frozen=True)
 class RecognitionConfig:
-    threshold: float = 0.6
+    # Operating point as a target stranger-accept rate for the gallery's size; the
+    # thresholds come from the calibration stored in models/manifest.json.
+    mode: str = _opt("access", choices=("access", "attendance"))
+    stranger_accept: float | None = _opt(None, range=(1e-6, 0.5))
+    threshold: float | None = _opt(None, range=(-1.0, 1.0))  # fixed override
+    margin: float | None = _opt(None, range=(0.0, 1.0))
+
+
+@dataclass(frozen=True)
+class EnrolmentConfig:
+    min_score: float = _opt(0.7, range=(0.0, 1.0))
+    min_eye_distance: float = _opt(40.0, range=(0.0, 1000.0))
+    min_blur: float = _opt(20.0, range=(0.0, 1e6))
+    min_frontal: float = _opt(0.5, range=(0.0, 1.0))
+    max_templates: int = _opt(20, range=(1, 20))
+    keep_thumbnails: bool = False
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    # Empty: $STATE_DIRECTORY (set by systemd's StateDirectory=) or ./state.
+    state_dir: str = ""
+
+    def path(self) -> Path:
+        if self.state_dir:
+            return Path(self.state_dir)
+        return Path(os.environ.get("STATE_DIRECTORY", "state").split(":")[0])
+
+
+@dataclass(frozen=True)
+class DecisionConfig:
+    min_frames: int = _opt(3, range=(1, 50))
+    unknown_frames: int = _opt(6, range=(1, 100))
+    max_frames: int = _opt(12, range=(1, 200))
+    track_iou: float = _opt(0.3, range=(0.05, 0.95))
+    max_missed: int = _opt(8, range=(0, 300))
+    cooldown_s: float = _opt(60.0, range=(0.0, 86400.0))
+    # Faces below these are tracked but not embedded (they would only add noise).
+    min_eye_distance: float = _opt(20.0, range=(0.0, 1000.0))
+    min_frontal: float = _opt(0.3, range=(0.0, 1.0))
+    # access mode: only these groups (person meta "group") are granted; empty = everyone.
+    allowed_groups: tuple[str, ...] = ()
+    snapshot: bool = False
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    host: str = "localhost"
+    port: int = _opt(1883, range=(1, 65535))
+    protocol: str = _opt("5", choices=("3.1.1", "5"))
+    prefix: str = "appliance"
+    device_id: str = ""  # empty: the host name
+    username: str = ""
+    password_file: str = ""  # else $CREDENTIALS_DIRECTORY/mqtt-password
+    tls: bool = False
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    tls_insecure: bool = False  # turns off the certificate hostname check
+    keepalive: int = _opt(30, range=(5, 3600))
+    reconnect_max_s: float = _opt(60.0, range=(1.0, 3600.0))
+    state_interval_s: float = _opt(10.0, range=(0.5, 3600.0))
+
+
+@dataclass(frozen=True)
+class CommandsConfig:
+    require_signature: bool = True
+    key_file: str = ""  # else $CREDENTIALS_DIRECTORY/command-key
+    max_age_s: float = _opt(120.0, range=(5.0, 86400.0))
+    capture_timeout_s: float = _opt(15.0, range=(1.0, 300.0))
+
+
+@dataclass(frozen=True)
+class OutboxConfig:
+    max_events: int = _opt(10000, range=(10, 10_000_000))
+    max_age_days: float = _opt(7.0, range=(0.01, 3650.0))
 
 
 @dataclass(frozen=True)
@@ -47,27 +146,90 @@ class Config:
     models: ModelsConfig = field(default_factory=ModelsConfig)
     detector: DetectorConfig = field(default_factory=DetectorConfig)
     recognition: RecognitionConfig = field(default_factory=RecognitionConfig)
+    enrolment: EnrolmentConfig = field(default_factory=EnrolmentConfig)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    decision: DecisionConfig = field(default_factory=DecisionConfig)
+    mqtt: MqttConfig = field(default_factory=MqttConfig)
+    commands: CommandsConfig = field(default_factory=CommandsConfig)
+    outbox: OutboxConfig = field(default_factory=OutboxConfig)
 
 
-_RANGES = {
-    ("models", "threads"): (1, 64),
-    ("detector", "score_threshold"): (0.05, 0.99),
-    ("recognition", "threshold"): (-1.0, 1.0),
-}
-_CHOICES = {("models", "embedder"): ("facenet", "mobilefacenet")}
+_SECTION_TYPES: dict[type, dict[str, Any]] = {}
 
 
-def _scalar(node: yaml.Node, typ: type, where: str) -> tuple[Any, str | None]:
+def _hints(cls: type) -> dict[str, Any]:
+    if cls not in _SECTION_TYPES:
+        _SECTION_TYPES[cls] = typing.get_type_hints(cls)
+    return _SECTION_TYPES[cls]
+
+
+def _type_name(typ: Any) -> str:
+    return getattr(typ, "__name__", str(typ))
+
+
+def _scalar(node: yaml.Node, typ: type, where: str) -> Any:
     if not isinstance(node, yaml.ScalarNode):
-        return None, f"{where}: expected a {typ.__name__}, got a {node.id}"
+        raise _Problem(f"{where}: expected a {_type_name(typ)}, got a {node.id}")
     value = yaml.safe_load(yaml.serialize(node))
     if typ is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
-    if typ is str and value is not None and not isinstance(value, str):
+    if typ is str and value is not None and not isinstance(value, (str, bool)):
         value = str(value)
     if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
-        return None, f"{where}: expected a {typ.__name__}, got {value!r}"
-    return value, None
+        raise _Problem(f"{where}: expected a {_type_name(typ)}, got {value!r}")
+    return value
+
+
+class _Problem(Exception):
+    pass
+
+
+def _value(node: yaml.Node, typ: Any, meta: Any, where: str, ctx: tuple[str, str],
+           problems: list[str]) -> Any:
+    origin = typing.get_origin(typ)
+    if origin in (types.UnionType, typing.Union):
+        inner = next(a for a in typing.get_args(typ) if a is not type(None))
+        if isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null"):
+            return None
+        return _value(node, inner, meta, where, ctx, problems)
+    if dataclasses.is_dataclass(typ):
+        if not isinstance(node, yaml.MappingNode):
+            raise _Problem(f"{where}: must be a mapping")
+        return _section(node, typ, ctx[0], ctx[1] + ".", problems)
+    if origin is tuple:
+        if not isinstance(node, yaml.SequenceNode):
+            raise _Problem(f"{where}: expected a list, got a {node.id}")
+        item = typing.get_args(typ)[0]
+        return tuple(_value(n, item, meta, f"{where}[{i}]", ctx, problems)
+                     for i, n in enumerate(node.value))
+    value = _scalar(node, typ, where)
+    rng = meta.get("range")
+    if rng and not rng[0] <= value <= rng[1]:
+        raise _Problem(f"{where}: {value} is outside {rng[0]}..{rng[1]}")
+    choices = meta.get("choices")
+    if choices and value not in choices:
+        raise _Problem(f"{where}: {value!r} is not one of {', '.join(choices)}")
+    return value
+
+
+def _section(node: yaml.MappingNode, cls: type, name: str, prefix: str,
+             problems: list[str]) -> Any:
+    hints = _hints(cls)
+    known = {f.name: f for f in fields(cls)}
+    values: dict[str, Any] = {}
+    for knode, vnode in node.value:
+        key = str(knode.value)
+        line = knode.start_mark.line + 1
+        here = f"{name}: line {line}: '{prefix}{key}'"
+        if key not in known:
+            problems.append(f"{here}: unknown key (known: {', '.join(known)})")
+            continue
+        try:
+            values[key] = _value(vnode, hints[key], known[key].metadata, here,
+                                 (name, prefix + key), problems)
+        except _Problem as exc:
+            problems.append(str(exc))
+    return cls(**values)
 
 
 def parse(text: str, name: str = "config.yaml") -> Config:
@@ -80,49 +242,13 @@ def parse(text: str, name: str = "config.yaml") -> Config:
             from exc
     if root is None:
         return Config()
-    problems: list[str] = []
     if not isinstance(root, yaml.MappingNode):
         raise ConfigError([f"{name}: line {root.start_mark.line + 1}: top level must be a mapping"])
-    sections = {f.name: f.type for f in fields(Config)}
-    built: dict[str, Any] = {}
-    for knode, vnode in root.value:
-        key = knode.value
-        line = knode.start_mark.line + 1
-        if key not in sections:
-            problems.append(f"{name}: line {line}: unknown key '{key}' "
-                            f"(known: {', '.join(sections)})")
-            continue
-        cls = {"camera": CameraConfig, "models": ModelsConfig, "detector": DetectorConfig,
-               "recognition": RecognitionConfig}[key]
-        if not isinstance(vnode, yaml.MappingNode):
-            problems.append(f"{name}: line {line}: '{key}' must be a mapping")
-            continue
-        types = {f.name: type(f.default) for f in fields(cls)}
-        values: dict[str, Any] = {}
-        for k2, v2 in vnode.value:
-            sub = k2.value
-            l2 = k2.start_mark.line + 1
-            where = f"{name}: line {l2}: '{key}.{sub}'"
-            if sub not in types:
-                problems.append(f"{where}: unknown key (known: {', '.join(types)})")
-                continue
-            value, err = _scalar(v2, types[sub], where)
-            if err:
-                problems.append(err)
-                continue
-            rng = _RANGES.get((key, sub))
-            if rng and not rng[0] <= value <= rng[1]:
-                problems.append(f"{where}: {value} is outside {rng[0]}..{rng[1]}")
-                continue
-            choices = _CHOICES.get((key, sub))
-            if choices and value not in choices:
-                problems.append(f"{where}: {value!r} is not one of {', '.join(choices)}")
-                continue
-            values[sub] = value
-        built[key] = cls(**values)
+    problems: list[str] = []
+    cfg = _section(root, Config, name, "", problems)
     if problems:
         raise ConfigError(problems)
-    return Config(**built)
+    return cfg
 
 
 def load(path: str | Path) -> Config:

@@ -3,6 +3,8 @@
 
     tools/evaluate.py lfw --data ../shared/data/lfw [--embedder NAME] [--float] [--flip] --json OUT
     tools/evaluate.py detection --data ../shared/data/detection [--float] --json OUT
+    tools/evaluate.py identify --data ../shared/data/lfw [--write-calibration] --json OUT
+    tools/evaluate.py identify --data ../shared/data/scenes/examples/knn_examples --json OUT
 
 lfw: LFW View-2, all 6,000 pairs in 10 folds; each fold's threshold is chosen on the
 other nine. Each 150x150 crop is padded to 250x250 (black), detected, aligned and
@@ -25,6 +27,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
@@ -33,6 +36,7 @@ from appliance.align import ARCFACE_112, align  # noqa: E402
 from appliance.detect import Detection, iou  # noqa: E402
 from appliance.imageio import read_image  # noqa: E402
 from appliance.pipeline import DEFAULT_EMBEDDER, FacePipeline  # noqa: E402
+from appliance.similarity import l2_normalize  # noqa: E402
 
 FLOAT_DIR = ROOT / "build" / "float-models"
 PAD = 50
@@ -60,8 +64,8 @@ def fallback_detection(size: int) -> Detection:
     return Detection(np.array([PAD, PAD, PAD + crop, PAD + crop], np.float32), kps, 0.0)
 
 
-def embed_lfw(pipe: FacePipeline, images: list[Path]) -> tuple[np.ndarray, int]:
-    """Embeddings for each image (the face nearest the centre), and the count of misses."""
+def lfw_crops(pipe: FacePipeline, images: list[Path]) -> tuple[np.ndarray, int]:
+    """The aligned crop of each image (the face nearest the centre), and the misses."""
     emb = pipe.embedder
     crops = []
     misses = 0
@@ -75,7 +79,13 @@ def embed_lfw(pipe: FacePipeline, images: list[Path]) -> tuple[np.ndarray, int]:
             misses += 1
             d = fallback_detection(img.shape[0])
         crops.append(align(img, d.keypoints, emb.template, emb.spec.size))
-    vecs = [emb.embed(np.stack(crops[i : i + 32])) for i in range(0, len(crops), 32)]
+    return np.stack(crops), misses
+
+
+def embed_lfw(pipe: FacePipeline, images: list[Path]) -> tuple[np.ndarray, int]:
+    crops, misses = lfw_crops(pipe, images)
+    emb = pipe.embedder
+    vecs = [emb.embed(crops[i : i + 32]) for i in range(0, len(crops), 32)]
     return np.concatenate(vecs), misses
 
 
@@ -145,6 +155,112 @@ def run_lfw(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def lfw_embeddings(args: argparse.Namespace) -> tuple[list[str], dict[str, np.ndarray], int]:
+    """Plain and flip-summed embeddings of every LFW image, cached per model version."""
+    pipe = FacePipeline.load(embedder=args.embedder, threads=args.threads, flip=False,
+                             float_models_dir=FLOAT_DIR if args.float else None)
+    files = sorted(p.name for p in (args.data / "images").glob("*.jpg"))
+    tag = pipe.embedder.spec.version + ("-float" if args.float else "")
+    cache = ROOT / "build" / "eval" / f"lfw_embeddings_{tag}.npz"
+    if cache.exists():
+        z = np.load(cache)
+        if list(z["files"]) == files:
+            return files, {"plain": z["plain"], "flip": z["flip"]}, int(z["misses"])
+    crops, misses = lfw_crops(pipe, [args.data / "images" / f for f in files])
+    emb = pipe.embedder
+    plain, mirror = [], []
+    for i in range(0, len(crops), 32):
+        plain.append(emb.embed(crops[i : i + 32]))
+        mirror.append(emb.embed(np.ascontiguousarray(crops[i : i + 32, :, ::-1])))
+    p = np.concatenate(plain)
+    f = l2_normalize(p + np.concatenate(mirror))
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, files=np.array(files), plain=p, flip=f, misses=misses)
+    return files, {"plain": p, "flip": f}, misses
+
+
+def run_identify(args: argparse.Namespace) -> dict[str, Any]:
+    if (args.data / "train").is_dir():
+        return run_identify_folders(args)
+    import identify_eval
+
+    files, variants, misses = lfw_embeddings(args)
+    result = identify_eval.run(variants, files)
+    result.update({"protocol": identify_eval.__doc__.strip().split("\n\n")[1],
+                   "embedder": args.embedder, "precision": "float" if args.float else "int8",
+                   "images": len(files), "detection_failures": misses})
+    if args.write_calibration:
+        write_calibration(args.embedder, files, variants)
+    print_identify_table(result)
+    return result
+
+
+def write_calibration(embedder: str, files: list[str], variants: dict[str, np.ndarray]) -> None:
+    import identify_eval
+
+    path = ROOT / "models" / "manifest.json"
+    manifest = json.loads(path.read_text())
+    split = identify_eval.make_split(files, 2)
+    src = (f"LFW pairs images (150x150 crops): {len(split.strangers)} single-image "
+           f"identities against {len(split.people)} people enrolled with 2 photos each")
+    manifest["models"][embedder]["open_set"] = {
+        v: identify_eval.device_calibration(vecs, split, source=src)
+        for v, vecs in variants.items()}
+    path.write_text(json.dumps(manifest, indent=2) + "\n")
+    print(f"wrote the open-set calibration of {embedder} to {path}", file=sys.stderr)
+
+
+def print_identify_table(result: dict[str, Any]) -> None:
+    cols = ("correct_accept", "wrong_person_accept", "stranger_accept", "false_reject")
+    print(f"{'variant':8} {'entry':18} {'mode (target)':22} " + " ".join(f"{c:>20}" for c in cols)
+          + "  thresholds", file=sys.stderr)
+    for variant, res in result["variants"].items():
+        for entry, modes in res.items():
+            for mode in ("access", "attendance"):
+                r = modes[mode]
+                label = f"{mode} ({r['target_stranger_accept']}%)"
+                print(f"{variant:8} {entry:18} {label:22} "
+                      + " ".join(f"{r[c]:>20}" for c in cols) + f"  {r['thresholds']}",
+                      file=sys.stderr)
+
+
+def run_identify_folders(args: argparse.Namespace) -> dict[str, Any]:
+    """Enrol train/<name>/*, identify every face of test/*: the tutorials' knn layout."""
+    import tempfile
+
+    from appliance.config import Config, EnrolmentConfig, StorageConfig
+    from appliance.service import FaceService
+
+    with tempfile.TemporaryDirectory() as tmp:
+        # Tutorial photos are small; keep the gates but accept the small faces they have.
+        cfg = Config(storage=StorageConfig(tmp),
+                     enrolment=EnrolmentConfig(min_eye_distance=15.0, min_frontal=0.3))
+        svc = FaceService.open(cfg, FacePipeline.load(embedder=args.embedder,
+                                                      threads=args.threads))
+        enrolled, refused = {}, {}
+        for d in sorted((args.data / "train").iterdir()):
+            ok = 0
+            for img in sorted(d.iterdir()):
+                try:
+                    svc.enrol(d.name, [img], "file", "evaluate", force=True, largest=True)
+                    ok += 1
+                except Exception as exc:
+                    refused[f"{d.name}/{img.name}"] = str(exc)
+            enrolled[d.name] = ok
+        th = svc.thresholds()
+        rows = []
+        for img in sorted((args.data / "test").iterdir()):
+            found = svc.identify(read_image(img))
+            rows.append({"image": img.name, "faces": [i.as_dict() for i in found]})
+            for f in found or [None]:
+                desc = (f"{f['person']:<16} cosine {f['score']:.3f} margin {f['margin']:.3f} "
+                        f"(best {f['candidate']})") if f else "no face"
+                print(f"{img.name:28} {desc}", file=sys.stderr)
+        svc.close()
+    return {"enrolled": enrolled, "refused": refused, "thresholds": th.as_dict(),
+            "results": rows}
+
+
 def read_boxes(xml: Path) -> dict[str, np.ndarray]:
     out = {}
     for img in ET.parse(xml).getroot().iter("image"):
@@ -207,7 +323,10 @@ def main(argv: list[str] | None = None) -> int:
     lfw = sub.add_parser("lfw", help="LFW View-2 verification")
     lfw.add_argument("--flip", action="store_true", help="add the mirrored face's embedding")
     det = sub.add_parser("detection", help="detector recall/precision")
-    for s in (lfw, det):
+    ide = sub.add_parser("identify", help="open-set identification (LFW, or train/ + test/)")
+    ide.add_argument("--write-calibration", action="store_true",
+                     help="store the measured open-set curve in models/manifest.json")
+    for s in (lfw, det, ide):
         s.add_argument("--data", type=Path, required=True)
         s.add_argument("--embedder", default=DEFAULT_EMBEDDER)
         s.add_argument("--float", action="store_true",
@@ -221,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.float and not FLOAT_DIR.exists():
         print(f"evaluate: no float models in {FLOAT_DIR}; run `make models`", file=sys.stderr)
         return 2
-    result = run_lfw(args) if args.cmd == "lfw" else run_detection(args)
+    result = {"lfw": run_lfw, "detection": run_detection, "identify": run_identify}[args.cmd](args)
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:

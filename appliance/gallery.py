@@ -1,0 +1,347 @@
+"""The on-device gallery: people, their face templates and an audit log, in SQLite.
+
+Why SQLite with these settings: one file in the state directory, WAL so the frame loop
+can read while an enrolment writes, `synchronous=FULL` so an enrolment that was
+acknowledged survives a power cut, and every change in one `BEGIN IMMEDIATE`
+transaction so a crash at any instant leaves either all of it or none of it.
+`secure_delete` overwrites what `delete` removes: faces are personal data.
+
+Only embeddings are stored unless the config asks for thumbnails. Templates remember the
+embedder version that made them; the matcher never compares across versions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sqlite3
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+EXPORT_FORMAT = "appliance-gallery"
+EXPORT_VERSION = 1
+
+# Each entry moves the schema from version i to i + 1; they run in order on open.
+MIGRATIONS: list[str] = [
+    """
+    CREATE TABLE persons (
+        id TEXT PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE COLLATE NOCASE,
+        meta TEXT NOT NULL DEFAULT '{}',
+        created REAL NOT NULL,
+        updated REAL NOT NULL
+    );
+    CREATE TABLE templates (
+        id INTEGER PRIMARY KEY,
+        person_id TEXT NOT NULL REFERENCES persons(id) ON DELETE CASCADE,
+        embedding BLOB NOT NULL,
+        embedder TEXT NOT NULL,
+        quality TEXT NOT NULL DEFAULT '{}',
+        source TEXT NOT NULL,
+        thumbnail BLOB,
+        created REAL NOT NULL
+    );
+    CREATE INDEX templates_person ON templates(person_id);
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        at REAL NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        person_id TEXT,
+        detail TEXT NOT NULL DEFAULT '{}'
+    );
+    """,
+]
+
+
+class GalleryError(ValueError):
+    """A request the gallery refuses (unknown person, name taken); nothing was changed."""
+
+
+@dataclass(frozen=True)
+class Person:
+    id: str
+    name: str
+    meta: dict[str, Any]
+    created: float
+    updated: float
+    templates: int = 0
+    stale_templates: int = 0  # made by another embedder version: re-enrolment needed
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "meta": self.meta,
+                "created": self.created, "updated": self.updated,
+                "templates": self.templates, "stale_templates": self.stale_templates}
+
+
+@dataclass
+class Template:
+    embedding: np.ndarray
+    embedder: str  # embedder version, e.g. facenet-<sha12>
+    source: str  # file | mqtt | camera | import
+    quality: dict[str, float] = field(default_factory=dict)
+    thumbnail: bytes | None = None
+
+
+@dataclass(frozen=True)
+class TemplateSet:
+    """All current-version templates, grouped by person, as one contiguous matrix."""
+
+    person_ids: list[str]
+    names: list[str]
+    owner: np.ndarray  # (T,) index into person_ids
+    matrix: np.ndarray  # (T, dim) float32, unit rows
+
+
+def _now() -> float:
+    return time.time()
+
+
+class Gallery:
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                  timeout=10.0)
+        for pragma in ("journal_mode=WAL", "foreign_keys=ON", "synchronous=FULL",
+                       "secure_delete=ON"):
+            self.db.execute(f"PRAGMA {pragma}")
+        self._migrate()
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> Gallery:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    def _migrate(self) -> None:
+        with self._tx() as db:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise GalleryError(f"{self.path}: schema {version} is newer than this "
+                                   f"software ({SCHEMA_VERSION}); upgrade the appliance")
+            for i in range(version, SCHEMA_VERSION):
+                log.info("gallery %s: migrating schema %d -> %d", self.path, i, i + 1)
+                for stmt in MIGRATIONS[i].split(";"):
+                    if stmt.strip():
+                        db.execute(stmt)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @staticmethod
+    def _audit(db: sqlite3.Connection, actor: str, action: str, person_id: str | None,
+               detail: dict[str, Any]) -> None:
+        db.execute("INSERT INTO audit (at, actor, action, person_id, detail) VALUES (?,?,?,?,?)",
+                   (_now(), actor, action, person_id, json.dumps(detail, sort_keys=True)))
+
+    # --- reading ---------------------------------------------------------------------
+
+    def persons(self, embedder: str | None = None) -> list[Person]:
+        rows = self.db.execute(
+            "SELECT p.id, p.name, p.meta, p.created, p.updated, "
+            "COUNT(t.id), SUM(CASE WHEN t.embedder != ? THEN 1 ELSE 0 END) "
+            "FROM persons p LEFT JOIN templates t ON t.person_id = p.id "
+            "GROUP BY p.id ORDER BY p.name COLLATE NOCASE", (embedder or "",)).fetchall()
+        return [Person(r[0], r[1], json.loads(r[2]), r[3], r[4], r[5],
+                       (r[6] or 0) if embedder else 0) for r in rows]
+
+    def find(self, name_or_id: str) -> Person:
+        for p in self.persons():
+            if p.id == name_or_id or p.name.casefold() == name_or_id.casefold():
+                return p
+        raise GalleryError(f"no person called {name_or_id!r}")
+
+    def template_set(self, embedder: str) -> TemplateSet:
+        rows = self.db.execute(
+            "SELECT p.id, p.name, t.embedding FROM templates t JOIN persons p "
+            "ON p.id = t.person_id WHERE t.embedder = ? ORDER BY p.id, t.id",
+            (embedder,)).fetchall()
+        ids: list[str] = []
+        names: list[str] = []
+        owner = np.empty(len(rows), np.int32)
+        vecs = []
+        for i, (pid, name, blob) in enumerate(rows):
+            if not ids or ids[-1] != pid:
+                ids.append(pid)
+                names.append(name)
+            owner[i] = len(ids) - 1
+            vecs.append(np.frombuffer(blob, np.float32))
+        dim = len(vecs[0]) if vecs else 0
+        matrix = np.ascontiguousarray(np.stack(vecs)) if vecs else np.zeros((0, dim), np.float32)
+        return TemplateSet(ids, names, owner, matrix)
+
+    def thumbnails(self, person_id: str) -> list[bytes]:
+        return [r[0] for r in self.db.execute(
+            "SELECT thumbnail FROM templates WHERE person_id = ? AND thumbnail IS NOT NULL",
+            (person_id,))]
+
+    def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
+        rows = self.db.execute("SELECT at, actor, action, person_id, detail FROM audit "
+                               "ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        return [{"at": r[0], "actor": r[1], "action": r[2], "person_id": r[3],
+                 "detail": json.loads(r[4])} for r in rows]
+
+    def counts(self) -> tuple[int, int]:
+        p = self.db.execute("SELECT COUNT(*) FROM persons").fetchone()[0]
+        t = self.db.execute("SELECT COUNT(*) FROM templates").fetchone()[0]
+        return int(p), int(t)
+
+    # --- changing (each public method is one transaction) ----------------------------
+
+    def enrol(self, name: str, templates: list[Template], actor: str,
+              meta: dict[str, Any] | None = None, max_templates: int = 20) -> Person:
+        """Add templates to `name`, creating the person if new. All or nothing.
+
+        When a person would exceed `max_templates`, the oldest current-version templates
+        go first: a face changes over the years, the newest pictures matter most.
+        """
+        name = name.strip()
+        if not name:
+            raise GalleryError("a person needs a name")
+        if not templates:
+            raise GalleryError("nothing to enrol")
+        if len(templates) > max_templates:
+            raise GalleryError(f"{len(templates)} templates at once; at most {max_templates}")
+        now = _now()
+        with self._tx() as db:
+            row = db.execute("SELECT id FROM persons WHERE name = ?", (name,)).fetchone()
+            if row:
+                pid = row[0]
+                if meta:
+                    db.execute("UPDATE persons SET meta = ?, updated = ? WHERE id = ?",
+                               (json.dumps(meta, sort_keys=True), now, pid))
+                else:
+                    db.execute("UPDATE persons SET updated = ? WHERE id = ?", (now, pid))
+            else:
+                pid = uuid.uuid4().hex
+                db.execute("INSERT INTO persons (id, name, meta, created, updated) "
+                           "VALUES (?,?,?,?,?)",
+                           (pid, name, json.dumps(meta or {}, sort_keys=True), now, now))
+                self._audit(db, actor, "create", pid, {"name": name})
+            for t in templates:
+                vec = np.ascontiguousarray(t.embedding, dtype=np.float32)
+                db.execute("INSERT INTO templates (person_id, embedding, embedder, quality, "
+                           "source, thumbnail, created) VALUES (?,?,?,?,?,?,?)",
+                           (pid, vec.tobytes(), t.embedder, json.dumps(t.quality, sort_keys=True),
+                            t.source, t.thumbnail, now))
+            embedder = templates[0].embedder
+            excess = db.execute("SELECT id FROM templates WHERE person_id = ? AND embedder = ? "
+                                "ORDER BY id DESC LIMIT -1 OFFSET ?",
+                                (pid, embedder, max_templates)).fetchall()
+            db.executemany("DELETE FROM templates WHERE id = ?", excess)
+            self._audit(db, actor, "enrol", pid,
+                        {"templates": len(templates), "dropped_oldest": len(excess),
+                         "sources": sorted({t.source for t in templates})})
+        return self.find(pid)
+
+    def rename(self, name_or_id: str, new_name: str, actor: str) -> Person:
+        new_name = new_name.strip()
+        if not new_name:
+            raise GalleryError("a person needs a name")
+        person = self.find(name_or_id)
+        with self._tx() as db:
+            clash = db.execute("SELECT id FROM persons WHERE name = ? AND id != ?",
+                               (new_name, person.id)).fetchone()
+            if clash:
+                raise GalleryError(f"the name {new_name!r} is taken")
+            db.execute("UPDATE persons SET name = ?, updated = ? WHERE id = ?",
+                       (new_name, _now(), person.id))
+            self._audit(db, actor, "rename", person.id, {"from": person.name, "to": new_name})
+        return self.find(person.id)
+
+    def delete(self, name_or_id: str, actor: str) -> Person:
+        """Erase the person: templates, thumbnails, metadata, and their name in the audit
+        log (the log keeps only the anonymous id, so it still shows that a delete happened).
+        """
+        person = self.find(name_or_id)
+        with self._tx() as db:
+            db.execute("DELETE FROM persons WHERE id = ?", (person.id,))
+            db.execute("UPDATE audit SET detail = '{}' WHERE person_id = ?", (person.id,))
+            self._audit(db, actor, "delete", person.id, {"templates": person.templates})
+        # Move the erased pages out of the WAL into the (secure-deleted) main file.
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return person
+
+    # --- portable export -------------------------------------------------------------
+
+    def export(self, embedder: str) -> dict[str, Any]:
+        """Names and embeddings of one embedder version; no photos, no audit."""
+        people = []
+        for p in self.persons():
+            rows = self.db.execute("SELECT embedding, quality, source FROM templates "
+                                   "WHERE person_id = ? AND embedder = ? ORDER BY id",
+                                   (p.id, embedder)).fetchall()
+            if rows:
+                people.append({"name": p.name, "meta": p.meta, "templates": [
+                    {"embedding": np.frombuffer(r[0], np.float32).round(7).tolist(),
+                     "quality": json.loads(r[1]), "source": r[2]} for r in rows]})
+        return {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "embedder": embedder,
+                "exported": _now(), "people": people}
+
+    def import_(self, data: dict[str, Any], embedder: str, actor: str,
+                max_templates: int = 20) -> int:
+        """Import an export made with the same embedder version, in one transaction."""
+        if data.get("format") != EXPORT_FORMAT or data.get("version") != EXPORT_VERSION:
+            raise GalleryError("not an appliance gallery export (or a newer format)")
+        if data.get("embedder") != embedder:
+            raise GalleryError(f"export was made with embedder {data.get('embedder')!r}, "
+                               f"this device uses {embedder!r}: re-enrol from photos instead")
+        people = data.get("people")
+        if not isinstance(people, list):
+            raise GalleryError("export has no people list")
+        parsed: list[tuple[str, dict[str, Any], list[Template]]] = []
+        for p in people:
+            try:
+                tpls = [Template(np.asarray(t["embedding"], np.float32), embedder,
+                                 "import", dict(t.get("quality", {})))
+                        for t in p["templates"]]
+                name = str(p["name"])
+                meta = dict(p.get("meta", {}))
+            except (KeyError, TypeError, ValueError) as exc:
+                raise GalleryError(f"malformed person in export: {exc}") from exc
+            dims = {t.embedding.shape for t in tpls}
+            if len(dims) != 1 or not tpls:
+                raise GalleryError(f"{name!r}: templates of mixed or no shape")
+            parsed.append((name, meta, tpls[-max_templates:]))
+        # One transaction for the whole import: the nested enrol() calls would each
+        # commit, so write directly here.
+        now = _now()
+        with self._tx() as db:
+            for name, meta, tpls in parsed:
+                row = db.execute("SELECT id FROM persons WHERE name = ?", (name,)).fetchone()
+                pid = row[0] if row else uuid.uuid4().hex
+                if not row:
+                    db.execute("INSERT INTO persons (id, name, meta, created, updated) "
+                               "VALUES (?,?,?,?,?)", (pid, name, json.dumps(meta), now, now))
+                for t in tpls:
+                    db.execute("INSERT INTO templates (person_id, embedding, embedder, quality, "
+                               "source, created) VALUES (?,?,?,?,?,?)",
+                               (pid, t.embedding.tobytes(), embedder,
+                                json.dumps(t.quality), "import", now))
+                self._audit(db, actor, "import", pid, {"templates": len(tpls)})
+        return len(parsed)
+
+    def integrity(self) -> str:
+        return str(self.db.execute("PRAGMA integrity_check").fetchone()[0])
