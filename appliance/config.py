@@ -94,8 +94,8 @@ class StorageConfig:
 @dataclass(frozen=True)
 class DecisionConfig:
     min_frames: int = _opt(3, range=(1, 50))
-    unknown_frames: int = _opt(6, range=(1, 100))
-    max_frames: int = _opt(12, range=(1, 200))
+    unknown_frames: int = _opt(10, range=(1, 100))
+    max_frames: int = _opt(20, range=(1, 200))
     track_iou: float = _opt(0.3, range=(0.05, 0.95))
     max_missed: int = _opt(8, range=(0, 300))
     cooldown_s: float = _opt(60.0, range=(0.0, 86400.0))
@@ -223,6 +223,9 @@ def _section(node: yaml.MappingNode, cls: type, name: str, prefix: str,
         here = f"{name}: line {line}: '{prefix}{key}'"
         if key not in known:
             problems.append(f"{here}: unknown key (known: {', '.join(known)})")
+            continue
+        if key in values:
+            problems.append(f"{here}: given twice (a later one would silently win)")
             continue
         try:
             values[key] = _value(vnode, hints[key], known[key].metadata, here,

@@ -35,7 +35,7 @@ class Match:
     name: str | None
     score: float  # raw cosine of the best person
     candidate: str | None  # best person, even when not accepted
-    second: float  # raw cosine of the second-best person (-1 if none)
+    second: float  # raw cosine of the second-best person (0 if there is none)
     thresholds: Thresholds
 
     @property
@@ -141,7 +141,8 @@ def decide(scores: np.ndarray, ids: list[str], names: list[str],
             continue
         top = np.argsort(row)[::-1][:2]
         best = float(row[top[0]])
-        second = float(row[top[1]]) if row.size > 1 else -1.0
+        # With nobody else enrolled, the margin is measured against 0 (unrelated faces).
+        second = float(row[top[1]]) if row.size > 1 else 0.0
         j = int(top[0])
         ok = best >= thresholds.accept and best - second >= thresholds.margin
         out.append(Match(ids[j] if ok else None, names[j] if ok else None, best, names[j],

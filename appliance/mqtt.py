@@ -1,0 +1,180 @@
+"""The MQTT adapter: the only module that imports paho.
+
+It owns the connection (MQTT 3.1.1 or 5, TLS, credentials, the `offline` will, backoff),
+hands command messages to a callback, and delivers the outbox in order: each event is
+published with QoS 1 and removed from the outbox only after the broker's PUBACK.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from appliance.outbox import Outbox
+from appliance.topics import Topics
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Incoming:
+    topic: str
+    payload: bytes
+    response_topic: str | None
+    correlation: bytes | None
+
+
+@dataclass(frozen=True)
+class Settings:
+    host: str
+    port: int
+    protocol: str  # "3.1.1" | "5"
+    client_id: str
+    username: str | None
+    password: bytes | None
+    tls: bool
+    ca_file: str
+    cert_file: str
+    key_file: str
+    tls_insecure: bool
+    keepalive: int
+    reconnect_max_s: float
+
+
+class MqttLink:
+    def __init__(self, settings: Settings, topics: Topics,
+                 on_command: Callable[[Incoming], None]) -> None:
+        self.s = settings
+        self.topics = topics
+        self.on_command = on_command
+        v5 = settings.protocol == "5"
+        self.v5 = v5
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=settings.client_id,
+                                  protocol=paho.MQTTv5 if v5 else paho.MQTTv311)
+        if settings.username:
+            pw = settings.password.decode() if settings.password else None
+            self.client.username_pw_set(settings.username, pw)
+        if settings.tls:
+            self.client.tls_set(ca_certs=settings.ca_file or None,
+                                certfile=settings.cert_file or None,
+                                keyfile=settings.key_file or None,
+                                cert_reqs=ssl.CERT_REQUIRED)
+            self.client.tls_insecure_set(settings.tls_insecure)
+        self.client.will_set(topics.status, "offline", qos=1, retain=True)
+        self.client.reconnect_delay_set(1, max(1, int(settings.reconnect_max_s)))
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_message = self._on_message
+        self.connected = threading.Event()
+        self.connected_since = 0.0
+        self.state = "connecting"
+        self.last_error: str | None = None
+        self.connects = 0
+
+    # --- connection ------------------------------------------------------------------
+
+    def start(self) -> None:
+        log.info("MQTT: connecting to %s:%d (MQTT %s%s) as %s", self.s.host, self.s.port,
+                 self.s.protocol, ", TLS" if self.s.tls else "", self.s.client_id)
+        self.client.connect_async(self.s.host, self.s.port, keepalive=self.s.keepalive)
+        self.client.loop_start()
+
+    def stop(self) -> None:
+        if self.connected.is_set():
+            info = self.client.publish(self.topics.status, "offline", qos=1, retain=True)
+            info.wait_for_publish(2.0)
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any,
+                    properties: Any) -> None:
+        if reason.is_failure:
+            self.state = "refused"
+            self.last_error = f"broker refused the connection: {reason}"
+            log.error("MQTT: %s; retrying with backoff", self.last_error)
+            return
+        self.connects += 1
+        self.state = "connected"
+        self.last_error = None
+        self.connected_since = time.time()
+        client.publish(self.topics.status, "online", qos=1, retain=True)
+        client.subscribe(self.topics.command_filter, qos=1)
+        self.connected.set()
+        log.info("MQTT: connected (%d connection(s) so far)", self.connects)
+
+    def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any,
+                       properties: Any) -> None:
+        self.connected.clear()
+        if self.state == "connected":
+            log.warning("MQTT: disconnected (%s); reconnecting with backoff", reason)
+        self.state = "disconnected" if self.state != "refused" else self.state
+
+    def _on_message(self, client: paho.Client, userdata: Any, msg: paho.MQTTMessage) -> None:
+        props = getattr(msg, "properties", None)
+        rt = getattr(props, "ResponseTopic", None) if props else None
+        cd = getattr(props, "CorrelationData", None) if props else None
+        try:
+            self.on_command(Incoming(msg.topic, bytes(msg.payload), rt, cd))
+        except Exception:
+            log.exception("MQTT: command handler failed on %s", msg.topic)
+
+    # --- publishing ------------------------------------------------------------------
+
+    def publish(self, topic: str, payload: str | bytes, qos: int = 0,
+                retain: bool = False, response: Incoming | None = None) -> paho.MQTTMessageInfo:
+        props = None
+        if response is not None and self.v5 and response.correlation is not None:
+            props = Properties(PacketTypes.PUBLISH)
+            props.CorrelationData = response.correlation
+        return self.client.publish(topic, payload, qos=qos, retain=retain, properties=props)
+
+    def deliver(self, outbox: Outbox, stop: threading.Event, timeout: float = 10.0) -> None:
+        """Publish the outbox in order until `stop`; runs in its own thread.
+
+        One event in flight at a time: the order the door decided is the order the
+        consumer sees, and an event leaves the outbox only after its PUBACK. If the
+        connection drops before the PUBACK, the event is sent again (QoS 1: consumers
+        de-duplicate by event id) and marked `replayed`.
+        """
+        import json
+
+        while not stop.is_set():
+            if not self.connected.wait(0.5):
+                continue
+            batch = outbox.pending(50)
+            if not batch:
+                outbox.wake.wait(0.5)
+                outbox.wake.clear()
+                continue
+            for item in batch:
+                if stop.is_set() or not self.connected.is_set():
+                    break
+                payload = dict(item.payload)
+                # Late: it waited through an outage or a restart, or was sent before.
+                if item.attempts or item.created < self.connected_since:
+                    payload["replayed"] = True
+                outbox.attempted(item.seq)
+                info = self.client.publish(item.topic, json.dumps(payload), qos=1)
+                try:
+                    info.wait_for_publish(timeout)
+                except (RuntimeError, ValueError) as exc:
+                    log.debug("MQTT: publish of %s not sent: %s", item.event_id, exc)
+                if info.is_published():
+                    outbox.acknowledged(item.seq)
+                else:
+                    break  # not acknowledged: wait for the reconnect, then resend in order
+
+
+def client_id(device: str) -> str:
+    return f"appliance-{device}-{uuid.uuid4().hex[:8]}"

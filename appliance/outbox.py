@@ -1,0 +1,149 @@
+"""A durable outbox: every event is in SQLite before it is published, and leaves only
+when the broker has acknowledged it.
+
+paho's own queue lives in RAM, so a restart or a long outage would lose events; a door
+log with holes is worse than none. Order is kept by a monotonically increasing sequence
+number. The outbox is bounded (count and age) so a months-long outage cannot fill the
+SD card; what the bound drops is counted, logged and reported in status.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Pending:
+    seq: int
+    event_id: str
+    topic: str
+    payload: dict[str, Any]
+    created: float
+    attempts: int
+    boot: str  # which daemon run created it; another run's events are replays
+
+
+class Outbox:
+    def __init__(self, path: str | Path, max_events: int = 10_000,
+                 max_age_s: float = 7 * 86400) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.max_events = max_events
+        self.max_age_s = max_age_s
+        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                  timeout=10.0)
+        for pragma in ("journal_mode=WAL", "synchronous=FULL"):
+            self.db.execute(f"PRAGMA {pragma}")
+        self.db.executescript("""
+            CREATE TABLE IF NOT EXISTS outbox (
+                seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                event_id TEXT NOT NULL UNIQUE,
+                topic TEXT NOT NULL,
+                payload TEXT NOT NULL,
+                created REAL NOT NULL,
+                attempts INTEGER NOT NULL DEFAULT 0,
+                boot TEXT NOT NULL DEFAULT '');
+            CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER);
+            CREATE TABLE IF NOT EXISTS nonces (nonce TEXT PRIMARY KEY, seen REAL NOT NULL);
+        """)
+        self.lock = threading.Lock()
+        self.wake = threading.Event()
+        self.last_error: str | None = None
+
+    def close(self) -> None:
+        with self.lock:
+            self.db.close()
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        with self.lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
+
+    def _bump(self, db: sqlite3.Connection, name: str, by: int) -> None:
+        db.execute("INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT(name) "
+                   "DO UPDATE SET value = value + excluded.value", (name, by))
+
+    def add(self, event_id: str, topic: str, payload: dict[str, Any], boot: str) -> bool:
+        """Store an event durably. False (and logged) when the disk refuses it."""
+        try:
+            with self._tx() as db:
+                db.execute("INSERT OR IGNORE INTO outbox (event_id, topic, payload, created, "
+                           "boot) VALUES (?,?,?,?,?)",
+                           (event_id, topic, json.dumps(payload), time.time(), boot))
+                self._shed(db)
+            self.last_error = None
+        except sqlite3.Error as exc:  # full disk, I/O error: keep recognising, say so
+            self.last_error = f"outbox write failed: {exc}"
+            log.error("%s; event %s not stored", self.last_error, event_id)
+            return False
+        self.wake.set()
+        return True
+
+    def _shed(self, db: sqlite3.Connection) -> None:
+        """The documented bound: drop the oldest beyond max_events, and anything older
+        than max_age_s. Counted in `dropped`."""
+        cut = time.time() - self.max_age_s
+        old = db.execute("DELETE FROM outbox WHERE created < ?", (cut,)).rowcount
+        n = db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+        over = max(0, n - self.max_events)
+        if over:
+            db.execute("DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox "
+                       "ORDER BY seq LIMIT ?)", (over,))
+        if old or over:
+            self._bump(db, "dropped", old + over)
+            log.warning("outbox bound: dropped %d event(s) (%d too old, %d over %d)",
+                        old + over, old, over, self.max_events)
+
+    def pending(self, limit: int = 100) -> list[Pending]:
+        with self.lock:
+            rows = self.db.execute("SELECT seq, event_id, topic, payload, created, attempts, "
+                                   "boot FROM outbox ORDER BY seq LIMIT ?", (limit,)).fetchall()
+        return [Pending(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6]) for r in rows]
+
+    def attempted(self, seq: int) -> None:
+        with self._tx() as db:
+            db.execute("UPDATE outbox SET attempts = attempts + 1 WHERE seq = ?", (seq,))
+
+    def acknowledged(self, seq: int) -> None:
+        with self._tx() as db:
+            db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
+            self._bump(db, "delivered", 1)
+
+    def depth(self) -> int:
+        with self.lock:
+            return int(self.db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0])
+
+    def counters(self) -> dict[str, int]:
+        with self.lock:
+            rows = self.db.execute("SELECT name, value FROM counters").fetchall()
+        return {"dropped": 0, "delivered": 0, **{r[0]: int(r[1]) for r in rows}}
+
+    # Nonces of accepted commands live here too, so a restart does not reopen the replay
+    # window. Pruned to the signature's age window.
+    def nonce_seen(self, nonce: str, window_s: float) -> bool:
+        """Record `nonce`; True if it was already used within the window."""
+        now = time.time()
+        with self._tx() as db:
+            db.execute("DELETE FROM nonces WHERE seen < ?", (now - 2 * window_s,))
+            try:
+                db.execute("INSERT INTO nonces (nonce, seen) VALUES (?, ?)", (nonce, now))
+            except sqlite3.IntegrityError:
+                return True
+        return False

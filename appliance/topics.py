@@ -1,0 +1,58 @@
+"""Every MQTT topic name, written once; adapters and tests build topics only through here."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+COMMANDS = ("enroll", "delete", "rename", "list", "set", "reload", "status")
+_SAFE = re.compile(r"[^a-zA-Z0-9_-]+")
+
+
+def slug(text: str) -> str:
+    """A topic- and object-id-safe form of any name ("Zoë / Front" -> "Zo_Front")."""
+    return _SAFE.sub("_", text).strip("_") or "x"
+
+
+@dataclass(frozen=True)
+class Topics:
+    prefix: str
+    device: str
+
+    @property
+    def base(self) -> str:
+        return f"{self.prefix}/{self.device}"
+
+    @property
+    def status(self) -> str:  # availability: online / offline (the will), retained
+        return f"{self.base}/status"
+
+    @property
+    def event(self) -> str:  # decisions, QoS 1, never retained
+        return f"{self.base}/event"
+
+    @property
+    def state(self) -> str:  # health and counters, retained
+        return f"{self.base}/state"
+
+    @property
+    def last_person(self) -> str:
+        return f"{self.base}/last_person"
+
+    @property
+    def snapshot(self) -> str:
+        return f"{self.base}/snapshot"
+
+    def command(self, name: str) -> str:
+        return f"{self.base}/cmd/{name}"
+
+    @property
+    def command_filter(self) -> str:
+        return f"{self.base}/cmd/+"
+
+    def reply(self, name: str) -> str:
+        return f"{self.base}/reply/{name}"
+
+    def command_name(self, topic: str) -> str | None:
+        head = f"{self.base}/cmd/"
+        return topic[len(head):] if topic.startswith(head) else None

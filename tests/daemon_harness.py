@@ -1,0 +1,136 @@
+"""Run the real daemon process against a real broker, and listen like a consumer would."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as paho
+from paho.mqtt.enums import CallbackAPIVersion
+
+from appliance.signing import sign
+from appliance.topics import Topics
+
+ROOT = Path(__file__).resolve().parent.parent
+DEVICE = "door1"
+
+
+class Listener:
+    """A paho subscriber that records every message with its arrival time."""
+
+    def __init__(self, port: int, topics: Topics) -> None:
+        self.topics = topics
+        self.messages: list[tuple[float, str, bytes]] = []
+        self.cond = threading.Condition()
+        self.client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+        self.client.on_message = self._on_message
+        self.client.on_connect = lambda c, u, f, r, p: c.subscribe(f"{topics.base}/#", qos=1)
+        self.client.reconnect_delay_set(1, 2)
+        self.client.connect("127.0.0.1", port)
+        self.client.loop_start()
+
+    def _on_message(self, c: Any, u: Any, msg: paho.MQTTMessage) -> None:
+        with self.cond:
+            self.messages.append((time.time(), msg.topic, bytes(msg.payload)))
+            self.cond.notify_all()
+
+    def events(self) -> list[dict[str, Any]]:
+        with self.cond:
+            return [json.loads(p) for _, t, p in self.messages if t == self.topics.event]
+
+    def wait_for(self, pred: Any, timeout: float = 30.0) -> Any:
+        end = time.time() + timeout
+        with self.cond:
+            while True:
+                got = pred()
+                if got:
+                    return got
+                left = end - time.time()
+                if left <= 0:
+                    raise TimeoutError(f"timed out; last messages: {self.messages[-5:]}")
+                self.cond.wait(min(left, 0.5))
+
+    def reply(self, name: str, request_id: str | None, timeout: float = 30.0) -> dict:
+        def find() -> dict | None:
+            for _, t, p in self.messages:
+                if t == self.topics.reply(name):
+                    body = json.loads(p)
+                    if body.get("request_id") == request_id:
+                        return body
+            return None
+
+        return self.wait_for(find, timeout)
+
+    def publish(self, topic: str, payload: bytes | str) -> None:
+        self.client.publish(topic, payload, qos=1).wait_for_publish(5)
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+class DaemonProcess:
+    def __init__(self, tmp: Path, port: int, source: str,
+                 settings: dict[str, dict[str, Any]] | None = None) -> None:
+        self.tmp = tmp
+        self.key = secrets.token_hex(32).encode()
+        key_file = tmp / "command-key"
+        key_file.write_bytes(self.key)
+        self.config = tmp / "config.yaml"
+        cfg: dict[str, dict[str, Any]] = {
+            "camera": {"source": source},
+            "storage": {"state_dir": str(tmp / "state")},
+            "mqtt": {"host": "127.0.0.1", "port": port, "device_id": DEVICE,
+                     "state_interval_s": 1.0, "reconnect_max_s": 2.0},
+            "commands": {"key_file": str(key_file)}}
+        for section, values in (settings or {}).items():
+            cfg.setdefault(section, {}).update(values)
+        self.config.write_text(json.dumps(cfg))  # JSON is YAML
+        self.topics = Topics("appliance", DEVICE)
+        self.proc: subprocess.Popen | None = None
+        self.log = tmp / "daemon.log"
+
+    def start(self, env: dict[str, str] | None = None) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "appliance", "-c", str(self.config), "run"],
+            cwd=ROOT, stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
+            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout: float = 30.0) -> int:
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        rc = self.proc.wait(timeout)
+        self.proc = None
+        return rc
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(10)
+        self.proc = None
+
+    def signed(self, cmd: str, args: dict | None = None, request_id: str | None = None,
+               ts: float | None = None) -> bytes:
+        return sign(self.key, cmd, DEVICE, args or {}, request_id, ts)
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def b64(path: Path) -> str:
+    return base64.b64encode(Path(path).read_bytes()).decode()
