@@ -9,7 +9,16 @@ CALIB := --calibration $(SHARED)/lfw/images \
 	--calibration-list models/calibration/lfw_folds1-5.txt \
 	--agreement-list models/calibration/lfw_folds6-10.txt
 
-.PHONY: run test lint models quantize-check eval check-wheels assets clean
+.PHONY: run test lint models quantize-check eval check-wheels check-unit assets install clean
+
+# The daemon talks MQTT; tests and `make run` start their own Mosquitto on a free port.
+define ensure_mosquitto
+	@command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || { \
+	  echo "installing mosquitto with apt"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq mosquitto; } || { \
+	  echo "mosquitto is missing and could not be installed: sudo apt-get install mosquitto"; \
+	  exit 1; }
+endef
 
 # python3 -m venv needs Debian's python3-venv (ensurepip); install it when missing.
 define ensure_venv_support
@@ -32,10 +41,13 @@ $(VENV)/.dev: $(VENV)/.installed requirements-dev.txt
 assets: $(VENV)/.installed
 	$(VENV)/bin/python -m appliance.assets >/dev/null
 
+# The daemon on the camera (or the demo), a local broker if none answers, events printed.
 run: $(VENV)/.installed assets
-	$(VENV)/bin/appliance -c config.yaml run
+	$(ensure_mosquitto)
+	$(VENV)/bin/python tools/run_demo.py
 
 test: $(VENV)/.dev assets
+	$(ensure_mosquitto)
 	$(VENV)/bin/ruff check appliance tools tests
 	$(VENV)/bin/python -m pytest -q
 
@@ -61,6 +73,9 @@ quantize-check: $(QVENV)/.installed
 eval: $(VENV)/.installed
 	$(VENV)/bin/python tools/evaluate.py lfw --data $(SHARED)/lfw --json build/eval/lfw_facenet.json
 	$(VENV)/bin/python tools/evaluate.py detection --data $(SHARED)/detection --json build/eval/detection.json
+	$(VENV)/bin/python tools/evaluate.py identify --data $(SHARED)/lfw --json build/eval/identify_lfw.json
+	$(VENV)/bin/python tools/evaluate.py identify --data $(SHARED)/scenes/examples/knn_examples \
+	  --json build/eval/identify_knn.json
 
 # Fails if a pinned runtime dependency has no aarch64 wheel for CPython 3.11 or 3.13.
 check-wheels:
@@ -72,6 +87,14 @@ check-wheels:
 	    -d $$d -r requirements.txt || exit 1; \
 	  echo "cp$$py aarch64: $$(ls $$d | tr '\n' ' ')"; rm -rf $$d; \
 	done
+
+# systemd-analyze verify on the unit (CI); fails on any warning about the unit file.
+check-unit:
+	bash tools/check_unit.sh
+
+# On a Pi, as root: the service user, /opt/appliance, the unit, a command key.
+install:
+	$(SUDO) bash tools/install.sh
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .ruff_cache

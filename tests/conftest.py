@@ -49,6 +49,7 @@ class Broker:
     """A real Mosquitto on a free loopback port; stop()/start() simulate an outage."""
 
     def __init__(self, workdir: Path) -> None:
+        import getpass
         import shutil
 
         self.exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
@@ -57,8 +58,11 @@ class Broker:
                                "(or: sudo apt-get install mosquitto)")
         self.port = free_port()
         self.conf = workdir / "mosquitto.conf"
+        # Persistent, so a subscriber's queued QoS 1 messages survive a broker restart,
+        # as they do on a real installation.
         self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
-                             "persistence false\n")
+                             f"persistence true\npersistence_location {workdir}/\n"
+                             f"autosave_interval 1\nuser {getpass.getuser()}\n")
         self.log = workdir / "mosquitto.log"
         self.proc = None
 

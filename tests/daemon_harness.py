@@ -27,11 +27,15 @@ DEVICE = "door1"
 class Listener:
     """A paho subscriber that records every message with its arrival time."""
 
-    def __init__(self, port: int, topics: Topics) -> None:
+    def __init__(self, port: int, topics: Topics, durable: bool = False) -> None:
         self.topics = topics
         self.messages: list[tuple[float, str, bytes]] = []
         self.cond = threading.Condition()
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+        if durable:  # a consumer with a persistent session: nothing is missed while away
+            self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id="durable-listener",
+                                      clean_session=False, protocol=paho.MQTTv311)
+        else:
+            self.client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
         self.client.on_message = self._on_message
         self.client.on_connect = lambda c, u, f, r, p: c.subscribe(f"{topics.base}/#", qos=1)
         self.client.reconnect_delay_set(1, 2)

@@ -250,8 +250,8 @@ def run_identify_folders(args: argparse.Namespace) -> dict[str, Any]:
         th = svc.thresholds()
         rows = []
         for img in sorted((args.data / "test").iterdir()):
-            found = svc.identify(read_image(img))
-            rows.append({"image": img.name, "faces": [i.as_dict() for i in found]})
+            found = [i.as_dict() for i in svc.identify(read_image(img))]
+            rows.append({"image": img.name, "faces": found})
             for f in found or [None]:
                 desc = (f"{f['person']:<16} cosine {f['score']:.3f} margin {f['margin']:.3f} "
                         f"(best {f['candidate']})") if f else "no face"
