@@ -139,7 +139,11 @@ def decide(scores: np.ndarray, ids: list[str], names: list[str],
         if row.size == 0:
             out.append(Match(None, None, -1.0, None, -1.0, thresholds))
             continue
-        top = np.argsort(row)[::-1][:2]
+        if row.size > 2:
+            top = np.argpartition(row, -2)[-2:]
+            top = top[np.argsort(row[top])[::-1]]
+        else:
+            top = np.argsort(row)[::-1]
         best = float(row[top[0]])
         # With nobody else enrolled, the margin is measured against 0 (unrelated faces).
         second = float(row[top[1]]) if row.size > 1 else 0.0

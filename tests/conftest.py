@@ -94,3 +94,15 @@ def broker(tmp_path):
     b.start()
     yield b
     b.stop()
+
+
+@pytest.fixture(autouse=True)
+def _no_daemon_left_behind():
+    yield
+    from tests.daemon_harness import DaemonProcess
+
+    for d in DaemonProcess.alive:
+        if d.proc is not None and d.proc.poll() is None:
+            d.proc.kill()
+            d.proc.wait(10)
+    DaemonProcess.alive.clear()

@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
@@ -83,6 +83,8 @@ class Listener:
 
 
 class DaemonProcess:
+    alive: ClassVar[list[DaemonProcess]] = []  # the conftest kills leftovers
+
     def __init__(self, tmp: Path, port: int, source: str,
                  settings: dict[str, dict[str, Any]] | None = None) -> None:
         self.tmp = tmp
@@ -108,6 +110,7 @@ class DaemonProcess:
             [sys.executable, "-m", "appliance", "-c", str(self.config), "run"],
             cwd=ROOT, stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
             env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+        DaemonProcess.alive.append(self)
 
     def signal(self, sig: int) -> None:
         assert self.proc is not None
