@@ -5,6 +5,7 @@
     tools/evaluate.py detection --data ../shared/data/detection [--float] --json OUT
     tools/evaluate.py identify --data ../shared/data/lfw [--write-calibration] --json OUT
     tools/evaluate.py identify --data ../shared/data/scenes/examples/knn_examples --json OUT
+    tools/evaluate.py lfw-detection --data ../shared/data/lfw [--float] --json OUT
 
 lfw: LFW View-2, all 6,000 pairs in 10 folds; each fold's threshold is chosen on the
 other nine. Each 150x150 crop is padded to 250x250 (black), detected, aligned and
@@ -13,6 +14,10 @@ face filled the crop (the LFW crops are centred faces), and counted.
 
 detection: recall and precision at IoU >= 0.5 against dlib's hand-drawn boxes in
 testing.xml and training.xml (the quantiser does not calibrate on these).
+
+lfw-detection: the detector alone on every LFW image the pairs use, padded as `lfw`
+pads it; a miss is counted exactly as `lfw` counts a detection failure (no face at all),
+so int8 and float can be compared without running an embedder.
 """
 
 from __future__ import annotations
@@ -33,9 +38,15 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 from appliance.align import ARCFACE_112, align  # noqa: E402
-from appliance.detect import Detection, iou  # noqa: E402
+from appliance.detect import Detection, FaceDetector, iou  # noqa: E402
 from appliance.imageio import read_image  # noqa: E402
-from appliance.pipeline import DEFAULT_EMBEDDER, FacePipeline  # noqa: E402
+from appliance.pipeline import (  # noqa: E402
+    DEFAULT_EMBEDDER,
+    MODELS_DIR,
+    FacePipeline,
+    load_manifest,
+)
+from appliance.runtime import TfliteModel  # noqa: E402
 from appliance.similarity import l2_normalize  # noqa: E402
 
 FLOAT_DIR = ROOT / "build" / "float-models"
@@ -64,13 +75,26 @@ def fallback_detection(size: int) -> Detection:
     return Detection(np.array([PAD, PAD, PAD + crop, PAD + crop], np.float32), kps, 0.0)
 
 
+def load_detector(args: argparse.Namespace) -> FaceDetector:
+    """The detector alone (int8, or float with --float) at the pipeline's default threshold:
+    detection figures must not need an embedder's float model to be built."""
+    entry = load_manifest()["models"]["detector"]
+    path = FLOAT_DIR / entry["float_file"] if args.float else MODELS_DIR / entry["file"]
+    return FaceDetector(TfliteModel(path, args.threads))
+
+
+def padded(path: Path) -> np.ndarray:
+    """An LFW crop with the black border every LFW evaluation here adds."""
+    return cv2.copyMakeBorder(read_image(path), PAD, PAD, PAD, PAD, cv2.BORDER_CONSTANT)
+
+
 def lfw_crops(pipe: FacePipeline, images: list[Path]) -> tuple[np.ndarray, int]:
     """The aligned crop of each image (the face nearest the centre), and the misses."""
     emb = pipe.embedder
     crops = []
     misses = 0
     for p in images:
-        img = cv2.copyMakeBorder(read_image(p), PAD, PAD, PAD, PAD, cv2.BORDER_CONSTANT)
+        img = padded(p)
         dets = pipe.detector.detect(img)
         if dets:
             c = np.array(img.shape[1::-1], np.float32) / 2
@@ -290,18 +314,34 @@ def match(gt: np.ndarray, dets: list[Detection], thr: float = 0.5) -> int:
     return hits
 
 
+def run_lfw_detection(args: argparse.Namespace) -> dict[str, Any]:
+    det = load_detector(args)
+    pairs, _, _ = read_pairs(args.data / "pairs.txt")
+    names = sorted({a for a, _, _ in pairs} | {b for _, b, _ in pairs})
+    missed = [n for n in names if not det.detect(padded(args.data / "images" / n))]
+    return {
+        "protocol": "every LFW View-2 pair image (150x150 crop padded to 250x250); a miss "
+                    "is no face at all, as `lfw` counts detection failures",
+        "precision_of_model": "float" if args.float else "int8",
+        "score_threshold": det.score_threshold,
+        "images": len(names),
+        "detection_failures": len(missed),
+        "recall": round(100 * (1 - len(missed) / len(names)), 3),
+        "missed": missed,
+    }
+
+
 def run_detection(args: argparse.Namespace) -> dict[str, Any]:
-    pipe = FacePipeline.load(threads=args.threads, embedder=args.embedder,
-                             float_models_dir=FLOAT_DIR if args.float else None)
+    detector = load_detector(args)
     result: dict[str, Any] = {"precision_of_model": "float" if args.float else "int8",
-                              "iou": 0.5, "score_threshold": pipe.detector.score_threshold,
+                              "iou": 0.5, "score_threshold": detector.score_threshold,
                               "sets": {}}
     tot_gt = tot_det = tot_hit = 0
     for name in ("testing.xml", "training.xml"):
         gt_all = read_boxes(args.data / name)
         n_gt = n_det = n_hit = 0
         for file, gt in gt_all.items():
-            dets = pipe.detector.detect(read_image(args.data / file))
+            dets = detector.detect(read_image(args.data / file))
             n_gt += len(gt)
             n_det += len(dets)
             n_hit += match(gt, dets)
@@ -311,7 +351,7 @@ def run_detection(args: argparse.Namespace) -> dict[str, Any]:
         tot_gt, tot_det, tot_hit = tot_gt + n_gt, tot_det + n_det, tot_hit + n_hit
     dogs = args.data / "dogs.jpg"
     if dogs.exists():
-        result["false_positives_on_dogs_jpg"] = len(pipe.detector.detect(read_image(dogs)))
+        result["false_positives_on_dogs_jpg"] = len(detector.detect(read_image(dogs)))
     result["recall"] = round(100 * tot_hit / max(tot_gt, 1), 2)
     result["precision"] = round(100 * tot_hit / max(tot_det, 1), 2)
     return result
@@ -326,7 +366,8 @@ def main(argv: list[str] | None = None) -> int:
     ide = sub.add_parser("identify", help="open-set identification (LFW, or train/ + test/)")
     ide.add_argument("--write-calibration", action="store_true",
                      help="store the measured open-set curve in models/manifest.json")
-    for s in (lfw, det, ide):
+    lfw_det = sub.add_parser("lfw-detection", help="detector misses on the padded LFW images")
+    for s in (lfw, det, ide, lfw_det):
         s.add_argument("--data", type=Path, required=True)
         s.add_argument("--embedder", default=DEFAULT_EMBEDDER)
         s.add_argument("--float", action="store_true",
@@ -340,7 +381,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.float and not FLOAT_DIR.exists():
         print(f"evaluate: no float models in {FLOAT_DIR}; run `make models`", file=sys.stderr)
         return 2
-    result = {"lfw": run_lfw, "detection": run_detection, "identify": run_identify}[args.cmd](args)
+    run = {"lfw": run_lfw, "detection": run_detection, "lfw-detection": run_lfw_detection,
+           "identify": run_identify}
+    result = run[args.cmd](args)
     text = json.dumps(result, indent=2)
     print(text)
     if args.json:

@@ -39,14 +39,23 @@ def to_tflite(
             tf.lite.OpsSet.TFLITE_BUILTINS_INT8,
             tf.lite.OpsSet.TFLITE_BUILTINS,
         ]
-        debug_options = tf.lite.experimental.QuantizationDebugOptions(
-            denylisted_nodes=list(float_ops)
-        )
         debugger = tf.lite.experimental.QuantizationDebugger(
             converter=conv,
             debug_dataset=representative,
-            debug_options=debug_options,
+            debug_options=tf.lite.experimental.QuantizationDebugOptions(
+                denylisted_nodes=list(float_ops)
+            ),
         )
-        return debugger.get_nondebug_quantized_model()
+        # The debugger's own get_nondebug_quantized_model() always gives a float input
+        # (a QUANTIZE op inside the graph); quantise its calibrated model here instead,
+        # so the model keeps the int8 input the device feeds through its pixel table.
+        from tensorflow.lite.python.convert import mlir_quantize
+
+        return mlir_quantize(
+            debugger.calibrated_model,
+            input_data_type=conv.inference_input_type,
+            output_data_type=conv.inference_output_type,
+            denylisted_nodes=list(float_ops),
+        )
     conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     return conv.convert()
