@@ -249,3 +249,20 @@ def test_broker_outage_and_sigkill_lose_nothing(tmp_path, broker):
     out = __import__("pathlib").Path(__file__).parents[1] / "build" / "e2e"
     out.mkdir(parents=True, exist_ok=True)
     (out / "outage.json").write_text(json.dumps(summary, indent=2))
+
+
+def test_enrol_by_capture_over_mqtt_311(tmp_path, broker):
+    """`enroll` with capture takes good frames from the device's own camera; the link
+    also works over MQTT 3.1.1 (replies on the reply topic, no MQTT 5 properties)."""
+    d = DaemonProcess(tmp_path, broker.port, "demo", {"mqtt": {"protocol": "3.1.1"}})
+    listener = Listener(broker.port, d.topics)
+    d.start()
+    listener.wait_for(lambda: any(t == d.topics.status and p == b"online"
+                                  for _, t, p in listener.messages), 60)
+    listener.publish(d.topics.command("enroll"),
+                     d.signed("enroll", {"name": "Walker", "capture": True, "frames": 2}, "c1"))
+    reply = listener.reply("enroll", "c1", 60)
+    assert reply["ok"], reply
+    assert reply["result"]["person"]["templates"] == 2
+    listener.close()
+    assert d.stop() == 0
