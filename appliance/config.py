@@ -141,6 +141,16 @@ class OutboxConfig:
 
 
 @dataclass(frozen=True)
+class HomeAssistantConfig:
+    discovery: bool = True
+    discovery_prefix: str = "homeassistant"
+    device_name: str = ""  # empty: "Door <device id>"
+    # A text + button in Home Assistant to enrol whoever stands at the door. Off by
+    # default: it lets any Home Assistant user add a face.
+    allow_enrol: bool = False
+
+
+@dataclass(frozen=True)
 class Config:
     camera: CameraConfig = field(default_factory=CameraConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
@@ -152,6 +162,7 @@ class Config:
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     commands: CommandsConfig = field(default_factory=CommandsConfig)
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
+    homeassistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
 
 
 _SECTION_TYPES: dict[type, dict[str, Any]] = {}

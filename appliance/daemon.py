@@ -24,7 +24,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from appliance import __version__
+from appliance import __version__, discovery
 from appliance.camera import Camera, make_source
 from appliance.config import Config, ConfigError, load
 from appliance.enrol import EnrolmentRefused, check_gates, pick_face
@@ -79,6 +79,9 @@ class Daemon:
         self.cooldown: dict[str, float] = {}
         self.attendance: dict[str, tuple[str, str]] = {}  # person -> (day, last state)
         self.capture: dict[str, Any] | None = None
+        self.jobs: queue.Queue[Any] = queue.Queue()  # callables run by the frame loop
+        self.started = time.time()
+        self.ha_name: tuple[str, float] | None = None  # (name, when set) from the HA text
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -100,10 +103,19 @@ class Daemon:
                              reopen_max_s=c.reopen_max_s, stall_s=c.stall_s)
         m = cfg.mqtt
         password = read_secret(m.password_file, "mqtt-password")
+        ha = cfg.homeassistant
+        subs: tuple[str, ...] = ()
+        if ha.discovery:
+            subs = (f"{ha.discovery_prefix}/status",)
+            if ha.allow_enrol:
+                t = discovery.ha_topics(self.topics)
+                subs += (t["enrol_name"], t["enrol_press"])
         self.link = MqttLink(Settings(m.host, m.port, m.protocol, client_id(self.device),
-                                      m.username or None, password, m.tls, m.ca_file,
+                                      m.username or None, password or None, m.tls, m.ca_file,
                                       m.cert_file, m.key_file, m.tls_insecure, m.keepalive,
-                                      m.reconnect_max_s), self.topics, self._enqueue)
+                                      m.reconnect_max_s), self.topics, self._enqueue,
+                             subscriptions=subs, on_other=self._on_other,
+                             on_connected=lambda: self.jobs.put(self._publish_discovery))
         self.camera.start()
         self.link.start()
         self.delivery = threading.Thread(target=self.link.deliver, args=(self.outbox, self.stop),
@@ -185,6 +197,7 @@ class Daemon:
         dog = self.notifier.watchdog_interval()
         next_dog = 0.0
         while not self.stop.is_set():
+            self._drain_jobs()
             if dog is not None and time.monotonic() >= next_dog:
                 self.notifier.watchdog()  # from the frame loop: a hung pipeline is restarted
                 next_dog = time.monotonic() + dog
@@ -255,6 +268,90 @@ class Daemon:
         self._t_last = t_now
         return 0.9 * fps + 0.1 / dt if fps else 1 / dt
 
+    # --- Home Assistant ----------------------------------------------------------------
+
+    def _drain_jobs(self) -> None:
+        while True:
+            try:
+                job = self.jobs.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                job()
+            except Exception:  # a failed side job must not stop the door
+                log.exception("background job failed")
+
+    def _people_file(self) -> Path:
+        return self.cfg.storage.path() / "ha_people.json"
+
+    def _publish_discovery(self) -> None:
+        ha = self.cfg.homeassistant
+        if not ha.discovery:
+            return
+        people = [(p.id, p.name) for p in self.service.gallery.persons()]
+        name = ha.device_name or f"Door {self.device}"
+        for topic, payload in discovery.payloads(
+                self.topics, ha.discovery_prefix, name, snapshots=self.cfg.decision.snapshot,
+                allow_enrol=ha.allow_enrol, people=people):
+            self.link.publish(topic, payload, qos=1, retain=True)
+        # people deleted while the daemon was not running
+        try:
+            before = set(json.loads(self._people_file().read_text()))
+        except (OSError, ValueError):
+            before = set()
+        for pid in before - {p for p, _ in people}:
+            self._remove_person_entity(pid)
+        try:
+            self._people_file().write_text(json.dumps(sorted(p for p, _ in people)))
+        except OSError as exc:
+            log.warning("cannot record Home Assistant entities: %s", exc)
+        log.info("Home Assistant discovery published: %d people", len(people))
+
+    def _remove_person_entity(self, person_id: str) -> None:
+        ha = self.cfg.homeassistant
+        self.link.publish(discovery.removal(self.topics, ha.discovery_prefix, person_id), "",
+                          qos=1, retain=True)
+        self.link.publish(discovery.person_last_seen_topic(self.topics, person_id), "", qos=1,
+                          retain=True)
+
+    def _on_other(self, msg: Incoming) -> None:
+        """Network thread: Home Assistant's status and its enrol text/button."""
+        ha = self.cfg.homeassistant
+        if msg.topic == f"{ha.discovery_prefix}/status":
+            if msg.payload == b"online":  # HA restarted: send discovery again, spread out
+                delay = 1.0 + 4.0 * (uuid.uuid4().int % 1000) / 1000
+                threading.Timer(delay, lambda: self.jobs.put(self._publish_discovery)).start()
+            return
+        t = discovery.ha_topics(self.topics)
+        if msg.topic == t["enrol_name"]:
+            name = msg.payload.decode(errors="replace").strip()[:64]
+            self.ha_name = (name, time.monotonic()) if name else None
+            self.link.publish(t["enrol_name_state"], name, qos=1, retain=False)
+        elif msg.topic == t["enrol_press"]:
+            self.jobs.put(self._ha_enrol)
+
+    def _ha_enrol(self) -> None:
+        """Enrol whoever stands at the door under the name typed in Home Assistant.
+
+        Safe enough to offer because: it is off unless `homeassistant.allow_enrol`; it
+        only captures from this device's own camera (someone must physically stand
+        there, a photo cannot be injected); the name must have been set in the last
+        2 minutes; the quality gates and the duplicate check apply; and it is audited
+        as `homeassistant`. Deleting or renaming people is not possible from HA.
+        """
+        if not self.cfg.homeassistant.allow_enrol or self.capture is not None:
+            return
+        if not self.ha_name or time.monotonic() - self.ha_name[1] > 120:
+            log.warning("Home Assistant enrol pressed without a recent name; ignored")
+            return
+        name = self.ha_name[0]
+        self.ha_name = None
+        rid = f"homeassistant-{uuid.uuid4().hex[:8]}"
+        self.capture = {"name": name, "n": 3, "templates": [], "force": False, "meta": {},
+                        "deadline": time.monotonic() + self.cfg.commands.capture_timeout_s,
+                        "msg": Incoming(self.topics.command("enroll"), b"", None, None),
+                        "rid": rid, "last_reason": "no face seen yet"}
+
     # --- decisions and events --------------------------------------------------------
 
     def _emit(self, v: Verdict, face: Face | None = None) -> None:
@@ -299,6 +396,10 @@ class Daemon:
         self.stats["events"] += 1
         log.info("decision %s: %s (person %s, cosine %.3f, %d frames)", event_id[:8], decision,
                  v.person_id or "-", v.score, v.frames)
+        if v.person_id and decision != "denied":
+            self.link.publish(discovery.person_last_seen_topic(self.topics, v.person_id),
+                              time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(now)),
+                              qos=1, retain=True)
         if v.person_id:
             self.last_person = {"name": v.name, "person_id": v.person_id, "score": payload[
                 "score"], "time": now, "event_id": event_id, "decision": decision}
@@ -313,6 +414,7 @@ class Daemon:
         return {
             "device": self.device, "version": __version__, "boot": self.boot,
             "time": round(time.time(), 3), "mode": self.cfg.recognition.mode,
+            "uptime_s": round(time.time() - self.started, 1),
             "fps": round(fps, 2), "stage_ms": {k: round(v, 2) for k, v in self.stage_ms.items()},
             "camera": self.camera.status(), "mqtt": self.link.state,
             "outbox": {"depth": self.outbox.depth(), **self.outbox.counters(),
@@ -415,6 +517,7 @@ class Daemon:
                 raise CommandRejected("malformed", f"image {i}: not base64: {exc}", rid) from exc
         person = self.service.enrol(name, raw, "mqtt", f"mqtt:{rid}", force=force,
                                     meta=meta or None)
+        self.jobs.put(self._publish_discovery)
         return {"person": person.as_dict()}
 
     def _capture_step(self, faces: list[Face], image: np.ndarray) -> None:
@@ -447,17 +550,22 @@ class Daemon:
                                                     self.cfg.enrolment.max_templates)
                 self.service._reload_person(person)
             self._reply(cap["msg"], "enroll", cap["rid"], {"person": person.as_dict()})
+            self.jobs.put(self._publish_discovery)
         except (EnrolmentRefused, GalleryError) as exc:
             self._reply(cap["msg"], "enroll", cap["rid"], error=(getattr(exc, "code", "refused"),
                                                                  str(exc)))
 
     def cmd_delete(self, args: dict[str, Any], msg: Incoming, rid: str | None) -> Any:
-        return {"deleted": self.service.delete(_str_arg(args, "name", rid),
-                                               f"mqtt:{rid}").id}
+        person = self.service.delete(_str_arg(args, "name", rid), f"mqtt:{rid}")
+        self.cooldown.pop(person.id, None)
+        if self.cfg.homeassistant.discovery:
+            self._remove_person_entity(person.id)
+        return {"deleted": person.id}
 
     def cmd_rename(self, args: dict[str, Any], msg: Incoming, rid: str | None) -> Any:
         p = self.service.rename(_str_arg(args, "name", rid), _str_arg(args, "new_name", rid),
                                 f"mqtt:{rid}")
+        self.jobs.put(self._publish_discovery)  # the entity keeps its id, gets the new name
         return {"person": p.as_dict()}
 
     def cmd_list(self, args: dict[str, Any], msg: Incoming, rid: str | None) -> Any:

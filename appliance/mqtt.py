@@ -54,10 +54,16 @@ class Settings:
 
 class MqttLink:
     def __init__(self, settings: Settings, topics: Topics,
-                 on_command: Callable[[Incoming], None]) -> None:
+                 on_command: Callable[[Incoming], None],
+                 subscriptions: tuple[str, ...] = (),
+                 on_other: Callable[[Incoming], None] | None = None,
+                 on_connected: Callable[[], None] | None = None) -> None:
         self.s = settings
         self.topics = topics
         self.on_command = on_command
+        self.subscriptions = subscriptions  # beyond commands, e.g. homeassistant/status
+        self.on_other = on_other
+        self.on_connected = on_connected
         v5 = settings.protocol == "5"
         self.v5 = v5
         self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=settings.client_id,
@@ -109,8 +115,11 @@ class MqttLink:
         self.last_error = None
         self.connected_since = time.time()
         client.publish(self.topics.status, "online", qos=1, retain=True)
-        client.subscribe(self.topics.command_filter, qos=1)
+        client.subscribe([(self.topics.command_filter, 1)]
+                         + [(t, 1) for t in self.subscriptions])
         self.connected.set()
+        if self.on_connected:
+            self.on_connected()
         log.info("MQTT: connected (%d connection(s) so far)", self.connects)
 
     def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any,
@@ -124,8 +133,11 @@ class MqttLink:
         props = getattr(msg, "properties", None)
         rt = getattr(props, "ResponseTopic", None) if props else None
         cd = getattr(props, "CorrelationData", None) if props else None
+        handler = self.on_command
+        if self.topics.command_name(msg.topic) is None and self.on_other:
+            handler = self.on_other
         try:
-            self.on_command(Incoming(msg.topic, bytes(msg.payload), rt, cd))
+            handler(Incoming(msg.topic, bytes(msg.payload), rt, cd))
         except Exception:
             log.exception("MQTT: command handler failed on %s", msg.topic)
 
