@@ -2,6 +2,8 @@
 """Benchmarks that write JSON (never timed assertions in tests).
 
     tools/bench.py matching [--json build/bench/matching.json]
+    tools/bench.py time-to-event --clip ../shared/data/scenes/examples/short_hamilton_clip.mp4 \
+        --enrol "Lin-Manuel Miranda=../shared/data/scenes/examples/lin-manuel-miranda.png"
 
 matching: one query against 100 ... 100,000 templates through the device's Matcher
 (median and p99 over repeated runs after a warm-up), and the time to open a SQLite
@@ -101,11 +103,108 @@ def bench_matching() -> dict[str, Any]:
     return out
 
 
+def bench_time_to_event(clip: Path, name: str, photo: Path, appearances: int) -> dict[str, Any]:
+    """The real daemon on a looping 30 fps file, a real Mosquitto, a paho subscriber:
+    seconds from the capture of the first frame in which the face was tracked to the
+    event's arrival at the subscriber, one sample per play of the clip (cooldown 0)."""
+    import base64
+    import secrets
+    import shutil
+    import socket
+    import subprocess
+    import threading
+
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    from appliance.signing import sign
+    from appliance.topics import Topics
+
+    work = Path(tempfile.mkdtemp(prefix="tte-"))
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    import getpass
+
+    (work / "m.conf").write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n"
+                                 f"user {getpass.getuser()}\n")
+    broker = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c",
+                               str(work / "m.conf")], stderr=subprocess.DEVNULL)
+    key = secrets.token_hex(32)
+    (work / "key").write_text(key)
+    source = work / "clip.mp4"
+    cfg = {"camera": {"source": str(source), "reopen_max_s": 1.0},
+           "storage": {"state_dir": str(work / "state")},
+           "mqtt": {"host": "127.0.0.1", "port": port, "device_id": "bench"},
+           "commands": {"key_file": str(work / "key")}, "decision": {"cooldown_s": 0}}
+    (work / "c.yaml").write_text(json.dumps(cfg))
+    topics = Topics("appliance", "bench")
+    got: list[tuple[float, dict[str, Any]]] = []
+    online = threading.Event()
+    replied = threading.Event()
+
+    def on_message(c: Any, u: Any, m: Any) -> None:
+        if m.topic == topics.event:
+            got.append((time.time(), json.loads(m.payload)))
+        elif m.topic == topics.status and m.payload == b"online":
+            online.set()
+        elif m.topic == topics.reply("enroll"):
+            replied.set()
+
+    time.sleep(0.5)
+    sub = paho.Client(CallbackAPIVersion.VERSION2)
+    sub.on_message = on_message
+    sub.on_connect = lambda c, u, f, r, p: c.subscribe(f"{topics.base}/#", qos=1)
+    sub.connect("127.0.0.1", port)
+    sub.loop_start()
+    daemon = subprocess.Popen([sys.executable, "-m", "appliance", "-c", str(work / "c.yaml"),
+                               "run"], cwd=ROOT, stdout=(work / "daemon.log").open("wb"),
+                              stderr=subprocess.STDOUT)
+    try:
+        online.wait(60)
+        payload = sign(key.encode(), "enroll", "bench",
+                       {"name": name, "images": [base64.b64encode(photo.read_bytes()).decode()]})
+        sub.publish(topics.command("enroll"), payload, qos=1)
+        replied.wait(60)
+        source.symlink_to(clip.resolve())
+        end = time.time() + 30 * appearances
+        while time.time() < end:
+            hits = [e for _, e in got if e["decision"] == "granted" and e["name"] == name]
+            if len(hits) >= appearances:
+                break
+            time.sleep(0.5)
+    finally:
+        daemon.terminate()
+        daemon.wait(30)
+        sub.loop_stop()
+        broker.terminate()
+    lat = np.array([t - e["first_seen"] for t, e in got
+                    if e["decision"] == "granted" and e["name"] == name])
+    shutil.rmtree(work, ignore_errors=True)
+    return {"appearances": int(lat.size), "p50_s": round(float(np.percentile(lat, 50)), 3),
+            "p95_s": round(float(np.percentile(lat, 95)), 3), "min_s": round(float(lat.min()), 3),
+            "max_s": round(float(lat.max()), 3), "source_fps": 29.97, "min_frames": 3,
+            "other_events": sum(1 for _, e in got if e["name"] != name)}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("section", choices=("matching",))
-    p.add_argument("--json", type=Path, default=ROOT / "build" / "bench" / "matching.json")
+    p.add_argument("section", choices=("matching", "time-to-event"))
+    p.add_argument("--json", type=Path)
+    p.add_argument("--clip", type=Path)
+    p.add_argument("--enrol", help="NAME=PHOTO of the person who appears in the clip")
+    p.add_argument("--appearances", type=int, default=20)
     args = p.parse_args(argv)
+    out = args.json or ROOT / "build" / "bench" / f"{args.section}.json"
+    if args.section == "time-to-event":
+        name, photo = args.enrol.split("=", 1)
+        result = {"machine": machine(), "time_to_event": bench_time_to_event(
+            args.clip, name, Path(photo), args.appearances)}
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps(result["time_to_event"]))
+        return 0
+    args.json = out
     result = {"machine": machine(), "matching": bench_matching()}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n")
