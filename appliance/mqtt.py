@@ -97,6 +97,7 @@ class MqttLink:
         self.client.loop_start()
 
     def stop(self) -> None:
+        self.state = "stopping"
         if self.connected.is_set():
             info = self.client.publish(self.topics.status, "offline", qos=1, retain=True)
             info.wait_for_publish(2.0)
@@ -125,6 +126,8 @@ class MqttLink:
     def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any,
                        properties: Any) -> None:
         self.connected.clear()
+        if self.state == "stopping":
+            return
         if self.state == "connected":
             log.warning("MQTT: disconnected (%s); reconnecting with backoff", reason)
         self.state = "disconnected" if self.state != "refused" else self.state
