@@ -9,7 +9,7 @@ CALIB := --calibration $(SHARED)/lfw/images \
 	--calibration-list models/calibration/lfw_folds1-5.txt \
 	--agreement-list models/calibration/lfw_folds6-10.txt
 
-.PHONY: run test lint models quantize-check eval check-wheels check-unit assets install clean
+.PHONY: run test lint models quantize-check eval check-wheels check-unit ha-check assets install clean
 
 # The daemon talks MQTT; tests and `make run` start their own Mosquitto on a free port.
 define ensure_mosquitto
@@ -87,6 +87,23 @@ check-wheels:
 	    -d $$d -r requirements.txt || exit 1; \
 	  echo "cp$$py aarch64: $$(ls $$d | tr '\n' ' ')"; rm -rf $$d; \
 	done
+
+# Discovery against a real, headless Home Assistant 2024.3 (its own venv; ~3 min to build).
+HAVENV := .venv-ha
+HA_PKGS := homeassistant==2024.3.3 'josepy<2' habluetooth==2.4.2 bluetooth-data-tools==1.19.0 \
+	bluetooth-adapters==0.18.0 bluetooth-auto-recovery==1.3.0 bleak==0.21.1 \
+	bleak-retry-connector==3.4.0 dbus-fast==2.21.1 paho-mqtt==1.6.1 SQLAlchemy==2.0.27 \
+	fnv-hash-fast==0.5.0 psutil-home-assistant==0.0.1 janus==1.0.0 Pillow==10.2.0 \
+	securetar==2024.2.1 home-assistant-frontend==20240307.0 PyTurboJPEG==1.7.1 numpy==1.26.0
+$(HAVENV)/.installed:
+	$(ensure_venv_support)
+	$(PYTHON) -m venv $(HAVENV)
+	PIP_CONSTRAINT= $(HAVENV)/bin/pip install --quiet --disable-pip-version-check $(HA_PKGS)
+	touch $@
+
+ha-check: $(VENV)/.installed assets $(HAVENV)/.installed
+	$(ensure_mosquitto)
+	$(VENV)/bin/python tools/ha_check.py --hass $(HAVENV)/bin/hass
 
 # systemd-analyze verify on the unit (CI); fails on any warning about the unit file.
 check-unit:

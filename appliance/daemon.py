@@ -311,8 +311,13 @@ class Daemon:
         ha = self.cfg.homeassistant
         self.link.publish(discovery.removal(self.topics, ha.discovery_prefix, person_id), "",
                           qos=1, retain=True)
-        self.link.publish(discovery.person_last_seen_topic(self.topics, person_id), "", qos=1,
-                          retain=True)
+        # Clear the retained last-seen time only after Home Assistant has dropped the
+        # sensor: an empty payload reaching a live timestamp sensor logs a warning there.
+        topic = discovery.person_last_seen_topic(self.topics, person_id)
+        t = threading.Timer(5.0, lambda: self.jobs.put(
+            lambda: self.link.publish(topic, "", qos=1, retain=True)))
+        t.daemon = True
+        t.start()
 
     def _on_other(self, msg: Incoming) -> None:
         """Network thread: Home Assistant's status and its enrol text/button."""

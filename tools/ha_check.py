@@ -14,8 +14,11 @@ and then reads what Home Assistant itself stored: its entity and device registri
 * all of them are bound to ONE device with the appliance's identifiers and metadata;
 * their states update (decisions, last person, snapshot, diagnostics, per-person sensor,
   the enrol text's state round trip);
-* deleting a person by a signed MQTT command removes the per-person entity from HA;
-* HA logged no MQTT discovery errors.
+* HA's own text.set_value + button.press (an automation) reach the daemon's enrol;
+* deleting a person by a signed MQTT command removes the per-person entity from HA
+  and clears its retained last_seen topic;
+* every entity goes unavailable when the daemon stops (availability topic);
+* HA logged no MQTT errors or warnings and set up every integration.
 
 Home Assistant lives in its own venv (it pins its own dependencies), e.g.:
 
@@ -400,6 +403,12 @@ def scenario(args: argparse.Namespace, work: Path, procs: Procs, check: Any,
     client.publish(topics.command("delete"), sign(key, "delete", DEVICE, {"name": PERSON}, rid))
     dreply = client.reply("delete", rid, 60)
     check("delete astronaut (signed MQTT)", dreply.get("ok"), json.dumps(dreply)[:120])
+    seen_topic = discovery.person_last_seen_topic(topics, person_id)
+    try:
+        client.wait_for(lambda: (seen_topic, b"") in client.messages, 20)
+        check("retained last_seen cleared after delete", True, seen_topic)
+    except TimeoutError:
+        check("retained last_seen cleared after delete", False, seen_topic)
     end = time.time() + 40  # the entity registry is saved 10 s after a change
     while time.time() < end and person_uid in registry(ha_dir)[0]:
         time.sleep(2)
