@@ -352,10 +352,8 @@ class Daemon:
         name = self.ha_name[0]
         self.ha_name = None
         rid = f"homeassistant-{uuid.uuid4().hex[:8]}"
-        self.capture = {"name": name, "n": 3, "templates": [], "force": False, "meta": {},
-                        "deadline": time.monotonic() + self.cfg.commands.capture_timeout_s,
-                        "msg": Incoming(self.topics.command("enroll"), b"", None, None),
-                        "rid": rid, "last_reason": "no face seen yet"}
+        self._start_capture(name, 3, False, {},
+                            Incoming(self.topics.command("enroll"), b"", None, None), rid)
 
     # --- decisions and events --------------------------------------------------------
 
@@ -502,9 +500,7 @@ class Daemon:
             n = int(args.get("frames", 3))
             if not 1 <= n <= 10:
                 raise CommandRejected("malformed", "'frames' must be 1..10", rid)
-            self.capture = {"name": name, "n": n, "templates": [], "force": force, "meta": meta,
-                            "deadline": time.monotonic() + self.cfg.commands.capture_timeout_s,
-                            "msg": msg, "rid": rid, "last_reason": "no face seen yet"}
+            self._start_capture(name, n, force, meta, msg, rid)
             return _DEFERRED
         images = args.get("images")
         if not isinstance(images, list) or not 1 <= len(images) <= MAX_IMAGES:
@@ -524,6 +520,13 @@ class Daemon:
                                     meta=meta or None)
         self.jobs.put(self._publish_discovery)
         return {"person": person.as_dict()}
+
+    def _start_capture(self, name: str, n: int, force: bool, meta: dict[str, Any],
+                       msg: Incoming, rid: str | None) -> None:
+        """The frame loop collects `n` gated faces, then enrols them (see _capture_step)."""
+        self.capture = {"name": name, "n": n, "templates": [], "force": force, "meta": meta,
+                        "deadline": time.monotonic() + self.cfg.commands.capture_timeout_s,
+                        "msg": msg, "rid": rid, "last_reason": "no face seen yet"}
 
     def _capture_step(self, faces: list[Face], image: np.ndarray) -> None:
         cap = self.capture

@@ -18,12 +18,13 @@ import logging
 import sqlite3
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from appliance.sqlite import connect, transaction
 
 log = logging.getLogger(__name__)
 
@@ -110,12 +111,7 @@ def _now() -> float:
 class Gallery:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                  timeout=10.0)
-        for pragma in ("journal_mode=WAL", "foreign_keys=ON", "synchronous=FULL",
-                       "secure_delete=ON"):
-            self.db.execute(f"PRAGMA {pragma}")
+        self.db = connect(self.path, "foreign_keys=ON", "secure_delete=ON")
         self._migrate()
 
     def close(self) -> None:
@@ -127,15 +123,8 @@ class Gallery:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    @contextlib.contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        self.db.execute("COMMIT")
+    def _tx(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return transaction(self.db)
 
     def _migrate(self) -> None:
         with self._tx() as db:

@@ -15,10 +15,11 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from appliance.sqlite import connect, transaction
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +39,9 @@ class Outbox:
     def __init__(self, path: str | Path, max_events: int = 10_000,
                  max_age_s: float = 7 * 86400) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.max_events = max_events
         self.max_age_s = max_age_s
-        self.db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                  timeout=10.0)
-        for pragma in ("journal_mode=WAL", "synchronous=FULL"):
-            self.db.execute(f"PRAGMA {pragma}")
+        self.db = connect(self.path)
         self.db.executescript("""
             CREATE TABLE IF NOT EXISTS outbox (
                 seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -65,16 +62,8 @@ class Outbox:
         with self.lock:
             self.db.close()
 
-    @contextlib.contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        with self.lock:
-            self.db.execute("BEGIN IMMEDIATE")
-            try:
-                yield self.db
-            except BaseException:
-                self.db.execute("ROLLBACK")
-                raise
-            self.db.execute("COMMIT")
+    def _tx(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return transaction(self.db, self.lock)
 
     def _bump(self, db: sqlite3.Connection, name: str, by: int) -> None:
         db.execute("INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT(name) "
