@@ -115,3 +115,20 @@ install:
 
 clean:
 	rm -rf $(VENV) build .pytest_cache .ruff_cache
+
+# Side-by-side speed with the peers (face_recognition, MTCNN + Keras FaceNet, our float
+# models). The peers live in .venv-bench, never in the device's venv.
+.PHONY: bench
+bench: $(VENV)/.installed assets
+	$(ensure_venv_support)
+	$(ensure_mosquitto)
+	@[ -f .venv-bench/.installed ] || { $(PYTHON) -m venv .venv-bench && \
+	  .venv-bench/bin/pip install --quiet --disable-pip-version-check \
+	    -r requirements-bench.txt && \
+	  .venv-bench/bin/pip install --quiet --disable-pip-version-check --no-deps \
+	    face-recognition==1.3.0 && touch .venv-bench/.installed; }
+	-[ ! -f $(SHARED)/scenes/examples/short_hamilton_clip.mp4 ] || \
+	  $(VENV)/bin/python tools/bench.py time-to-event \
+	    --clip $(SHARED)/scenes/examples/short_hamilton_clip.mp4 \
+	    --enrol "Lin-Manuel Miranda=$(SHARED)/scenes/examples/lin-manuel-miranda.png"
+	$(VENV)/bin/python tools/bench.py pipeline

@@ -392,7 +392,8 @@ class Daemon:
             "box": [round(float(x), 1) for x in v.track.box],
             "first_seen": round(v.track.first_seen, 3), "decided": round(now, 3),
             "camera": self.source, "device": self.device,
-            "models": {"embedder": self.service.embedder, "appliance": __version__},
+            "models": {"detector": self.service.pipeline.detector.version,
+                       "embedder": self.service.embedder, "appliance": __version__},
             "replayed": False,
         }
         self.outbox.add(event_id, self.topics.event, payload, self.boot)

@@ -154,6 +154,7 @@ class FaceDetector:
 
     INPUT_SIZE = 192
     GRID = 48
+    version = "detector"  # set from the manifest's sha256 by FacePipeline.load
 
     def __init__(
         self,

@@ -79,6 +79,7 @@ class FacePipeline:
             return models_dir / entry["file"]
 
         det = FaceDetector(TfliteModel(path("detector"), threads), score_threshold)
+        det.version = f"detector-{models['detector']['sha256'][:12]}"
         spec = EmbedderSpec.from_manifest(embedder, models[embedder])
         emb = Embedder(TfliteModel(path(embedder), threads), spec, flip=flip)
         return cls(det, emb)

