@@ -8,6 +8,7 @@ published with QoS 1 and removed from the outbox only after the broker's PUBACK.
 from __future__ import annotations
 
 import logging
+import socket
 import ssl
 import threading
 import time
@@ -80,6 +81,7 @@ class MqttLink:
         self.client.will_set(topics.status, "offline", qos=1, retain=True)
         self.client.reconnect_delay_set(1, max(1, int(settings.reconnect_max_s)))
         self.client.on_connect = self._on_connect
+        self.client.on_connect_fail = self._on_connect_fail
         self.client.on_disconnect = self._on_disconnect
         self.client.on_message = self._on_message
         self.connected = threading.Event()
@@ -122,6 +124,31 @@ class MqttLink:
         if self.on_connected:
             self.on_connected()
         log.info("MQTT: connected (%d connection(s) so far)", self.connects)
+
+    def _on_connect_fail(self, client: paho.Client, userdata: Any) -> None:
+        """paho retries silently; say why, once per distinct reason (no log flood)."""
+        reason = self._probe()
+        if reason != self.last_error:
+            log.error("MQTT: cannot connect to %s:%d: %s; retrying with backoff up to %.0f s",
+                      self.s.host, self.s.port, reason, self.s.reconnect_max_s)
+        self.last_error = reason
+        self.state = "unreachable"
+
+    def _probe(self) -> str:
+        """Reproduce the failing step (TCP, then TLS with the same settings) to name it."""
+        try:
+            with socket.create_connection((self.s.host, self.s.port), 5) as sock:
+                if not self.s.tls:
+                    return "TCP connects, but the MQTT handshake failed"
+                ctx = ssl.create_default_context(cafile=self.s.ca_file or None)
+                if self.s.cert_file:
+                    ctx.load_cert_chain(self.s.cert_file, self.s.key_file or None)
+                if self.s.tls_insecure:
+                    ctx.check_hostname = False
+                with ctx.wrap_socket(sock, server_hostname=self.s.host):
+                    return "TLS works, but the MQTT handshake failed"
+        except (OSError, ssl.SSLError) as exc:
+            return str(exc) or type(exc).__name__
 
     def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any,
                        properties: Any) -> None:

@@ -88,6 +88,7 @@ class DaemonProcess:
     def __init__(self, tmp: Path, port: int, source: str,
                  settings: dict[str, dict[str, Any]] | None = None) -> None:
         self.tmp = tmp
+        tmp.mkdir(parents=True, exist_ok=True)
         self.key = secrets.token_hex(32).encode()
         key_file = tmp / "command-key"
         key_file.write_bytes(self.key)

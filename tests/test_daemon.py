@@ -303,3 +303,61 @@ def test_status_cli_and_mqtt5_response_topic(tmp_path, broker, capsys):
     assert (topic, body["request_id"], body["ok"], corr) == ("my/replies", "r5", True, b"corr-42")
     listener.close()
     assert d.stop() == 0
+
+
+def _make_ca(tmp_path, name):
+    """A CA and a server certificate for 127.0.0.1 / localhost, made with openssl."""
+    import subprocess
+
+    d = tmp_path / name
+    d.mkdir()
+
+    def run(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=d)
+
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={name}",
+        "-keyout", "ca.key", "-out", "ca.crt")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout",
+        "server.key", "-out", "server.csr")
+    (d / "ext.cnf").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+        "-CAcreateserial", "-days", "2", "-extfile", "ext.cnf", "-out", "server.crt")
+    return d
+
+
+def test_tls_broker_and_wrong_ca(tmp_path, broker):
+    """TLS with the right CA connects (hostname checked); a wrong CA gives a clear log
+    line and status, retries with backoff, and never crashes."""
+    import getpass
+    import subprocess
+
+    from tests.conftest import free_port
+
+    good, other = _make_ca(tmp_path, "ca-good"), _make_ca(tmp_path, "ca-other")
+    port = free_port()
+    conf = tmp_path / "tls.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n"
+                    f"cafile {good}/ca.crt\ncertfile {good}/server.crt\n"
+                    f"keyfile {good}/server.key\nuser {getpass.getuser()}\n")
+    tls = subprocess.Popen([broker.exe, "-c", str(conf)], stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)
+        ok = DaemonProcess(tmp_path / "ok", port, "demo",
+                           {"mqtt": {"tls": True, "ca_file": str(good / "ca.crt")}})
+        ok.start()
+        bad = DaemonProcess(tmp_path / "bad", port, "demo",
+                            {"mqtt": {"tls": True, "ca_file": str(other / "ca.crt")}})
+        bad.start()
+        deadline = time.time() + 60
+        while time.time() < deadline and "MQTT: connected" not in ok.log_text():
+            time.sleep(0.5)
+        assert "MQTT: connected" in ok.log_text()
+        time.sleep(8)
+        assert bad.proc.poll() is None  # still running, retrying
+        log = bad.log_text()
+        assert "MQTT: connected" not in log
+        assert "certificate verify failed" in log or "CERTIFICATE_VERIFY_FAILED" in log, log[-2000:]
+        assert ok.stop() == 0 and bad.stop() == 0
+    finally:
+        tls.terminate()
+        tls.wait(10)
