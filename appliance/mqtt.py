@@ -110,8 +110,10 @@ class MqttLink:
                     properties: Any) -> None:
         if reason.is_failure:
             self.state = "refused"
-            self.last_error = f"broker refused the connection: {reason}"
-            log.error("MQTT: %s; retrying with backoff", self.last_error)
+            err = f"broker refused the connection: {reason}"
+            if err != self.last_error:  # once per reason, not once per retry
+                log.error("MQTT: %s; retrying with backoff", err)
+            self.last_error = err
             return
         self.connects += 1
         self.state = "connected"

@@ -361,3 +361,44 @@ def test_tls_broker_and_wrong_ca(tmp_path, broker):
     finally:
         tls.terminate()
         tls.wait(10)
+
+
+def test_broker_credentials_from_file_right_and_wrong(tmp_path, broker):
+    """The password comes from a file (never the config or a log); a wrong one is named
+    in the log and status, retried with backoff, and nothing crashes."""
+    import getpass
+    import subprocess
+
+    from tests.conftest import free_port
+
+    pw = tmp_path / "passwd"
+    subprocess.run(["mosquitto_passwd", "-c", "-b", str(pw), "door", "s3cret-pass"], check=True)
+    port = free_port()
+    conf = tmp_path / "auth.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {pw}\n"
+                    f"user {getpass.getuser()}\n")
+    auth = subprocess.Popen([broker.exe, "-c", str(conf)], stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(0.5)
+        daemons = []
+        for name, secret in (("right", "s3cret-pass"), ("wrong", "not-it")):
+            f = tmp_path / f"{name}.pw"
+            f.write_text(secret)
+            d = DaemonProcess(tmp_path / name, port, "demo", {"mqtt": {
+                "username": "door", "password_file": str(f), "protocol": "3.1.1"}})
+            d.start()
+            daemons.append(d)
+        right, wrong = daemons
+        deadline = time.time() + 60
+        while time.time() < deadline and "MQTT: connected" not in right.log_text():
+            time.sleep(0.5)
+        time.sleep(5)
+        assert "MQTT: connected" in right.log_text()
+        log = wrong.log_text()
+        assert wrong.proc.poll() is None and "MQTT: connected" not in log
+        assert log.count("refused the connection: Not authorized") == 1  # said once
+        assert "s3cret" not in right.log_text() + log and "not-it" not in log
+        assert right.stop() == 0 and wrong.stop() == 0
+    finally:
+        auth.terminate()
+        auth.wait(10)
