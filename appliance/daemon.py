@@ -490,6 +490,11 @@ class Daemon:
             self.stats["commands_refused"] += 1
             code = getattr(exc, "code", type(exc).__name__)
             self._reply(msg, name, rid, error=(code, str(exc)))
+        except Exception:  # the last net: a hostile command must never end the frame loop
+            self.stats["commands_refused"] += 1
+            log.exception("command %s failed", name)
+            self._reply(msg, name or "unknown", rid, error=("internal", "internal error; "
+                                                                         "nothing was changed"))
 
     def cmd_enroll(self, args: dict[str, Any], msg: Incoming, rid: str | None) -> Any:
         name = _str_arg(args, "name", rid)
@@ -498,8 +503,8 @@ class Daemon:
         if not isinstance(meta, dict):
             raise CommandRejected("malformed", "'meta' must be an object", rid)
         if args.get("capture"):
-            n = int(args.get("frames", 3))
-            if not 1 <= n <= 10:
+            n = args.get("frames", 3)
+            if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 10:
                 raise CommandRejected("malformed", "'frames' must be 1..10", rid)
             self._start_capture(name, n, force, meta, msg, rid)
             return _DEFERRED
@@ -567,6 +572,9 @@ class Daemon:
     def cmd_delete(self, args: dict[str, Any], msg: Incoming, rid: str | None) -> Any:
         person = self.service.delete(_str_arg(args, "name", rid), f"mqtt:{rid}")
         self.cooldown.pop(person.id, None)
+        if self.last_person and self.last_person.get("person_id") == person.id:
+            self.last_person = None  # their name must not stay retained on the broker
+            self.link.publish(self.topics.last_person, "", qos=1, retain=True)
         if self.cfg.homeassistant.discovery:
             self._remove_person_entity(person.id)
         return {"deleted": person.id}
@@ -635,5 +643,5 @@ def _peek_request_id(payload: bytes) -> str | None:
             obj = json.loads(obj["body"])
         rid = obj.get("request_id") if isinstance(obj, dict) else None
         return rid if isinstance(rid, str) else None
-    except (ValueError, UnicodeDecodeError, AttributeError):
+    except (ValueError, UnicodeDecodeError, AttributeError, RecursionError):
         return None

@@ -70,7 +70,7 @@ def verify(payload: bytes, cmd: str, device: str, key: bytes | None, required: b
                                            f"{MAX_PAYLOAD}")
     try:
         outer = json.loads(payload)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # deep nesting too
         raise CommandRejected("malformed", f"payload is not JSON: {exc}") from exc
     if not isinstance(outer, dict):
         raise CommandRejected("malformed", "payload must be a JSON object")
@@ -81,7 +81,7 @@ def verify(payload: bytes, cmd: str, device: str, key: bytes | None, required: b
             raise CommandRejected("malformed", "'body' must be a string and 'sig' a hex string")
         try:
             body = json.loads(body_text)
-        except ValueError as exc:
+        except (ValueError, RecursionError) as exc:
             raise CommandRejected("malformed", f"body is not JSON: {exc}") from exc
         if not isinstance(body, dict):
             raise CommandRejected("malformed", "body must be a JSON object")
@@ -89,7 +89,7 @@ def verify(payload: bytes, cmd: str, device: str, key: bytes | None, required: b
         if key is None:
             raise CommandRejected("no_key", "this device has no command key configured", rid)
         good = hmac.new(key, body_text.encode(), hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(good, sig.lower()):
+        if not (sig.isascii() and hmac.compare_digest(good, sig.lower())):
             raise CommandRejected("bad_signature", "signature does not match", rid)
     else:
         body = outer
@@ -104,7 +104,8 @@ def verify(payload: bytes, cmd: str, device: str, key: bytes | None, required: b
         raise CommandRejected("wrong_device", "signed for another device", rid)
     if signed or required:
         ts, nonce = body.get("ts"), body.get("nonce")
-        if not isinstance(ts, (int, float)) or isinstance(ts, bool):
+        # NaN would pass the window check and 10**400 overflows: only sane numbers.
+        if not isinstance(ts, (int, float)) or isinstance(ts, bool) or not -1e12 < ts < 1e12:
             raise CommandRejected("malformed", "'ts' (unix seconds) is required", rid)
         if abs(time.time() - ts) > window_s:
             raise CommandRejected("expired", f"timestamp is {time.time() - ts:+.0f} s off; "
