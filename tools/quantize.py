@@ -25,6 +25,7 @@ import logging
 import os
 import sys
 import tempfile
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -82,8 +83,16 @@ SPECS: dict[str, dict[str, Any]] = {
         "output": {"name": "embedding", "dim": 192,
                    "meaning": "face embedding, not normalised; the device L2-normalises"},
         "alignment": {"zoom": 1.0, "shift_y": 0.0},
+        "int8_notes": "before int8, each PReLU's channels are rescaled through the "
+                      "convolutions either side to equal ranges (measured on the calibration "
+                      "faces), and the PReLU is written as relu(g*x) + sign(-a)*relu(-|a|*g*x) "
+                      "with per-channel factors as 1x1 depthwise weights "
+                      "(tools/quantlib/equalise.py); the float function is unchanged",
     },
 }
+
+# Models whose PReLU channels are equalised before int8 conversion (see equalise.py).
+EQUALISE_PRELU = {"mobilefacenet"}
 
 # --check: regenerated int8 outputs must agree with the committed ones this closely when
 # the bytes differ (e.g. another TF build): embedder cosine, detector score and box IoU.
@@ -99,6 +108,21 @@ def _tf_function(name: str, source: Path) -> Any:
 
     fn, _ = as_function(str(source))
     return fn
+
+
+def _int8_function(name: str, source: Path, fn: Any,
+                   calibration: Callable[[], Iterable[np.ndarray]]) -> Any:
+    """The function to quantise: `fn`, or for EQUALISE_PRELU models the same source
+    re-traced with its PReLU channels equalised on the calibration inputs."""
+    if name not in EQUALISE_PRELU:
+        return fn
+    from quantlib.equalise import batched, prelu_scales
+    from quantlib.tflite_graph import as_function
+
+    scales = prelu_scales(str(source), batched(calibration()))
+    log.info("%s: equalised the channels of %d PReLUs", name, len(scales))
+    qfn, _ = as_function(str(source), scales)
+    return qfn
 
 
 def _rename_outputs(tflite: bytes, names: dict[tuple[int, ...], str]) -> bytes:
@@ -152,7 +176,8 @@ def build(name: str, args: argparse.Namespace, out_dir: Path, float_dir: Path,
         gen = lambda: cal.embedder_inputs(faces, spec)  # noqa: E731
         calib_summary = {"what": "largest face of each photo, aligned by the float detector",
                          "faces": len(faces)}
-    int8 = _rename_outputs(to_tflite(fn, calibration=gen, float_outputs=(name == "detector")),
+    qfn = _int8_function(name, source, fn, gen)
+    int8 = _rename_outputs(to_tflite(qfn, calibration=gen, float_outputs=(name == "detector")),
                            names)
     out_path = out_dir / SPECS[name]["file"]
     out_path.write_bytes(int8)

@@ -9,10 +9,15 @@ batch dimension back (MobileFaceNet ships with a fixed batch of 2).
 
 Only the ops these models use are supported; anything else raises, so a new model never
 converts silently wrong.
+
+For int8, `as_function` can also take per-channel scales for each PReLU (equalise.py
+measures them): the channels are rescaled through the convolutions on either side, which
+leaves the float function unchanged but lets one per-tensor int8 scale fit every channel.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +35,19 @@ _TYPES = {
     schema.TensorType.INT8: np.int8,
     schema.TensorType.UINT8: np.uint8,
 }
+
+
+@dataclass(frozen=True)
+class ChannelScales:
+    """Per-channel gains around one PReLU; both positive, so PReLU commutes with them.
+
+    `into` multiplies the producer's output channels (its weights and bias) and so the
+    PReLU's input; `out` multiplies the PReLU's output, and the consumer's weights divide
+    it out again.
+    """
+
+    into: np.ndarray
+    out: np.ndarray
 
 
 @dataclass
@@ -118,14 +136,65 @@ def tf_prelu(x: tf.Tensor, alpha: np.ndarray) -> tf.Tensor:
     return x * tf.constant(alpha) + tf.nn.relu(x * tf.constant(c)) * tf.constant(sgn)
 
 
-class Retracer:
-    """Executes a TfliteGraph with TF ops; call inside a tf.function."""
+def tf_prelu_exact(x: tf.Tensor, alpha: np.ndarray, gain: np.ndarray) -> tf.Tensor:
+    """gain * PReLU(x) for int8, as relu(gain*x) + sign(-alpha) * relu(-|alpha|*gain*x).
 
-    def __init__(self, graph: TfliteGraph) -> None:
+    Why not `tf_prelu`: its a*x and relu(c*x) cancel for x > 0 (9.4x - 8.4x = x), so both
+    carry the error of a range ten times the result's; and TFLite's int8 MUL quantises its
+    per-channel constant with one scale, so slopes near 0 round badly. Here one of the two
+    terms is always zero, and the per-channel factors are 1x1 depthwise weights, which int8
+    quantises per channel (exactly, one weight per channel). The sign MUL multiplies by
+    +-1, which int8 holds exactly. Ops: DEPTHWISE_CONV_2D+RELU twice, MUL, ADD; all run in
+    XNNPACK's int8 kernels.
+    """
+    sign = -np.sign(alpha).astype(np.float32)
+    sign[sign == 0] = 1.0
+    pos = tf.nn.relu(_channel_scale(x, gain))
+    neg = tf.nn.relu(_channel_scale(x, -np.abs(alpha) * gain))
+    return pos + neg * tf.constant(sign)
+
+
+def _channel_scale(x: tf.Tensor, k: np.ndarray) -> tf.Tensor:
+    """x * k per channel, as a 1x1 depthwise convolution (int8 weights per channel)."""
+    w = tf.constant(k.astype(np.float32).reshape(1, 1, -1, 1))
+    return tf.nn.depthwise_conv2d(x, w, strides=[1, 1, 1, 1], padding="VALID")
+
+
+@dataclass(frozen=True)
+class PreluSite:
+    """A PReLU and, when channel scales can move through them, the ops either side.
+
+    `producer` is a convolution without fused activation whose output only the PReLU
+    reads; `consumer` the only op reading the PReLU's output, a convolution taking it as
+    its input. Either is None when that does not hold.
+    """
+
+    add: int  # index of the ADD op that ends the PReLU pattern
+    x: int  # the PReLU's input tensor
+    alpha: np.ndarray
+    producer: Op | None
+    consumer: Op | None
+
+
+_CONVS = ("CONV_2D", "DEPTHWISE_CONV_2D")
+
+
+class Retracer:
+    """Executes a TfliteGraph with TF ops; call inside a tf.function.
+
+    With `scales` (ADD op index of a PReLU -> ChannelScales), those PReLUs are rescaled as
+    ChannelScales says and written with `tf_prelu_exact`; the function's outputs stay the
+    same up to float rounding.
+    """
+
+    def __init__(self, graph: TfliteGraph, scales: dict[int, ChannelScales] | None = None) -> None:
         self.g = graph
         self.skip: set[int] = set()
         self.prelu: dict[int, tuple[int, np.ndarray]] = {}  # ADD op index -> (x, alpha)
         self._find_prelu()
+        self.scales = scales or {}
+        self.overrides: dict[int, np.ndarray] = {}  # constant tensor -> rescaled value
+        self._rescale()
 
     def _find_prelu(self) -> None:
         """Spot relu(x) + c*(x - |x|), which is PReLU with alpha = 2c."""
@@ -153,13 +222,63 @@ class Retracer:
             self.prelu[op.index] = (x, 2.0 * c.astype(np.float32))
             self.skip.update({relu.index, mul.index, s.index, ab.index})
 
+    def sites(self) -> list[PreluSite]:
+        """Every PReLU with its producer and consumer where scales can move through them."""
+        producers = {t: op for op in self.g.ops for t in op.outputs}
+        return [
+            PreluSite(add, x, alpha, self._producer(x, producers.get(x)),
+                      self._consumer(self.g.ops[add].outputs[0]))
+            for add, (x, alpha) in self.prelu.items()
+        ]
+
+    def _producer(self, x: int, p: Op | None) -> Op | None:
+        """`p`, if it is a convolution with no fused activation and only the PReLU reads x."""
+        if p is None or p.name not in _CONVS or p.options.fusedActivationFunction:
+            return None
+        if any(c.name not in ("RELU", "ABS", "SUB") for c in self.g.consumers[x]):
+            return None
+        return p
+
+    def _consumer(self, y: int) -> Op | None:
+        """The one convolution reading `y` as its input, if only that reads it."""
+        readers = self.g.consumers.get(y, [])
+        if len(readers) != 1 or y in self.g.outputs:
+            return None
+        c = readers[0]
+        if c.name not in _CONVS or c.inputs[0] != y:
+            return None
+        if c.name == "DEPTHWISE_CONV_2D" and c.options.depthMultiplier not in (0, 1):
+            return None
+        return c
+
+    def _rescale(self) -> None:
+        """Fold each PReLU's ChannelScales into the weights on either side."""
+        sites = {s.add: s for s in self.sites()}
+        for add, sc in self.scales.items():
+            site = sites[add]
+            if site.producer is None or site.consumer is None:
+                raise ValueError(f"PReLU at op {add} cannot be rescaled")
+            p, c = site.producer, site.consumer
+            into = sc.into.astype(np.float32)
+            w = self.const(p.inputs[1])
+            # CONV_2D weights are OHWI, DEPTHWISE_CONV_2D 1HWC: output channel first / last.
+            self.overrides[p.inputs[1]] = (
+                w * into[:, None, None, None] if p.name == "CONV_2D" else w * into)
+            if len(p.inputs) > 2 and p.inputs[2] >= 0:
+                self.overrides[p.inputs[2]] = self.const(p.inputs[2]) * into
+            # The consumer's input channel is the last axis for both kinds.
+            self.overrides[c.inputs[1]] = self.const(c.inputs[1]) / sc.out.astype(np.float32)
+
     def const(self, t: int) -> np.ndarray:
+        if t in self.overrides:
+            return self.overrides[t]
         v = self.g.constant(t)
         if v is None:
             raise ValueError(f"tensor {self.g.name(t)} is not a constant")
         return v.astype(np.float32) if v.dtype == np.float16 else v
 
-    def __call__(self, inputs: list[tf.Tensor]) -> list[tf.Tensor]:
+    def __call__(self, inputs: list[tf.Tensor], taps: Sequence[int] = ()) -> list[tf.Tensor]:
+        """The graph's outputs, then the tensors named in `taps` (for range measurements)."""
         g = self.g
         env: dict[int, Any] = dict(zip(g.inputs, inputs, strict=True))
 
@@ -175,7 +294,9 @@ class Retracer:
             ins = op.inputs
             if op.index in self.prelu:
                 x, alpha = self.prelu[op.index]
-                out = tf_prelu(env[x], alpha)
+                sc = self.scales.get(op.index)
+                out = (tf_prelu(env[x], alpha) if sc is None
+                       else tf_prelu_exact(env[x], alpha, sc.out / sc.into))
             elif op.name == "DEQUANTIZE":
                 continue  # folded: consumers read the constant through `g.dequantized`
             elif op.name == "CONV_2D":
@@ -236,13 +357,15 @@ class Retracer:
             else:
                 raise NotImplementedError(f"op {op.name} ({g.name(op.outputs[0])})")
             env[op.outputs[0]] = tf.identity(out, name=_tf_name(g.name(op.outputs[0])))
-        return [env[t] for t in g.outputs]
+        return [env[t] for t in [*g.outputs, *taps]]
 
 
-def as_function(path: str) -> tuple[tf.types.experimental.ConcreteFunction, list[str]]:
+def as_function(
+    path: str, scales: dict[int, ChannelScales] | None = None
+) -> tuple[tf.types.experimental.ConcreteFunction, list[str]]:
     """A concrete function with a free batch dimension; returns it and the output names."""
     graph = TfliteGraph(path)
-    retracer = Retracer(graph)
+    retracer = Retracer(graph, scales)
     (inp,) = graph.inputs
     spec = tf.TensorSpec([None, *graph.shape(inp)[1:]], tf.float32, name="input")
     names = [graph.name(t) for t in graph.outputs]
