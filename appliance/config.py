@@ -183,7 +183,10 @@ def _scalar(node: yaml.Node, typ: type, where: str) -> Any:
         raise _Problem(f"{where}: expected a {_type_name(typ)}, got a {node.id}")
     value = yaml.safe_load(yaml.serialize(node))
     if typ is float and isinstance(value, int) and not isinstance(value, bool):
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:
+            raise _Problem(f"{where}: {value} is too large") from None
     if typ is str and value is not None and not isinstance(value, (str, bool)):
         value = str(value)
     if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):

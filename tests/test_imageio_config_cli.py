@@ -84,3 +84,9 @@ def test_cli_refuses_a_corrupt_image(tmp_path, capsys):
     p.write_bytes(b"\xff\xd8\xff\xe0garbage")
     assert main(["detect", str(p)]) == 1
     assert "broken.jpg" in capsys.readouterr().err
+
+
+def test_config_refuses_numbers_too_large_for_a_float():
+    """Found by the command fuzz: `set` with a 400-digit margin raised OverflowError."""
+    with pytest.raises(ConfigError, match=r"recognition\.margin'.*too large"):
+        parse("recognition:\n  margin: " + "9" * 400 + "\n")
