@@ -573,8 +573,11 @@ class Daemon:
         person = self.service.delete(_str_arg(args, "name", rid), f"mqtt:{rid}")
         self.cooldown.pop(person.id, None)
         if self.last_person and self.last_person.get("person_id") == person.id:
-            self.last_person = None  # their name must not stay retained on the broker
-            self.link.publish(self.topics.last_person, "", qos=1, retain=True)
+            # Their name must not stay retained on the broker; an object, not an empty
+            # payload, because Home Assistant reads this topic's attributes as JSON.
+            self.last_person = None
+            self.link.publish(self.topics.last_person, json.dumps({"name": None}), qos=1,
+                              retain=True)
         if self.cfg.homeassistant.discovery:
             self._remove_person_entity(person.id)
         return {"deleted": person.id}

@@ -64,7 +64,7 @@ def entities(topics: Topics, *, snapshots: bool, allow_enrol: bool,
             "icon": "mdi:door"}),
         Entity("sensor", "last_person", {
             "name": "Last person", "state_topic": topics.last_person,
-            "value_template": "{{ value_json.name }}",
+            "value_template": "{{ value_json.name or 'unknown' }}",
             "json_attributes_topic": topics.last_person, "icon": "mdi:account-check"}),
         Entity("binary_sensor", "access_granted", {
             "name": "Access granted", "state_topic": topics.event,
