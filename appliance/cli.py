@@ -7,10 +7,7 @@ import getpass
 import json
 import logging
 import sys
-from collections.abc import Iterator
 from pathlib import Path
-
-import numpy as np
 
 from appliance import __version__
 from appliance.config import Config, ConfigError, load
@@ -35,34 +32,6 @@ def _thresholds(cfg: Config, people: int):
     r = cfg.recognition
     cal = load_calibration(cfg.models.embedder, cfg.models.flip)
     return resolve(cal, r.mode, people, r.stranger_accept, r.threshold, r.margin)
-
-
-def _frames(source: str) -> Iterator[tuple[int, np.ndarray]]:
-    """Frames from the configured source. The daemon issue brings the full camera adapters
-    (picamera2, reconnects); this serves the demo, V4L2, URLs and files."""
-    if source == "auto":
-        source = "0" if Path("/dev/video0").exists() else "demo"
-    if source == "demo":
-        from appliance import demo
-
-        for f in demo.frames():
-            yield f.index, f.image
-        return
-    import cv2
-
-    cap = cv2.VideoCapture(int(source) if source.isdigit() else source)
-    if not cap.isOpened():
-        raise RuntimeError(f"cannot open camera source {source!r}")
-    i = 0
-    try:
-        while True:
-            ok, bgr = cap.read()
-            if not ok:
-                return
-            yield i, cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            i += 1
-    finally:
-        cap.release()
 
 
 def cmd_run(args: argparse.Namespace, cfg: Config) -> int:
