@@ -232,15 +232,11 @@ class Daemon:
         t1 = time.perf_counter()
         wall = time.time() - (time.monotonic() - frame.captured)
         tracks = self.tracker.update([d.box for d in dets], frame.index, wall)
-        # Align and measure only faces whose visit is undecided (all of them while a
-        # capture enrolment needs them): a decided visit costs a detection, nothing more.
-        track_of = {id(d): tr for d, tr in zip(dets, tracks, strict=True)}
-        wanted = dets if self.capture is not None else [
-            d for d in dets if not track_of[id(d)].decided]
-        faces = pipe.faces(frame.image, embed=False, detections=wanted)
+        faces = pipe.faces(frame.image, embed=False, detections=dets)
+        by_det = {id(f.detection): f for f in faces}
         todo: list[tuple[Face, Any]] = []
-        for f in faces:
-            tr = track_of[id(f.detection)]
+        for d, tr in zip(dets, tracks, strict=True):
+            f = by_det[id(d)]
             q = f.quality
             if tr.decided or q.eye_distance < self.cfg.decision.min_eye_distance \
                     or q.frontal < self.cfg.decision.min_frontal:
@@ -365,8 +361,10 @@ class Daemon:
         cfg = self.cfg
         now = time.time()
         decision = "unknown"
+        person = None
         if v.person_id:
-            meta = self.service.gallery.meta(v.person_id)
+            person = next((p for p in self.service.gallery.persons() if p.id == v.person_id),
+                          None)
             last = self.cooldown.get(v.person_id, 0.0)
             if now - last < cfg.decision.cooldown_s:
                 self.stats["suppressed"] += 1
@@ -382,7 +380,7 @@ class Daemon:
                 self.attendance[v.person_id] = (day, decision)
             else:
                 groups = cfg.decision.allowed_groups
-                group = meta.get("group")
+                group = (person.meta.get("group") if person else None)
                 decision = "granted" if not groups or group in groups else "denied"
         event_id = str(uuid.uuid4())
         payload: dict[str, Any] = {

@@ -162,11 +162,6 @@ class Gallery:
                 return p
         raise GalleryError(f"no person called {name_or_id!r}")
 
-    def meta(self, person_id: str) -> dict[str, Any]:
-        """One person's metadata by id ({} if gone): one indexed query, for each decision."""
-        row = self.db.execute("SELECT meta FROM persons WHERE id = ?", (person_id,)).fetchone()
-        return json.loads(row[0]) if row else {}
-
     def template_set(self, embedder: str) -> TemplateSet:
         rows = self.db.execute(
             "SELECT p.id, p.name, t.embedding FROM templates t JOIN persons p "
