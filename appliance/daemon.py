@@ -398,7 +398,7 @@ class Daemon:
         }
         self.outbox.add(event_id, self.topics.event, payload, self.boot)
         self.stats["events"] += 1
-        log.info("decision %s: %s (person %s, cosine %.3f, %d frames)", event_id[:8], decision,
+        log.info("decision %s: %s (person %s, cosine %.3f, %d frames)", event_id, decision,
                  v.person_id or "-", v.score, v.frames)
         if v.person_id and decision != "denied":
             self.link.publish(discovery.person_last_seen_topic(self.topics, v.person_id),

@@ -75,6 +75,9 @@ class Listener:
         return self.wait_for(find, timeout)
 
     def publish(self, topic: str, payload: bytes | str) -> None:
+        end = time.time() + 15  # after a broker restart, wait for the reconnect
+        while not self.client.is_connected() and time.time() < end:
+            time.sleep(0.05)
         self.client.publish(topic, payload, qos=1).wait_for_publish(5)
 
     def close(self) -> None:
@@ -107,10 +110,12 @@ class DaemonProcess:
         self.log = tmp / "daemon.log"
 
     def start(self, env: dict[str, str] | None = None) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "appliance", "-c", str(self.config), "run"],
-            cwd=ROOT, stdout=self.log.open("ab"), stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+        # Its own process group, so a test can cut "power" to the whole group at once.
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "appliance", "-c", str(self.config), "run"],
+                cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+                env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
         DaemonProcess.alive.append(self)
 
     def signal(self, sig: int) -> None:
@@ -126,9 +131,14 @@ class DaemonProcess:
         self.proc = None
         return rc
 
-    def kill(self) -> None:
+    def kill(self, group: bool = False) -> None:
+        """SIGKILL the daemon, or with `group` its whole process group (a power cut as
+        far as a process can tell: nothing after this instant is written)."""
         assert self.proc is not None
-        self.proc.kill()
+        if group:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        else:
+            self.proc.kill()
         self.proc.wait(10)
         self.proc = None
 
@@ -137,7 +147,21 @@ class DaemonProcess:
         return sign(self.key, cmd, DEVICE, args or {}, request_id, ts)
 
     def log_text(self) -> str:
-        return self.log.read_text(errors="replace")
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def decided(self) -> list[str]:
+        """Ids of the events the daemon logged as decided (over all its runs), in order.
+
+        The daemon logs a decision only after the event is committed to the outbox, so
+        each of these must reach the broker."""
+        return [line.split("decision ")[1].split(":")[0] for line in
+                self.log_text().splitlines() if "appliance.daemon: decision " in line]
+
+    def online_count(self, listener: Listener) -> int:
+        """How many times the daemon announced itself online (once per connection)."""
+        with listener.cond:
+            return sum(t == self.topics.status and p == b"online"
+                       for _, t, p in listener.messages)
 
 
 def b64(path: Path) -> str:

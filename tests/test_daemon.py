@@ -202,8 +202,7 @@ def _plays(d) -> int:
 
 def _decided(d) -> list[str]:
     """Event ids (8-char prefixes) the daemon logged as decided, in order."""
-    return [line.split("decision ")[1][:8] for line in d.log_text().splitlines()
-            if "appliance.daemon: decision " in line]
+    return [i[:8] for i in d.decided()]
 
 
 def test_broker_outage_and_sigkill_lose_nothing(tmp_path, broker):
