@@ -293,8 +293,12 @@ def picamera2_available() -> bool:
         return False
 
 
-def make_source(spec: str, width: int, height: int, realtime: bool) -> FrameSource:
+def make_source(spec: str, width: int, height: int, realtime: bool,
+                timeout_s: float = 10.0) -> FrameSource:
     """The source for a `camera.source` config value. Does not open it.
+
+    `timeout_s` bounds a network stream's open and read: a stalled stream is reopened
+    after that long (the daemon passes `camera.stall_s`).
 
     "auto" prefers the Pi camera, then the first V4L2 device, then the demo, so a fresh
     install shows something on any machine. A missing file is an error right away (a
@@ -316,7 +320,7 @@ def make_source(spec: str, width: int, height: int, realtime: bool) -> FrameSour
     if s == "picamera2":
         return Picamera2Source(width, height)
     if s.isdigit() or s.startswith("/dev/video") or "://" in s:
-        return OpenCVSource(s, width, height, realtime)
+        return OpenCVSource(s, width, height, realtime, timeout_s)
     if Path(s).is_file():
         return OpenCVSource(s, width, height, realtime)
     raise CameraError(f"camera source {s!r}: no such file (expected auto, demo, picamera2, "
@@ -406,6 +410,18 @@ class Camera:
                     return None
                 self._cond.wait(remaining)
             return None
+
+    def blocked_s(self) -> float:
+        """How long the grabber has been inside one read() with no frame to show.
+
+        In "ok" the grabber returns from the pump on its own once a read comes back
+        after `stall_s`, so a frame older than that means a read that has not returned:
+        a hung driver that only a process restart can clear. In any other state the
+        grabber is alive and retrying, and this is 0."""
+        with self._cond:
+            if self.state != "ok" or self._latest is None:
+                return 0.0
+            return max(0.0, self.clock() - self._latest.captured)
 
     def status(self) -> dict[str, Any]:
         """A JSON-ready snapshot for the daemon's health topic."""

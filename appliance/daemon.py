@@ -15,6 +15,7 @@ import logging
 import queue
 import signal
 import socket
+import sqlite3
 import threading
 import time
 import uuid
@@ -82,6 +83,8 @@ class Daemon:
         self.jobs: queue.Queue[Any] = queue.Queue()  # callables run by the frame loop
         self.started = time.time()
         self.ha_name: tuple[str, float] | None = None  # (name, when set) from the HA text
+        self._warned_disk = False
+        self._hung_logged = False
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -92,14 +95,16 @@ class Daemon:
         self.service = FaceService.open(cfg)
         self.service.thresholds()  # fail at start, not on the first face, if uncalibrated
         self.outbox = Outbox(state / "outbox.sqlite3", cfg.outbox.max_events,
-                             cfg.outbox.max_age_days * 86400)
+                             cfg.outbox.max_age_days * 86400,
+                             int(cfg.outbox.min_free_mb * 1e6))
         self.key = read_secret(cfg.commands.key_file, "command-key")
         if cfg.commands.require_signature and self.key is None:
             log.warning("no command key (commands.key_file or credential 'command-key'): "
                         "every command will be refused")
         self.tracker = Tracker(vote_rules(cfg))
         c = cfg.camera
-        self.camera = Camera(lambda: make_source(self.source, c.width, c.height, c.realtime),
+        self.camera = Camera(lambda: make_source(self.source, c.width, c.height, c.realtime,
+                                                 c.stall_s),
                              reopen_max_s=c.reopen_max_s, stall_s=c.stall_s)
         m = cfg.mqtt
         password = read_secret(m.password_file, "mqtt-password")
@@ -198,7 +203,7 @@ class Daemon:
         next_dog = 0.0
         while not self.stop.is_set():
             self._drain_jobs()
-            if dog is not None and time.monotonic() >= next_dog:
+            if dog is not None and time.monotonic() >= next_dog and self._camera_alive():
                 self.notifier.watchdog()  # from the frame loop: a hung pipeline is restarted
                 next_dog = time.monotonic() + dog
             self._drain_commands()
@@ -224,6 +229,19 @@ class Daemon:
                                   self.stats["frame_errors"])
             if self.max_frames and self.stats["frames"] >= self.max_frames:
                 self.stop.set()
+
+    def _camera_alive(self) -> bool:
+        """False once a camera read has hung for 3x `camera.stall_s`: the watchdog ping
+        is then withheld, so systemd restarts the service (the only cure for a driver
+        stuck inside read()). A camera that fails and reopens is alive: unplugged, it
+        retries with backoff and says so in status instead of restarting in a loop."""
+        blocked = self.camera.blocked_s()
+        hung = blocked > 3 * self.cfg.camera.stall_s
+        if hung and not self._hung_logged:
+            log.error("camera read blocked for %.0f s; withholding the watchdog ping so "
+                      "systemd restarts the service", blocked)
+        self._hung_logged = hung
+        return not hung
 
     def _process(self, frame: Any, fps: float) -> float:
         pipe = self.service.pipeline
@@ -423,11 +441,22 @@ class Daemon:
             "camera": self.camera.status(), "mqtt": self.link.state,
             "outbox": {"depth": self.outbox.depth(), **self.outbox.counters(),
                        "error": self.outbox.last_error},
+            "storage": self._storage_status(),
             "gallery": {"people": self.service.matcher.size,
                         "templates": self.service.matcher.template_count},
             "thresholds": th.as_dict(), "counters": dict(self.stats),
             "last_person": self.last_person,
         }
+
+    def _storage_status(self) -> dict[str, Any]:
+        """Free space where gallery and outbox live; `low` below outbox.min_free_mb."""
+        free = self.outbox.free_bytes()
+        low = free is not None and free < self.cfg.outbox.min_free_mb * 1e6
+        if low and not self._warned_disk:
+            log.warning("state directory %s is nearly full: %s bytes free",
+                        self.cfg.storage.path(), free)
+        self._warned_disk = low
+        return {"free_bytes": free, "low": low}
 
     def _publish_state(self, fps: float = 0.0) -> None:
         try:
@@ -490,6 +519,11 @@ class Daemon:
             self.stats["commands_refused"] += 1
             code = getattr(exc, "code", type(exc).__name__)
             self._reply(msg, name, rid, error=(code, str(exc)))
+        except sqlite3.Error as exc:  # disk full, I/O error: the transaction rolled back
+            self.stats["commands_refused"] += 1
+            log.error("command %s: storage error: %s", name, exc)
+            self._reply(msg, name, rid, error=("storage", f"storage error ({exc}); nothing "
+                                                          "was changed"))
         except Exception:  # the last net: a hostile command must never end the frame loop
             self.stats["commands_refused"] += 1
             log.exception("command %s failed", name)
@@ -565,9 +599,10 @@ class Daemon:
                 self.service._reload_person(person)
             self._reply(cap["msg"], "enroll", cap["rid"], {"person": person.as_dict()})
             self.jobs.put(self._publish_discovery)
-        except (EnrolmentRefused, GalleryError) as exc:
-            self._reply(cap["msg"], "enroll", cap["rid"], error=(getattr(exc, "code", "refused"),
-                                                                 str(exc)))
+        except (EnrolmentRefused, GalleryError, sqlite3.Error) as exc:
+            code = "storage" if isinstance(exc, sqlite3.Error) else getattr(exc, "code",
+                                                                           "refused")
+            self._reply(cap["msg"], "enroll", cap["rid"], error=(code, str(exc)))
 
     def cmd_delete(self, args: dict[str, Any], msg: Incoming, rid: str | None) -> Any:
         person = self.service.delete(_str_arg(args, "name", rid), f"mqtt:{rid}")

@@ -5,6 +5,13 @@ paho's own queue lives in RAM, so a restart or a long outage would lose events; 
 log with holes is worse than none. Order is kept by a monotonically increasing sequence
 number. The outbox is bounded (count and age) so a months-long outage cannot fill the
 SD card; what the bound drops is counted, logged and reported in status.
+
+A full disk is the third bound. When the filesystem has less than `min_free_bytes`
+left and the database has no free pages to reuse, or SQLite reports the disk full, the
+oldest tenth of the waiting events (at least one) is dropped before the new one is
+stored. Deleted rows free pages inside the file, so from then on the outbox reuses its
+own space instead of growing, and the newest events (the ones a person at the door is
+waiting for) are the ones kept.
 """
 
 from __future__ import annotations
@@ -12,6 +19,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import sqlite3
 import threading
 import time
@@ -37,10 +45,11 @@ class Pending:
 
 class Outbox:
     def __init__(self, path: str | Path, max_events: int = 10_000,
-                 max_age_s: float = 7 * 86400) -> None:
+                 max_age_s: float = 7 * 86400, min_free_bytes: int = 0) -> None:
         self.path = Path(path)
         self.max_events = max_events
         self.max_age_s = max_age_s
+        self.min_free_bytes = min_free_bytes
         self.db = connect(self.path)
         self.db.executescript("""
             CREATE TABLE IF NOT EXISTS outbox (
@@ -70,20 +79,54 @@ class Outbox:
                    "DO UPDATE SET value = value + excluded.value", (name, by))
 
     def add(self, event_id: str, topic: str, payload: dict[str, Any], boot: str) -> bool:
-        """Store an event durably. False (and logged) when the disk refuses it."""
-        try:
-            with self._tx() as db:
-                db.execute("INSERT OR IGNORE INTO outbox (event_id, topic, payload, created, "
-                           "boot) VALUES (?,?,?,?,?)",
-                           (event_id, topic, json.dumps(payload), time.time(), boot))
-                self._shed(db)
-            self.last_error = None
-        except sqlite3.Error as exc:  # full disk, I/O error: keep recognising, say so
-            self.last_error = f"outbox write failed: {exc}"
-            log.error("%s; event %s not stored", self.last_error, event_id)
-            return False
+        """Store an event durably. False (and logged) when the disk refuses it even after
+        shedding the oldest events."""
+        row = (event_id, topic, json.dumps(payload), time.time(), boot)
+        for attempt in (1, 2):
+            try:
+                if attempt == 2:  # let the next write restart the WAL from its beginning
+                    with self.lock:
+                        self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                with self._tx() as db:
+                    if attempt == 2 or self._disk_low(db):
+                        self._shed_for_space(db)
+                    db.execute("INSERT OR IGNORE INTO outbox (event_id, topic, payload, "
+                               "created, boot) VALUES (?,?,?,?,?)", row)
+                    self._shed(db)
+                self.last_error = None
+                break
+            except sqlite3.Error as exc:  # full disk, I/O error: keep recognising, say so
+                self.last_error = f"outbox write failed: {exc}"
+                if attempt == 2 or not _is_full(exc):
+                    log.error("%s; event %s not stored", self.last_error, event_id)
+                    return False
         self.wake.set()
         return True
+
+    def free_bytes(self) -> int | None:
+        try:
+            st = os.statvfs(self.path.parent)
+        except OSError:
+            return None
+        return st.f_bavail * st.f_frsize
+
+    def _disk_low(self, db: sqlite3.Connection) -> bool:
+        """Low on disk and no free page left in the file: a new row would grow it."""
+        free = self.free_bytes()
+        if free is None or free >= self.min_free_bytes:
+            return False
+        return db.execute("PRAGMA freelist_count").fetchone()[0] == 0
+
+    def _shed_for_space(self, db: sqlite3.Connection) -> None:
+        n = db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
+        k = max(1, n // 10) if n else 0
+        if k:
+            db.execute("DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox "
+                       "ORDER BY seq LIMIT ?)", (k,))
+            self._bump(db, "dropped", k)
+            self._bump(db, "dropped_disk_full", k)
+        log.warning("disk nearly full (%s bytes free): dropped the oldest %d of %d waiting "
+                    "event(s) to make room", self.free_bytes(), k, n)
 
     def _shed(self, db: sqlite3.Connection) -> None:
         """The documented bound: drop the oldest beyond max_events, and anything older
@@ -122,7 +165,8 @@ class Outbox:
     def counters(self) -> dict[str, int]:
         with self.lock:
             rows = self.db.execute("SELECT name, value FROM counters").fetchall()
-        return {"dropped": 0, "delivered": 0, **{r[0]: int(r[1]) for r in rows}}
+        return {"dropped": 0, "dropped_disk_full": 0, "delivered": 0,
+                **{r[0]: int(r[1]) for r in rows}}
 
     # Nonces of accepted commands live here too, so a restart does not reopen the replay
     # window. Pruned to the signature's age window.
@@ -136,3 +180,8 @@ class Outbox:
             except sqlite3.IntegrityError:
                 return True
         return False
+
+
+def _is_full(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code == sqlite3.SQLITE_FULL or "disk is full" in str(exc)

@@ -304,7 +304,9 @@ def test_status_reports_a_blocked_read(cameras: list[Camera]) -> None:
     cam.start()
     assert cam.latest(timeout=10) is not None
     assert _wait_for(lambda: cam.status()["stalled"])
+    assert cam.blocked_s() > 0.2  # the daemon withholds its watchdog ping on this
     release.set()
+    assert _wait_for(lambda: cam.blocked_s() == 0.0)  # the read returned: it reopens
     cam.stop()
     assert cam.state == "stopped"
 
