@@ -141,6 +141,9 @@ class OutboxConfig:
     # Below this much free space on the state directory's filesystem the outbox stops
     # growing: it drops its oldest events to make room (see appliance/outbox.py).
     min_free_mb: float = _opt(50.0, range=(0.0, 1_000_000.0))
+    # Room kept free inside the outbox file, so events can still be stored (and the
+    # oldest shed for new ones) on a disk that something else has filled.
+    reserve_mb: float = _opt(1.0, range=(0.0, 1000.0))
 
 
 @dataclass(frozen=True)

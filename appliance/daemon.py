@@ -96,7 +96,8 @@ class Daemon:
         self.service.thresholds()  # fail at start, not on the first face, if uncalibrated
         self.outbox = Outbox(state / "outbox.sqlite3", cfg.outbox.max_events,
                              cfg.outbox.max_age_days * 86400,
-                             int(cfg.outbox.min_free_mb * 1e6))
+                             int(cfg.outbox.min_free_mb * 1e6),
+                             int(cfg.outbox.reserve_mb * 1e6))
         self.key = read_secret(cfg.commands.key_file, "command-key")
         if cfg.commands.require_signature and self.key is None:
             log.warning("no command key (commands.key_file or credential 'command-key'): "
@@ -522,13 +523,13 @@ class Daemon:
         except sqlite3.Error as exc:  # disk full, I/O error: the transaction rolled back
             self.stats["commands_refused"] += 1
             log.error("command %s: storage error: %s", name, exc)
-            self._reply(msg, name, rid, error=("storage", f"storage error ({exc}); nothing "
-                                                          "was changed"))
+            self._reply(msg, name, rid or _peek_request_id(msg.payload), error=(
+                "storage", f"storage error ({exc}); nothing was changed"))
         except Exception:  # the last net: a hostile command must never end the frame loop
             self.stats["commands_refused"] += 1
             log.exception("command %s failed", name)
-            self._reply(msg, name or "unknown", rid, error=("internal", "internal error; "
-                                                                         "nothing was changed"))
+            self._reply(msg, name or "unknown", rid or _peek_request_id(msg.payload),
+                        error=("internal", "internal error; nothing was changed"))
 
     def cmd_enroll(self, args: dict[str, Any], msg: Incoming, rid: str | None) -> Any:
         name = _str_arg(args, "name", rid)

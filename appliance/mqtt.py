@@ -191,33 +191,44 @@ class MqttLink:
         connection drops before the PUBACK, the event is sent again (QoS 1: consumers
         de-duplicate by event id) and marked `replayed`.
         """
+        failures = 0
+        while not stop.is_set():
+            try:
+                self._deliver_some(outbox, stop, timeout)
+                failures = 0
+            except Exception as exc:  # a full disk must not end delivery for good
+                failures += 1
+                if failures in (1, 10) or failures % 100 == 0:
+                    log.error("outbox delivery failed (%d time(s) in a row): %s; retrying",
+                              failures, exc)
+                stop.wait(min(30.0, 0.5 * failures))
+
+    def _deliver_some(self, outbox: Outbox, stop: threading.Event, timeout: float) -> None:
         import json
 
-        while not stop.is_set():
-            if not self.connected.wait(0.5):
-                continue
-            batch = outbox.pending(50)
-            if not batch:
-                outbox.wake.wait(0.5)
-                outbox.wake.clear()
-                continue
-            for item in batch:
-                if stop.is_set() or not self.connected.is_set():
-                    break
-                payload = dict(item.payload)
-                # Late: it waited through an outage or a restart, or was sent before.
-                if item.attempts or item.created < self.connected_since:
-                    payload["replayed"] = True
-                outbox.attempted(item.seq)
-                info = self.client.publish(item.topic, json.dumps(payload), qos=1)
-                try:
-                    info.wait_for_publish(timeout)
-                except (RuntimeError, ValueError) as exc:
-                    log.debug("MQTT: publish of %s not sent: %s", item.event_id, exc)
-                if info.is_published():
-                    outbox.acknowledged(item.seq)
-                else:
-                    break  # not acknowledged: wait for the reconnect, then resend in order
+        if not self.connected.wait(0.5):
+            return
+        batch = outbox.pending(50)
+        if not batch:
+            outbox.wake.wait(0.5)
+            outbox.wake.clear()
+            return
+        for item in batch:
+            if stop.is_set() or not self.connected.is_set():
+                return
+            payload = dict(item.payload)
+            # Late: it waited through an outage or a restart, or was sent before.
+            if item.attempts or item.created < self.connected_since:
+                payload["replayed"] = True
+            outbox.attempted(item.seq)
+            info = self.client.publish(item.topic, json.dumps(payload), qos=1)
+            try:
+                info.wait_for_publish(timeout)
+            except (RuntimeError, ValueError) as exc:
+                log.debug("MQTT: publish of %s not sent: %s", item.event_id, exc)
+            if not info.is_published():
+                return  # not acknowledged: wait for the reconnect, then resend in order
+            outbox.acknowledged(item.seq)
 
 
 def client_id(device: str) -> str:

@@ -6,12 +6,16 @@ log with holes is worse than none. Order is kept by a monotonically increasing s
 number. The outbox is bounded (count and age) so a months-long outage cannot fill the
 SD card; what the bound drops is counted, logged and reported in status.
 
-A full disk is the third bound. When the filesystem has less than `min_free_bytes`
-left and the database has no free pages to reuse, or SQLite reports the disk full, the
-oldest tenth of the waiting events (at least one) is dropped before the new one is
-stored. Deleted rows free pages inside the file, so from then on the outbox reuses its
-own space instead of growing, and the newest events (the ones a person at the door is
-waiting for) are the ones kept.
+A full disk is the third bound. SQLite needs space to write at all, so the outbox
+keeps a reserve inside its own file: at start it makes sure `reserve_bytes` of free pages
+exist in the database (they stay there; SQLite reuses free pages before it grows a
+file), and it checkpoints its write-ahead log often, so the log's space is reused too.
+When the filesystem has less than `min_free_bytes` left and the reserve is used up, or
+SQLite reports the disk full, the oldest tenth of the waiting events (at least one) is
+dropped before the new one is stored: deleted rows free pages for the new ones, and the
+newest events (the ones a person at the door is waiting for) are the ones kept. Only if
+even that fails (a disk that was already full when the daemon started) is an event
+lost; that is counted as `lost` and reported in status.
 """
 
 from __future__ import annotations
@@ -23,13 +27,17 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from appliance.sqlite import connect, transaction
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
+
+WAL_CHECKPOINT_PAGES = 64  # keep the write-ahead log small and cycling over its own space
 
 
 @dataclass(frozen=True)
@@ -45,11 +53,13 @@ class Pending:
 
 class Outbox:
     def __init__(self, path: str | Path, max_events: int = 10_000,
-                 max_age_s: float = 7 * 86400, min_free_bytes: int = 0) -> None:
+                 max_age_s: float = 7 * 86400, min_free_bytes: int = 0,
+                 reserve_bytes: int = 1 << 20) -> None:
         self.path = Path(path)
         self.max_events = max_events
         self.max_age_s = max_age_s
         self.min_free_bytes = min_free_bytes
+        self.reserve_bytes = reserve_bytes
         self.db = connect(self.path)
         self.db.executescript("""
             CREATE TABLE IF NOT EXISTS outbox (
@@ -63,9 +73,32 @@ class Outbox:
             CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER);
             CREATE TABLE IF NOT EXISTS nonces (nonce TEXT PRIMARY KEY, seen REAL NOT NULL);
         """)
+        self.db.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
         self.lock = threading.Lock()
         self.wake = threading.Event()
         self.last_error: str | None = None
+        self.lost = 0  # events the disk refused even after shedding (not in the db: full)
+        self._reserve()
+
+    def _reserve(self) -> None:
+        """Grow the file by `reserve_bytes` of free pages, unless they are there already."""
+        page = self.db.execute("PRAGMA page_size").fetchone()[0]
+        free = self.db.execute("PRAGMA freelist_count").fetchone()[0] * page
+        if free >= self.reserve_bytes // 2:
+            return
+        try:
+            with self._tx() as db:
+                db.execute("CREATE TABLE IF NOT EXISTS reserve (b BLOB)")
+                db.execute("INSERT INTO reserve VALUES (zeroblob(?))", (self.reserve_bytes,))
+                db.execute("DELETE FROM reserve")
+            # Into the main file now: pages that only exist in the write-ahead log would
+            # have to be allocated at the first checkpoint, on a disk that may be full.
+            # The log keeps its size and is reused from its start afterwards.
+            with self.lock:
+                self.db.execute("PRAGMA wal_checkpoint(FULL)")
+        except sqlite3.Error as exc:
+            log.warning("outbox: cannot reserve %d bytes on disk (%s); a full disk will "
+                        "lose events", self.reserve_bytes, exc)
 
     def close(self) -> None:
         with self.lock:
@@ -93,12 +126,18 @@ class Outbox:
                     db.execute("INSERT OR IGNORE INTO outbox (event_id, topic, payload, "
                                "created, boot) VALUES (?,?,?,?,?)", row)
                     self._shed(db)
+                if self.last_error is not None:
+                    log.warning("outbox writes work again (%d event(s) lost meanwhile)",
+                                self.lost)
                 self.last_error = None
                 break
             except sqlite3.Error as exc:  # full disk, I/O error: keep recognising, say so
-                self.last_error = f"outbox write failed: {exc}"
                 if attempt == 2 or not _is_full(exc):
-                    log.error("%s; event %s not stored", self.last_error, event_id)
+                    self.lost += 1
+                    if self.last_error is None or self.lost % 100 == 0:  # not per event
+                        log.error("outbox write failed: %s; event %s not stored (%d lost)",
+                                  exc, event_id, self.lost)
+                    self.last_error = f"outbox write failed: {exc}"
                     return False
         self.wake.set()
         return True
@@ -118,15 +157,22 @@ class Outbox:
         return db.execute("PRAGMA freelist_count").fetchone()[0] == 0
 
     def _shed_for_space(self, db: sqlite3.Connection) -> None:
+        """Drop the oldest tenth of the waiting events (at least one), and more in such
+        steps until a page of the file is free: a new row needs a free page, not just
+        free bytes in a full one."""
         n = db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
-        k = max(1, n // 10) if n else 0
-        if k:
-            db.execute("DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox "
-                       "ORDER BY seq LIMIT ?)", (k,))
-            self._bump(db, "dropped", k)
-            self._bump(db, "dropped_disk_full", k)
-        log.warning("disk nearly full (%s bytes free): dropped the oldest %d of %d waiting "
-                    "event(s) to make room", self.free_bytes(), k, n)
+        step = max(1, n // 10)
+        dropped = 0
+        while dropped < n:
+            dropped += db.execute("DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox "
+                                  "ORDER BY seq LIMIT ?)", (step,)).rowcount
+            if db.execute("PRAGMA freelist_count").fetchone()[0] > 0:
+                break
+        if dropped:
+            self._bump(db, "dropped", dropped)
+            self._bump(db, "dropped_disk_full", dropped)
+            log.warning("disk nearly full (%s bytes free): dropped the oldest %d of %d waiting "
+                        "event(s) to make room", self.free_bytes(), dropped, n)
 
     def _shed(self, db: sqlite3.Connection) -> None:
         """The documented bound: drop the oldest beyond max_events, and anything older
@@ -149,14 +195,30 @@ class Outbox:
                                    "boot FROM outbox ORDER BY seq LIMIT ?", (limit,)).fetchall()
         return [Pending(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6]) for r in rows]
 
-    def attempted(self, seq: int) -> None:
+    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """One transaction; on a full disk, checkpoint (so the write-ahead log restarts
+        at its beginning, reusing its space) and try once more."""
+        try:
+            with self._tx() as db:
+                return fn(db)
+        except sqlite3.Error as exc:
+            if not _is_full(exc):
+                raise
+        with self.lock:
+            self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
         with self._tx() as db:
-            db.execute("UPDATE outbox SET attempts = attempts + 1 WHERE seq = ?", (seq,))
+            return fn(db)
+
+    def attempted(self, seq: int) -> None:
+        self._write(lambda db: db.execute(
+            "UPDATE outbox SET attempts = attempts + 1 WHERE seq = ?", (seq,)))
 
     def acknowledged(self, seq: int) -> None:
-        with self._tx() as db:
+        def ack(db: sqlite3.Connection) -> None:
             db.execute("DELETE FROM outbox WHERE seq = ?", (seq,))
             self._bump(db, "delivered", 1)
+
+        self._write(ack)
 
     def depth(self) -> int:
         with self.lock:
@@ -166,20 +228,23 @@ class Outbox:
         with self.lock:
             rows = self.db.execute("SELECT name, value FROM counters").fetchall()
         return {"dropped": 0, "dropped_disk_full": 0, "delivered": 0,
-                **{r[0]: int(r[1]) for r in rows}}
+                **{r[0]: int(r[1]) for r in rows}, "lost": self.lost}
 
     # Nonces of accepted commands live here too, so a restart does not reopen the replay
     # window. Pruned to the signature's age window.
     def nonce_seen(self, nonce: str, window_s: float) -> bool:
         """Record `nonce`; True if it was already used within the window."""
         now = time.time()
-        with self._tx() as db:
+
+        def record(db: sqlite3.Connection) -> bool:
             db.execute("DELETE FROM nonces WHERE seen < ?", (now - 2 * window_s,))
             try:
                 db.execute("INSERT INTO nonces (nonce, seen) VALUES (?, ?)", (nonce, now))
             except sqlite3.IntegrityError:
                 return True
-        return False
+            return False
+
+        return self._write(record)
 
 
 def _is_full(exc: sqlite3.Error) -> bool:

@@ -178,23 +178,20 @@ def _mount_tmpfs(where: Path, size: str) -> None:
 
 
 def _fill(where: Path) -> Path:
-    """Write a file until the filesystem refuses more: the disk is full."""
+    """Write a file until the filesystem refuses even one more byte: the disk is full."""
+    import os
+
     filler = where / "filler"
-    chunk = b"\0" * 65536
-    with filler.open("wb") as f:
-        try:
-            while True:
-                f.write(chunk)
-                f.flush()
-        except OSError:
-            pass
-    with filler.open("ab") as f:  # the last few bytes too
-        try:
-            while True:
-                f.write(b"\0")
-                f.flush()
-        except OSError:
-            pass
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        for size in (1 << 16, 4096, 1):
+            try:
+                while True:
+                    os.write(fd, b"\0" * size)
+            except OSError:
+                pass
+    finally:
+        os.close(fd)
     return filler
 
 
@@ -216,7 +213,9 @@ def test_full_disk_keeps_recognising_sheds_oldest_and_never_corrupts(tmp_path, b
     _mount_tmpfs(state, "8m")
     try:
         d = DaemonProcess(tmp_path, broker.port, "demo",
-                          {"decision": {"cooldown_s": 0}, "outbox": {"min_free_mb": 1}})
+                          {"decision": {"cooldown_s": 0},
+                           # a reserve of a few events, so the test sees it run out
+                           "outbox": {"min_free_mb": 1, "reserve_mb": 0.02}})
         listener = Listener(broker.port, d.topics, durable=True)
         d.start()
         listener.wait_for(lambda: d.online_count(listener) >= 1, 60)
