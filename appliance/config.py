@@ -27,8 +27,8 @@ class ConfigError(ValueError):
 
 
 def _opt(default: Any, *, range: tuple[float, float] | None = None,
-         choices: tuple[str, ...] | None = None) -> Any:
-    meta: dict[str, Any] = {}
+         choices: tuple[str, ...] | None = None, file: bool = False) -> Any:
+    meta: dict[str, Any] = {"file": True} if file else {}
     if range is not None:
         meta["range"] = range
     if choices is not None:
@@ -115,11 +115,11 @@ class MqttConfig:
     prefix: str = "appliance"
     device_id: str = ""  # empty: the host name
     username: str = ""
-    password_file: str = ""  # else $CREDENTIALS_DIRECTORY/mqtt-password
+    password_file: str = _opt("", file=True)  # else $CREDENTIALS_DIRECTORY/mqtt-password
     tls: bool = False
-    ca_file: str = ""
-    cert_file: str = ""
-    key_file: str = ""
+    ca_file: str = _opt("", file=True)
+    cert_file: str = _opt("", file=True)
+    key_file: str = _opt("", file=True)
     tls_insecure: bool = False  # turns off the certificate hostname check
     keepalive: int = _opt(30, range=(5, 3600))
     reconnect_max_s: float = _opt(60.0, range=(1.0, 3600.0))
@@ -129,7 +129,7 @@ class MqttConfig:
 @dataclass(frozen=True)
 class CommandsConfig:
     require_signature: bool = True
-    key_file: str = ""  # else $CREDENTIALS_DIRECTORY/command-key
+    key_file: str = _opt("", file=True)  # else $CREDENTIALS_DIRECTORY/command-key
     max_age_s: float = _opt(120.0, range=(5.0, 86400.0))
     capture_timeout_s: float = _opt(15.0, range=(1.0, 300.0))
 
@@ -229,6 +229,10 @@ def _value(node: yaml.Node, typ: Any, meta: Any, where: str, ctx: tuple[str, str
     choices = meta.get("choices")
     if choices and value not in choices:
         raise _Problem(f"{where}: {value!r} is not one of {', '.join(choices)}")
+    # A secret or certificate file that is named but missing would otherwise show up
+    # only as refused commands or a broker that will not talk: fail at start instead.
+    if meta.get("file") and value and not os.access(value, os.R_OK):
+        raise _Problem(f"{where}: cannot read the file {value!r}")
     return value
 
 

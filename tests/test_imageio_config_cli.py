@@ -90,3 +90,20 @@ def test_config_refuses_numbers_too_large_for_a_float():
     """Found by the command fuzz: `set` with a 400-digit margin raised OverflowError."""
     with pytest.raises(ConfigError, match=r"recognition\.margin'.*too large"):
         parse("recognition:\n  margin: " + "9" * 400 + "\n")
+
+
+def test_missing_secret_files_fail_at_start_naming_key_and_line(tmp_path, capsys):
+    """A named but missing secret or certificate is a start-up error (exit 2), not a
+    daemon that later refuses every command or cannot reach its broker."""
+    key = tmp_path / "command-key"
+    key.write_text("ab" * 32)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"commands:\n  key_file: {key}\nmqtt:\n  tls: true\n"
+                   f"  ca_file: {tmp_path / 'no-ca.pem'}\n"
+                   f"  password_file: {tmp_path / 'no-password'}\n")
+    for argv in (["validate-config", str(cfg)], ["-c", str(cfg), "run"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert "line 5: 'mqtt.ca_file': cannot read the file" in err
+        assert "line 6: 'mqtt.password_file': cannot read the file" in err
+        assert "commands.key_file" not in err  # that one exists
