@@ -12,7 +12,7 @@
 #   - SYSTEMD_LOG_LEVEL is pinned so a debug level set by CI cannot add noise.
 # Then `systemd-analyze security --offline` prints the exposure score (0.0 best, 10.0
 # worst) and fails if the sandboxing has regressed above MAX_EXPOSURE; --threshold= takes
-# it in tenths (an integer), so 3.0 is passed as 30. The unit scores 1.9 with systemd 252.
+# it in tenths (an integer), so 3.0 is passed as 30. The unit scores 1.4 with systemd 252.
 #
 # Usage: tools/check_unit.sh [UNIT]   (default: systemd/appliance.service)
 set -euo pipefail
