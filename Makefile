@@ -9,7 +9,7 @@ CALIB := --calibration $(SHARED)/lfw/images \
 	--calibration-list models/calibration/lfw_folds1-5.txt \
 	--agreement-list models/calibration/lfw_folds6-10.txt
 
-.PHONY: run test lint models quantize-check eval check-wheels check-unit ha-check assets install clean
+.PHONY: run test lint models quantize-check eval check-wheels check-unit ha-check soak assets install clean
 
 # The daemon talks MQTT; tests and `make run` start their own Mosquitto on a free port.
 define ensure_mosquitto
@@ -119,6 +119,11 @@ clean:
 # Side-by-side speed with the peers (face_recognition, MTCNN + Keras FaceNet, our float
 # models). The peers live in .venv-bench, never in the device's venv.
 .PHONY: bench
+# 31 minutes of the real daemon at full speed: RSS, fds and threads against a bound.
+soak: $(VENV)/.installed assets
+	$(ensure_mosquitto)
+	$(VENV)/bin/python tools/soak.py --minutes 31
+
 bench: $(VENV)/.installed assets
 	$(ensure_venv_support)
 	$(ensure_mosquitto)
