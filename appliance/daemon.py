@@ -74,7 +74,8 @@ class Daemon:
         self.commands: queue.Queue[Incoming] = queue.Queue(maxsize=100)
         self.notifier = Notifier()
         self.stats: dict[str, Any] = {"frames": 0, "events": 0, "suppressed": 0,
-                                      "commands": 0, "commands_refused": 0, "frame_errors": 0}
+                                      "commands": 0, "commands_refused": 0, "commands_busy": 0,
+                                      "frame_errors": 0}
         self.stage_ms: dict[str, float] = {}
         self.last_person: dict[str, Any] | None = None
         self.cooldown: dict[str, float] = {}
@@ -475,6 +476,7 @@ class Daemon:
         try:
             self.commands.put_nowait(msg)
         except queue.Full:
+            self.stats["commands_busy"] += 1  # only the network thread writes this one
             name = self.topics.command_name(msg.topic) or "unknown"
             self._reply(msg, name, None, error=("busy", "too many commands queued"))
 

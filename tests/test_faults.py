@@ -468,6 +468,7 @@ def test_command_flood_does_not_starve_the_frame_loop_and_no_secret_leaks(tmp_pa
                "frames_during_flood": frames,
                "frame_loop_fps_during": round(frames / (during["time"] - before["time"]), 1),
                "refused": st["counters"]["commands_refused"],
+               "busy": st["counters"]["commands_busy"],
                "events_after": st["counters"]["events"]}
     _write("faults_command_flood.json", summary)
     assert sent / flood_s >= 1000
