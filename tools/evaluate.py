@@ -27,7 +27,9 @@ so int8 and float can be compared without running an embedder.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import multiprocessing as mp
 import sys
 import time
 import xml.etree.ElementTree as ET
@@ -233,6 +235,13 @@ def face_recognition_encoder() -> tuple[Any, dict[str, str]]:
     return encode, versions
 
 
+_PEER: dict[str, Any] = {}
+
+
+def _peer_encode(path: Path) -> tuple[np.ndarray, bool]:
+    return _PEER["encode"](padded(path))
+
+
 def run_lfw_peer(args: argparse.Namespace) -> dict[str, Any]:
     """LFW with a comparison model on exactly our protocol: the same pairs, padding,
     nearest-centre face, miss handling and 10-fold thresholds. The pair score is minus
@@ -241,19 +250,26 @@ def run_lfw_peer(args: argparse.Namespace) -> dict[str, Any]:
     if args.flip or args.float:
         raise SystemExit("evaluate: --flip and --float apply to our own models only")
     encode, versions = face_recognition_encoder()
+    _PEER["encode"] = encode
     pairs, n_folds, per_fold = read_pairs(args.data / "pairs.txt")
     names = sorted({a for a, _, _ in pairs} | {b for _, b, _ in pairs})
+    paths = [args.data / "images" / n for n in names]
     t0 = time.perf_counter()
     vecs, missed = [], []
-    for i, n in enumerate(names):
-        v, found = encode(padded(args.data / "images" / n))
-        vecs.append(v)
-        if not found:
-            missed.append(n)
-        if (i + 1) % 500 == 0:
-            rate = (i + 1) / (time.perf_counter() - t0)
-            print(f"{i + 1}/{len(names)} images, {rate:.1f}/s, {len(missed)} without a face",
-                  file=sys.stderr, flush=True)
+    with contextlib.ExitStack() as stack:
+        if args.workers > 1:  # forked after the models load; each image is independent
+            pool = stack.enter_context(mp.get_context("fork").Pool(args.workers))
+            results = pool.imap(_peer_encode, paths, chunksize=8)
+        else:
+            results = map(_peer_encode, paths)
+        for i, (n, (v, found)) in enumerate(zip(names, results, strict=True)):
+            vecs.append(v)
+            if not found:
+                missed.append(n)
+            if (i + 1) % 500 == 0:
+                rate = (i + 1) / (time.perf_counter() - t0)
+                print(f"{i + 1}/{len(names)} images, {rate:.1f}/s, {len(missed)} without a "
+                      "face", file=sys.stderr, flush=True)
     elapsed = time.perf_counter() - t0
     index = {n: i for i, n in enumerate(names)}
     m = np.stack(vecs)
@@ -281,6 +297,7 @@ def run_lfw_peer(args: argparse.Namespace) -> dict[str, Any]:
         "pairs_per_s": round(len(pairs) / elapsed, 1),
         "images_per_s": round(len(names) / elapsed, 2),
         "threads": 1,
+        "workers": args.workers,
         "versions": versions,
     }
 
@@ -468,6 +485,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     lfw = sub.add_parser("lfw", help="LFW View-2 verification")
     lfw.add_argument("--flip", action="store_true", help="add the mirrored face's embedding")
+    lfw.add_argument("--workers", type=int, default=1,
+                     help="comparison models only: processes encoding images in parallel")
     det = sub.add_parser("detection", help="detector recall/precision")
     ide = sub.add_parser("identify", help="open-set identification (LFW, or train/ + test/)")
     ide.add_argument("--write-calibration", action="store_true",
