@@ -88,6 +88,7 @@ def test_pipeline_smoke_writes_macs_accuracy_and_projection(tmp_path: Path) -> N
         assert (a["lfw"] is None and a["reason"]) or a["source"].startswith("build")
     assert r["projection"]["models"].keys() == r["macs"].keys()
     assert "vs_face_recognition" in r["ratios_with_accuracy"]
+    assert r["cpu_ratios"]["vs_face_recognition"] is None  # peers not run
     assert (tmp_path / "pipeline.png").stat().st_size > 0
 
 
