@@ -3,7 +3,7 @@
 
     tools/evaluate.py lfw --data ../shared/data/lfw [--embedder NAME] [--float] [--flip] --json OUT
     .venv-bench/bin/python tools/evaluate.py lfw --data ../shared/data/lfw \
-        --embedder face_recognition --json build/eval/lfw_face_recognition.json
+        --embedder face_recognition [--workers N] --json build/eval/lfw_face_recognition.json
     tools/evaluate.py detection --data ../shared/data/detection [--float] --json OUT
     tools/evaluate.py identify --data ../shared/data/lfw [--write-calibration] --json OUT
     tools/evaluate.py identify --data ../shared/data/scenes/examples/knn_examples --json OUT
