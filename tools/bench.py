@@ -2,12 +2,20 @@
 """Benchmarks that write JSON (never timed assertions in tests).
 
     tools/bench.py matching [--json build/bench/matching.json]
+    tools/bench.py pipeline [--no-peers] [--repeats N] [--json build/bench/pipeline.json]
+    tools/bench.py summary [--json build/bench/pipeline.json]
     tools/bench.py time-to-event --clip ../shared/data/scenes/examples/short_hamilton_clip.mp4 \
         --enrol "Lin-Manuel Miranda=../shared/data/scenes/examples/lin-manuel-miranda.png"
 
 matching: one query against 100 ... 100,000 templates through the device's Matcher
 (median and p99 over repeated runs after a warm-up), and the time to open a SQLite
 gallery of 10,000 people and load its matrix, as the daemon does at start.
+
+pipeline: every system (ours int8 and float, face_recognition, MTCNN + Keras FaceNet) on
+the same 640x480 frames; per-stage and end-to-end timings, speed ratios with each
+system's LFW accuracy beside them (from build/eval/lfw*.json, written by
+tools/evaluate.py), model MAC counts and a Raspberry Pi 4/5 PROJECTION from them.
+summary: recompute accuracy and projection in an existing pipeline.json, no timing.
 """
 
 from __future__ import annotations
@@ -425,6 +433,176 @@ def model_macs(path: Path) -> int:
     return macs
 
 
+# ---------------------------------------------------------------- accuracy beside speed
+EVAL_DIR = ROOT / "build" / "eval"
+# Which LFW evaluation belongs to which benchmarked system: (embedder, precision).
+ACCURACY_OF = {"appliance_int8": ("default", "int8"), "appliance_float": ("default", "float"),
+               "face_recognition": ("face_recognition", "float"), "classic": ("classic", "float")}
+EVAL_COMMANDS = {
+    "appliance_int8": "tools/evaluate.py lfw --data ../shared/data/lfw "
+                      "--json build/eval/lfw_facenet.json",
+    "appliance_float": "tools/evaluate.py lfw --data ../shared/data/lfw --float "
+                       "--json build/eval/lfw_facenet_float.json",
+    "face_recognition": ".venv-bench/bin/python tools/evaluate.py lfw --data ../shared/data/lfw "
+                        "--embedder face_recognition "
+                        "--json build/eval/lfw_face_recognition.json",
+}
+
+
+def lfw_accuracy(system: str, embedder: str, eval_dir: Path = EVAL_DIR) -> dict[str, Any]:
+    """A system's LFW figures from the newest matching `tools/evaluate.py lfw` JSON in
+    build/eval (same embedder and precision, no flip, all 6,000 pairs), with the file as
+    its source; or null and the reason. Never a number typed in here."""
+    want_emb, want_prec = ACCURACY_OF.get(system, (system, "float"))
+    want_emb = embedder if want_emb == "default" else want_emb
+    found = []
+    for path in sorted(eval_dir.glob("lfw*.json")):
+        try:
+            r = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if (isinstance(r, dict) and r.get("embedder") == want_emb
+                and r.get("precision") == want_prec and not r.get("flip")
+                and r.get("pairs") == 6000 and "accuracy_mean" in r):
+            found.append((path.stat().st_mtime, path, r))
+    if not found:
+        how = EVAL_COMMANDS.get(system, "no LFW evaluation exists for this system")
+        where = eval_dir
+        with contextlib.suppress(ValueError):
+            where = eval_dir.relative_to(ROOT)
+        return {"lfw": None, "reason": f"no {where}/lfw*.json for {want_emb} {want_prec} "
+                                       f"on 6,000 pairs; {how}"}
+    _, path, r = max(found, key=lambda x: x[0])
+    keys = ("accuracy_mean", "accuracy_std", "tar_at_far_1e-3", "eer", "detection_failures")
+    with contextlib.suppress(ValueError):
+        path = path.relative_to(ROOT)
+    return {"lfw": {k: r.get(k) for k in keys}, "source": str(path),
+            "protocol": r.get("protocol")}
+
+
+# ---------------------------------------------------------------- Raspberry Pi projection
+# Published int8 peaks (4 cores): the Pi 5's Cortex-A76 at 2.4 GHz has the SDOT int8 dot
+# product (16 MACs per 128-bit instruction, 2 pipes); the Pi 4's Cortex-A72 at 1.5 GHz has
+# none, so int8 goes through widening multiply-accumulates at about a quarter of that.
+PI_PEAKS = {
+    "pi4": {"gmacs_4_cores": 48.0, "cores": 4,
+            "basis": "Cortex-A72 1.5 GHz, no int8 dot product: ~12 GMAC/s per core"},
+    "pi5": {"gmacs_4_cores": 307.0, "cores": 4,
+            "basis": "Cortex-A76 2.4 GHz, SDOT: 32 int8 MAC/cycle/core, 76.8 GMAC/s per core"},
+}
+# int8 MACs per cycle per core at peak on this host, by the widest int8 instruction.
+HOST_INT8_MACS_PER_CYCLE = (
+    ("avx512_vnni", 128, "2 x 512-bit VPDPBUSD (64 MACs each) per cycle"),
+    ("avx_vnni", 64, "2 x 256-bit VPDPBUSD (32 MACs each) per cycle"),
+    ("avx2", 32, "VPMADDUBSW + VPMADDWD pairs, ~32 MACs per cycle"),
+    ("asimddp", 32, "2 x 128-bit SDOT (16 MACs each) per cycle"),
+)
+
+
+def host_int8_peak(flags: list[str]) -> dict[str, Any] | None:
+    """Nominal int8 peak of one core here: MACs per cycle from the CPU flags times the
+    clock /proc/cpuinfo (or cpufreq) reports. Nominal, not turbo: a VM reports its base."""
+    ghz = None
+    with contextlib.suppress(OSError, ValueError):
+        khz = Path("/sys/devices/system/cpu/cpu0/cpufreq/cpuinfo_max_freq").read_text()
+        ghz = int(khz) / 1e6
+    if ghz is None:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            for line in Path("/proc/cpuinfo").read_text().splitlines():
+                if line.startswith("cpu MHz"):
+                    ghz = float(line.split(":", 1)[1]) / 1e3
+                    break
+    for flag, per_cycle, basis in HOST_INT8_MACS_PER_CYCLE:
+        if flag in flags and ghz:
+            return {"ghz": round(ghz, 3), "int8_macs_per_cycle": per_cycle,
+                    "gmacs_per_core": round(per_cycle * ghz, 1), "basis": f"{flag}: {basis}"}
+    return None
+
+
+def projection(macs: dict[str, int], int8_1t: dict[str, Any], embedder: str,
+               flags: list[str]) -> dict[str, Any]:
+    """Pi 4 / Pi 5 frame rates projected from MAC counts (never measured here).
+
+    ideal ms = MACs / peak; realistic ms = ideal / share of peak, the share being what
+    each of our int8 models reaches on this host at 1 thread (MACs over its median invoke
+    CPU time, against the host's nominal int8 peak); the embedder's share stands in for
+    every embedder. 4 cores assume perfect scaling. A frame is the detector plus one
+    embedding per face; "with outside" adds the non-model work (convert, decode, align,
+    match) at the share of the frame it takes here.
+    """
+    peak = host_int8_peak(flags)
+    # CPU time, not wall: at 1 thread the invoke runs on the calling thread, and on a
+    # shared machine the wall clock also counts the time other jobs held the core.
+    invoke = {"detector": int8_1t["stages_ms"]["detect_invoke"]["cpu_ms"],
+              "embedder": int8_1t["stages_ms"]["embed_invoke"]["cpu_ms"]}
+    role_macs = {"detector": macs["detector"], "embedder": macs[embedder]}
+    eff: dict[str, Any] = {}
+    for role, ms in invoke.items():
+        achieved = role_macs[role] / (ms * 1e6)
+        eff[role] = {"model": "detector" if role == "detector" else embedder,
+                     "macs": role_macs[role], "invoke_cpu_ms": ms,
+                     "achieved_gmacs": round(achieved, 1),
+                     "share_of_peak": round(achieved / peak["gmacs_per_core"], 3)
+                     if peak else None}
+    outside = int8_1t["outside_models_share"] / 100
+    models: dict[str, Any] = {}
+    for name, n in macs.items():
+        role = "detector" if name == "detector" else "embedder"
+        share = eff[role]["share_of_peak"]
+        per = {"macs": n, "gmac": round(n / 1e9, 3), "efficiency_from": eff[role]["model"]}
+        for pi, spec in PI_PEAKS.items():
+            core = spec["gmacs_4_cores"] / spec["cores"]
+            ideal1 = n / (core * 1e6)
+            per[pi] = {"ideal_ms_1_core": round(ideal1, 2),
+                       "ideal_ms_4_cores": round(ideal1 / spec["cores"], 2),
+                       "realistic_ms_1_core": round(ideal1 / share, 1) if share else None,
+                       "realistic_ms_4_cores": round(ideal1 / share / spec["cores"], 1)
+                       if share else None}
+        models[name] = per
+
+    def frame(pi: str, faces: int, key: str, emb: str) -> float | None:
+        d, e = models["detector"][pi][key], models[emb][pi][key]
+        return None if d is None or e is None else d + faces * e
+
+    frames: dict[str, Any] = {}
+    embedders = [n for n in macs if n != "detector"]
+    for emb in sorted(embedders, key=lambda n: n != embedder):
+        for faces in (1, 3):
+            row: dict[str, Any] = {"macs": macs["detector"] + faces * macs[emb]}
+            for pi in PI_PEAKS:
+                for key in ("ideal_ms_1_core", "ideal_ms_4_cores", "realistic_ms_1_core",
+                            "realistic_ms_4_cores"):
+                    ms = frame(pi, faces, key, emb)
+                    row[f"{pi}_{key.replace('_ms_', '_fps_')}"] = (round(1e3 / ms, 1)
+                                                                   if ms else None)
+                ms = frame(pi, faces, "realistic_ms_1_core", emb)
+                row[f"{pi}_realistic_fps_1_core_with_outside"] = (
+                    round(1e3 * (1 - outside) / ms, 1) if ms else None)
+            frames[f"{emb}_{faces}_face{'s' if faces > 1 else ''}"] = row
+    return {
+        "label": "PROJECTION, not measured: arithmetic from MAC counts and published peaks",
+        "formula": "ms = MACs / (peak GMAC/s per core x cores x share of peak) / 1e6; "
+                   "fps = 1000 / (detector ms + faces x embedder ms)",
+        "pi_peaks": PI_PEAKS,
+        "host_peak": peak,
+        "efficiency": eff,
+        "outside_models_share_here": round(100 * outside, 1),
+        "assumptions": [
+            "each model reaches on the Pi the share of int8 peak it reaches on this host "
+            "at 1 thread (median invoke CPU time; the machine is shared)",
+            "the host peak is nominal (reported clock x MACs/cycle from its flags); a "
+            "turbo clock would lower the share and the realistic Pi figures",
+            "4 cores scale perfectly (optimistic: memory bandwidth and the Pi's thermal "
+            "throttling are not modelled)",
+            "mobilefacenet uses the measured embedder's share",
+        ],
+        "models": models,
+        "frames": frames,
+        "host_efficiency_note": None if peak else "no int8 peak known for this CPU: "
+                                                  "realistic figures are null",
+    }
+
+
 def rss_probe(threads: int) -> dict[str, Any]:
     """Peak RSS of a daemon-like process: models loaded, 10,000 templates, frames run.
 
@@ -676,14 +854,48 @@ def bench_pipeline(repeats: int, peer_repeats: int, peers: bool,
         tte = {"p50": round(t["p50_s"] * 1e3), "p95": round(t["p95_s"] * 1e3),
                "appearances": t["appearances"], "source": str(tte_path.relative_to(ROOT))}
     one = systems["appliance_int8"]["threads_1"]
-    return {"machine": machine_full(), "versions": library_versions(),
-            "thread_counts": thread_counts, "repeats": repeats, "peer_repeats": peer_repeats,
-            "frame": f"{FRAME_W}x{FRAME_H} BGR, faces 160 px patches, gradient background",
-            "macs": macs, "systems": systems, "ratios": ratios, "rss_mb": rss["rss_mb"],
-            "rss_probe": rss, "outside_models_share": one["outside_models_share"],
-            "time_to_event_ms": tte,
-            "note": "median over repeated runs after warm-up; min/max beside it. "
-                    "Shared machine: see machine.load_average before trusting small gaps."}
+    return annotate({
+        "machine": machine_full(), "versions": library_versions(),
+        "thread_counts": thread_counts, "repeats": repeats, "peer_repeats": peer_repeats,
+        "frame": f"{FRAME_W}x{FRAME_H} BGR, faces 160 px patches, gradient background",
+        "embedder": probe.embedder.spec.name, "macs": macs, "systems": systems,
+        "ratios": ratios, "rss_mb": rss["rss_mb"], "rss_probe": rss,
+        "outside_models_share": one["outside_models_share"], "time_to_event_ms": tte,
+        "note": "median over repeated runs after warm-up; min/max beside it. "
+                "Shared machine: see machine.load_average before trusting small gaps."})
+
+
+def annotate(result: dict[str, Any]) -> dict[str, Any]:
+    """Add what is derived, not timed: each system's LFW accuracy from build/eval beside
+    the speed ratios, and the Pi projection. `tools/bench.py summary` reruns only this on
+    a written pipeline.json, for evaluations that finish after the benchmark."""
+    embedder = result["embedder"]
+    accuracy = {name: lfw_accuracy(name, embedder) for name in result["systems"]}
+
+    def lfw(system: str) -> float | None:
+        a = accuracy[system]["lfw"]
+        return a["accuracy_mean"] if a else None
+
+    def cpu_ms(system: str) -> float | None:
+        r = result["systems"][system].get("threads_1", {})
+        return r.get("end_to_end", {}).get("1", {}).get("cpu_ms")
+
+    ours = cpu_ms("appliance_int8")
+    pairs = (("face_recognition", "vs_face_recognition"), ("classic", "vs_classic"),
+             ("appliance_float", "vs_float"))
+    # Wall-clock ratios swing with the other jobs on a shared machine; at 1 thread the CPU
+    # time per frame is the work itself, so its ratio is the steadier comparison.
+    result["cpu_ratios"] = {key: round(cpu_ms(name) / ours, 2) if ours and cpu_ms(name)
+                            else None for name, key in pairs}
+    result["accuracy"] = accuracy
+    result["ratios_with_accuracy"] = {
+        key: {"speed_ratio": result["ratios"][key], "cpu_ratio": result["cpu_ratios"][key],
+              "lfw_accuracy_ours": lfw("appliance_int8"), "lfw_accuracy_other": lfw(name)}
+        for name, key in pairs}
+    result["projection"] = projection(result["macs"],
+                                      result["systems"]["appliance_int8"]["threads_1"],
+                                      embedder, result["machine"]["flags"])
+    return result
 
 
 def table(result: dict[str, Any]) -> str:
@@ -714,7 +926,62 @@ def table(result: dict[str, Any]) -> str:
                  f"{result['outside_models_share']}% | RSS {result['rss_mb']} MB | "
                  f"time-to-event p50/p95 ms {result['time_to_event_ms']['p50']}/"
                  f"{result['time_to_event_ms']['p95']}")
+    lines += accuracy_lines(result)
+    lines += projection_lines(result["projection"])
     return "\n".join(lines)
+
+
+def accuracy_lines(result: dict[str, Any]) -> list[str]:
+    """LFW accuracy of each system beside its speed ratio, with where each figure came from."""
+    lines = ["LFW (6,000 pairs, 150x150 crops padded, 10-fold) beside the speed ratios:"]
+    ratio_of = {"face_recognition": "vs_face_recognition", "classic": "vs_classic",
+                "appliance_float": "vs_float"}
+    for name, acc in result["accuracy"].items():
+        r = result["ratios"].get(ratio_of.get(name, ""))
+        c = result["cpu_ratios"].get(ratio_of.get(name, ""))
+        speed = ("ours" if name == "appliance_int8" else
+                 f"{r}x the wall time of ours, {c}x its CPU time" if r else "-")
+        a = acc["lfw"]
+        if a:
+            lines.append(f"  {name:<17} {a['accuracy_mean']:.2f} ± {a['accuracy_std']:.2f} %  "
+                         f"TAR@FAR1e-3 {a['tar_at_far_1e-3']} %  EER {a['eer']} %  "
+                         f"no face {a['detection_failures']}  [{speed}]  ({acc['source']})")
+        else:
+            lines.append(f"  {name:<17} n/a  [{speed}]  ({acc['reason']})")
+    return lines
+
+
+def projection_lines(proj: dict[str, Any]) -> list[str]:
+    """The Pi projection as a small table, labelled as what it is."""
+    lines = [f"{proj['label']}"]
+    peak, eff = proj["host_peak"], proj["efficiency"]
+    if peak:
+        lines.append(f"  host int8 peak {peak['gmacs_per_core']} GMAC/s/core ({peak['basis']}, "
+                     f"{peak['ghz']} GHz); share reached at 1 thread: detector "
+                     f"{eff['detector']['share_of_peak']}, {eff['embedder']['model']} "
+                     f"{eff['embedder']['share_of_peak']} ({eff['embedder']['achieved_gmacs']} "
+                     "GMAC/s)")
+    lines.append(f"  {'model':<14}{'GMAC':>7}" + "".join(
+        f"{pi + ' ' + k:>16}" for pi in PI_PEAKS for k in ("ideal 1c", "ideal 4c", "real 1c",
+                                                         "real 4c")) + "   (ms)")
+    for name, m in proj["models"].items():
+        cells = "".join(f"{_num(m[pi][k]):>16}" for pi in PI_PEAKS for k in (
+            "ideal_ms_1_core", "ideal_ms_4_cores", "realistic_ms_1_core",
+            "realistic_ms_4_cores"))
+        lines.append(f"  {name:<14}{m['gmac']:>7.3f}{cells}")
+    lines.append(f"  {'frame':<21}" + "".join(
+        f"{pi + ' ' + k:>16}" for pi in PI_PEAKS for k in ("ideal 1c", "ideal 4c", "real 1c",
+                                                         "real 4c")) + "   (fps)")
+    for name, f in proj["frames"].items():
+        cells = "".join(f"{_num(f[f'{pi}_{k}']):>16}" for pi in PI_PEAKS for k in (
+            "ideal_fps_1_core", "ideal_fps_4_cores", "realistic_fps_1_core",
+            "realistic_fps_4_cores"))
+        lines.append(f"  {name:<21}{cells}")
+    return lines
+
+
+def _num(x: float | None) -> str:
+    return "n/a" if x is None else f"{x:.1f}"
 
 
 def chart(result: dict[str, Any], path: Path) -> None:
@@ -788,7 +1055,7 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(rss_probe(1)))
         return 0
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("section", choices=("matching", "time-to-event", "pipeline"))
+    p.add_argument("section", choices=("matching", "time-to-event", "pipeline", "summary"))
     p.add_argument("--json", type=Path)
     p.add_argument("--clip", type=Path)
     p.add_argument("--enrol", help="NAME=PHOTO of the person who appears in the clip")
@@ -800,6 +1067,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--chart", type=Path, help="pipeline: PNG (default beside the JSON)")
     args = p.parse_args(argv)
     out = args.json or ROOT / "build" / "bench" / f"{args.section}.json"
+    if args.section == "summary":  # accuracy and projection again, timings untouched
+        path = args.json or ROOT / "build" / "bench" / "pipeline.json"
+        result = annotate(json.loads(path.read_text()))
+        path.write_text(json.dumps(result, indent=2) + "\n")
+        print(table(result))
+        print(f"updated {path}")
+        return 0
     if args.section == "pipeline":
         result = bench_pipeline(args.repeats, args.peer_repeats, not args.no_peers,
                                 args.lfw if args.lfw.is_dir() else None)

@@ -2,6 +2,8 @@
 """Accuracy on real photos with the standard protocols, through the product's own pipeline.
 
     tools/evaluate.py lfw --data ../shared/data/lfw [--embedder NAME] [--float] [--flip] --json OUT
+    .venv-bench/bin/python tools/evaluate.py lfw --data ../shared/data/lfw \
+        --embedder face_recognition [--workers N] --json build/eval/lfw_face_recognition.json
     tools/evaluate.py detection --data ../shared/data/detection [--float] --json OUT
     tools/evaluate.py identify --data ../shared/data/lfw [--write-calibration] --json OUT
     tools/evaluate.py identify --data ../shared/data/scenes/examples/knn_examples --json OUT
@@ -11,6 +13,8 @@ lfw: LFW View-2, all 6,000 pairs in 10 folds; each fold's threshold is chosen on
 other nine. Each 150x150 crop is padded to 250x250 (black), detected, aligned and
 embedded exactly as the device does. A crop where no face is found is aligned as if the
 face filled the crop (the LFW crops are centred faces), and counted.
+`--embedder face_recognition` runs the benchmark peer (dlib's HOG + ResNet, in
+.venv-bench only) through the same pairs, padding, miss rule and folds.
 
 detection: recall and precision at IoU >= 0.5 against dlib's hand-drawn boxes in
 testing.xml and training.xml (the quantiser does not calibrate on these).
@@ -23,7 +27,9 @@ so int8 and float can be compared without running an embedder.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import multiprocessing as mp
 import sys
 import time
 import xml.etree.ElementTree as ET
@@ -136,7 +142,32 @@ def eer(scores: np.ndarray, same: np.ndarray) -> float:
     return float((frr[i] + far[i]) / 2)
 
 
+def lfw_protocol(scores: np.ndarray, pairs: list[tuple[str, str, bool]], n_folds: int,
+                 per_fold: int) -> dict[str, Any]:
+    """The 10-fold figures from one score per pair (higher = more alike): each fold's
+    threshold is chosen on the other nine; TAR at FAR 1e-3 and EER on all pairs."""
+    same = np.array([p[2] for p in pairs])
+    fold = np.repeat(np.arange(n_folds), per_fold)
+    accs, thrs = [], []
+    for k in range(n_folds):
+        t = best_threshold(scores[fold != k], same[fold != k])
+        accs.append(((scores[fold == k] >= t) == same[fold == k]).mean())
+        thrs.append(t)
+    tar, tar_thr = tar_at_far(scores, same, 1e-3)
+    return {
+        "accuracy_mean": round(100 * float(np.mean(accs)), 2),
+        "accuracy_std": round(100 * float(np.std(accs)), 2),
+        "fold_accuracies": [round(100 * float(x), 2) for x in accs],
+        "tar_at_far_1e-3": round(100 * tar, 2),
+        "threshold_at_far_1e-3": round(tar_thr, 4),
+        "eer": round(100 * eer(scores, same), 2),
+        "threshold": round(float(np.mean(thrs)), 4),
+    }
+
+
 def run_lfw(args: argparse.Namespace) -> dict[str, Any]:
+    if args.embedder in PEERS:
+        return run_lfw_peer(args)
     pipe = FacePipeline.load(
         embedder=args.embedder, threads=args.threads, flip=args.flip,
         float_models_dir=FLOAT_DIR if args.float else None)
@@ -149,14 +180,6 @@ def run_lfw(args: argparse.Namespace) -> dict[str, Any]:
     b = vecs[[index[p[1]] for p in pairs]]
     scores = (a * b).sum(1)
     elapsed = time.perf_counter() - t0
-    same = np.array([p[2] for p in pairs])
-    fold = np.repeat(np.arange(n_folds), per_fold)
-    accs, thrs = [], []
-    for k in range(n_folds):
-        t = best_threshold(scores[fold != k], same[fold != k])
-        accs.append(((scores[fold == k] >= t) == same[fold == k]).mean())
-        thrs.append(t)
-    tar, tar_thr = tar_at_far(scores, same, 1e-3)
     return {
         "protocol": "LFW View-2 pairs (150x150 crops padded to 250x250), 10-fold",
         "embedder": args.embedder,
@@ -164,18 +187,118 @@ def run_lfw(args: argparse.Namespace) -> dict[str, Any]:
         "flip": args.flip,
         "pairs": len(pairs),
         "images": len(names),
-        "accuracy_mean": round(100 * float(np.mean(accs)), 2),
-        "accuracy_std": round(100 * float(np.std(accs)), 2),
-        "fold_accuracies": [round(100 * float(x), 2) for x in accs],
-        "tar_at_far_1e-3": round(100 * tar, 2),
-        "threshold_at_far_1e-3": round(tar_thr, 4),
-        "eer": round(100 * eer(scores, same), 2),
-        "threshold": round(float(np.mean(thrs)), 4),
+        **lfw_protocol(scores, pairs, n_folds, per_fold),
         "detection_failures": misses,
         "detection_failure_handling": "aligned as if the face filled the 150x150 crop",
         "pairs_per_s": round(len(pairs) / elapsed, 1),
         "images_per_s": round(len(names) / elapsed, 1),
         "threads": args.threads,
+    }
+
+
+# ---------------------------------------------------------------- comparison models
+# Benchmark peers, never product dependencies: they are imported only when chosen with
+# `lfw --embedder NAME`, and run in .venv-bench (see requirements-bench.txt).
+PEERS = ("face_recognition",)
+
+
+def nearest_centre(boxes: list[np.ndarray], size: tuple[int, int]) -> int:
+    """Index of the box (x0, y0, x1, y1) whose centre is nearest the image centre: the
+    face `lfw_crops` keeps for our own models."""
+    c = np.array(size, np.float32) / 2
+    return int(np.argmin([np.linalg.norm((b[:2] + b[2:]) / 2 - c) for b in boxes]))
+
+
+def face_recognition_encoder() -> tuple[Any, dict[str, str]]:
+    """face_recognition as bench.py's peer runs it: HOG with upsample 1 on the padded
+    image, the face nearest the centre, 5-point landmarks and dlib's ResNet descriptor
+    (one jitter). A miss is encoded from the unpadded crop's box, the counterpart of
+    `fallback_detection`. Returns (image -> (128-d encoding, found), versions)."""
+    from importlib import metadata
+
+    import face_recognition as fr
+
+    def encode(img: np.ndarray) -> tuple[np.ndarray, bool]:
+        locs = fr.face_locations(img, number_of_times_to_upsample=1, model="hog")
+        if locs:  # (top, right, bottom, left)
+            boxes = [np.array([left, top, right, bottom], np.float32)
+                     for top, right, bottom, left in locs]
+            loc = locs[nearest_centre(boxes, img.shape[1::-1])]
+        else:
+            h, w = img.shape[:2]
+            loc = (PAD, w - PAD, h - PAD, PAD)
+        enc = fr.face_encodings(img, [loc], num_jitters=1, model="small")
+        return np.asarray(enc[0], np.float64), bool(locs)
+
+    versions = {d: metadata.version(d) for d in ("dlib-bin", "face-recognition",
+                                                  "face-recognition-models")}
+    return encode, versions
+
+
+_PEER: dict[str, Any] = {}
+
+
+def _peer_encode(path: Path) -> tuple[np.ndarray, bool]:
+    return _PEER["encode"](padded(path))
+
+
+def run_lfw_peer(args: argparse.Namespace) -> dict[str, Any]:
+    """LFW with a comparison model on exactly our protocol: the same pairs, padding,
+    nearest-centre face, miss handling and 10-fold thresholds. The pair score is minus
+    the Euclidean distance between encodings (face_recognition's `face_distance`);
+    thresholds are reported as distances (same person when the distance is below)."""
+    if args.flip or args.float:
+        raise SystemExit("evaluate: --flip and --float apply to our own models only")
+    encode, versions = face_recognition_encoder()
+    _PEER["encode"] = encode
+    pairs, n_folds, per_fold = read_pairs(args.data / "pairs.txt")
+    names = sorted({a for a, _, _ in pairs} | {b for _, b, _ in pairs})
+    paths = [args.data / "images" / n for n in names]
+    t0 = time.perf_counter()
+    vecs, missed = [], []
+    with contextlib.ExitStack() as stack:
+        if args.workers > 1:  # forked after the models load; each image is independent
+            pool = stack.enter_context(mp.get_context("fork").Pool(args.workers))
+            results = pool.imap(_peer_encode, paths, chunksize=8)
+        else:
+            results = map(_peer_encode, paths)
+        for i, (n, (v, found)) in enumerate(zip(names, results, strict=True)):
+            vecs.append(v)
+            if not found:
+                missed.append(n)
+            if (i + 1) % 500 == 0:
+                rate = (i + 1) / (time.perf_counter() - t0)
+                print(f"{i + 1}/{len(names)} images, {rate:.1f}/s, {len(missed)} without a "
+                      "face", file=sys.stderr, flush=True)
+    elapsed = time.perf_counter() - t0
+    index = {n: i for i, n in enumerate(names)}
+    m = np.stack(vecs)
+    dist = np.linalg.norm(m[[index[p[0]] for p in pairs]] - m[[index[p[1]] for p in pairs]],
+                          axis=1)
+    res = lfw_protocol(-dist, pairs, n_folds, per_fold)
+    for k in ("threshold", "threshold_at_far_1e-3"):
+        res[k] = round(-res[k], 4)
+    return {
+        "protocol": "LFW View-2 pairs (150x150 crops padded to 250x250), 10-fold",
+        "embedder": args.embedder,
+        "model": "dlib HOG detector (upsample 1) + 5-point landmarks + ResNet descriptor "
+                 "(face_recognition.face_encodings, 1 jitter)",
+        "precision": "float",
+        "flip": False,
+        "score": "Euclidean distance between 128-d encodings; same person below the "
+                 "threshold (face_recognition's default tolerance is 0.6)",
+        "pairs": len(pairs),
+        "images": len(names),
+        **res,
+        "detection_failures": len(missed),
+        "detection_failure_handling": "encoded from the box of the unpadded 150x150 crop "
+                                      "(the face assumed to fill it)",
+        "missed": missed,
+        "pairs_per_s": round(len(pairs) / elapsed, 1),
+        "images_per_s": round(len(names) / elapsed, 2),
+        "threads": 1,
+        "workers": args.workers,
+        "versions": versions,
     }
 
 
@@ -362,6 +485,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     lfw = sub.add_parser("lfw", help="LFW View-2 verification")
     lfw.add_argument("--flip", action="store_true", help="add the mirrored face's embedding")
+    lfw.add_argument("--workers", type=int, default=1,
+                     help="comparison models only: processes encoding images in parallel")
     det = sub.add_parser("detection", help="detector recall/precision")
     ide = sub.add_parser("identify", help="open-set identification (LFW, or train/ + test/)")
     ide.add_argument("--write-calibration", action="store_true",
@@ -369,7 +494,9 @@ def main(argv: list[str] | None = None) -> int:
     lfw_det = sub.add_parser("lfw-detection", help="detector misses on the padded LFW images")
     for s in (lfw, det, ide, lfw_det):
         s.add_argument("--data", type=Path, required=True)
-        s.add_argument("--embedder", default=DEFAULT_EMBEDDER)
+        s.add_argument("--embedder", default=DEFAULT_EMBEDDER,
+                       help="facenet, mobilefacenet; lfw also takes face_recognition "
+                            "(a comparison model, .venv-bench only)")
         s.add_argument("--float", action="store_true",
                        help=f"use the float models from {FLOAT_DIR.relative_to(ROOT)}")
         s.add_argument("--threads", type=int, default=2)

@@ -1,0 +1,134 @@
+"""tools/bench.py and the LFW comparison model: their JSON keeps its shape, never timings.
+
+The pipeline smoke run is a few iterations without peers; the projection and the
+accuracy lookup are arithmetic and file reading, checked on fixed inputs.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _tool(name: str):
+    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[name] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+bench = _tool("bench")
+
+
+def _lfw_json(path: Path, **kw) -> None:
+    r = {"embedder": "facenet", "precision": "int8", "flip": False, "pairs": 6000,
+         "accuracy_mean": 99.0, "accuracy_std": 0.5, "tar_at_far_1e-3": 97.0, "eer": 1.0,
+         "detection_failures": 3, "protocol": "LFW"}
+    r.update(kw)
+    path.write_text(json.dumps(r))
+
+
+def test_accuracy_comes_from_the_matching_evaluation_file(tmp_path: Path) -> None:
+    _lfw_json(tmp_path / "lfw_facenet.json")
+    _lfw_json(tmp_path / "lfw_facenet_flip.json", flip=True, accuracy_mean=50.0)
+    _lfw_json(tmp_path / "lfw_partial.json", pairs=600, accuracy_mean=50.0)
+    _lfw_json(tmp_path / "lfw_fr.json", embedder="face_recognition", precision="float",
+              accuracy_mean=98.0)
+    ours = bench.lfw_accuracy("appliance_int8", "facenet", tmp_path)
+    assert ours["lfw"]["accuracy_mean"] == 99.0
+    assert ours["source"].endswith("lfw_facenet.json")
+    assert bench.lfw_accuracy("face_recognition", "facenet", tmp_path)["lfw"][
+        "accuracy_mean"] == 98.0
+    missing = bench.lfw_accuracy("appliance_float", "facenet", tmp_path)
+    assert missing["lfw"] is None and "--float" in missing["reason"]
+    assert bench.lfw_accuracy("classic", "facenet", tmp_path)["lfw"] is None
+
+
+def test_projection_is_macs_over_peak_and_measured_share(monkeypatch) -> None:
+    monkeypatch.setattr(bench, "host_int8_peak", lambda flags: {
+        "ghz": 1.0, "int8_macs_per_cycle": 100, "gmacs_per_core": 100.0, "basis": "test"})
+    macs = {"detector": 10**8, "facenet": 10**9, "mobilefacenet": 2 * 10**8}
+    stages = {"detect_invoke": {"cpu_ms": 4.0}, "embed_invoke": {"cpu_ms": 20.0}}
+    p = bench.projection(macs, {"stages_ms": stages, "outside_models_share": 20.0},
+                         "facenet", [])
+    assert p["label"].startswith("PROJECTION")
+    # 1e9 MACs in 20 ms = 50 GMAC/s = half of the 100 GMAC/s host peak
+    assert p["efficiency"]["embedder"]["share_of_peak"] == 0.5
+    assert p["efficiency"]["detector"]["share_of_peak"] == 0.25
+    pi5 = p["models"]["facenet"]["pi5"]
+    assert pi5["ideal_ms_1_core"] == pytest.approx(1e9 / 76.75e9 * 1e3, abs=0.01)
+    assert pi5["realistic_ms_1_core"] == pytest.approx(2 * pi5["ideal_ms_1_core"], abs=0.1)
+    assert p["models"]["facenet"]["pi4"]["ideal_ms_4_cores"] == pytest.approx(
+        1e9 / 48e9 * 1e3, abs=0.01)
+    frame = p["frames"]["facenet_1_face"]
+    det, emb = p["models"]["detector"]["pi5"], pi5
+    assert frame["pi5_ideal_fps_1_core"] == pytest.approx(
+        1e3 / (det["ideal_ms_1_core"] + emb["ideal_ms_1_core"]), rel=0.01)
+    assert next(iter(p["frames"])) == "facenet_1_face"
+
+
+def test_pipeline_smoke_writes_macs_accuracy_and_projection(tmp_path: Path) -> None:
+    out = tmp_path / "pipeline.json"
+    assert bench.main(["pipeline", "--no-peers", "--repeats", "2", "--json", str(out),
+                       "--lfw", str(tmp_path / "absent")]) == 0
+    r = json.loads(out.read_text())
+    assert set(r["macs"]) >= {"detector", r["embedder"]}
+    assert all(v > 0 for v in r["macs"].values())
+    assert set(r["accuracy"]) == set(r["systems"])
+    for a in r["accuracy"].values():
+        assert (a["lfw"] is None and a["reason"]) or a["source"].startswith("build")
+    assert r["projection"]["models"].keys() == r["macs"].keys()
+    assert "vs_face_recognition" in r["ratios_with_accuracy"]
+    assert r["cpu_ratios"]["vs_face_recognition"] is None  # peers not run
+    assert (tmp_path / "pipeline.png").stat().st_size > 0
+
+
+def _face_recognition_python() -> str | None:
+    """An interpreter with face_recognition: this one, or the benchmark venv's."""
+    if importlib.util.find_spec("face_recognition") is not None:
+        return sys.executable
+    py = ROOT / ".venv-bench" / "bin" / "python"
+    if py.exists() and subprocess.run([str(py), "-c", "import face_recognition"],
+                                      capture_output=True).returncode == 0:
+        return str(py)
+    return None
+
+
+def test_face_recognition_lfw_runs_our_protocol(shared: Path, tmp_path: Path) -> None:
+    py = _face_recognition_python()
+    if py is None:
+        pytest.skip("face_recognition is a benchmark extra (.venv-bench), not installed here")
+    lfw = shared / "lfw" / "images"
+    (tmp_path / "images").mkdir()
+    pairs = [("Abel_Pacheco", 1, 4), ("Abdel_Madi_Shabneh", 1, "Dean_Barker", 1),
+             ("Akhmed_Zakayev", 1, 3), ("Abdel_Madi_Shabneh", 1, "Giancarlo_Fisichella", 1)]
+    names = set()
+    for p in pairs:
+        if len(p) == 3:
+            names |= {f"{p[0]}_{p[1]:04d}.jpg", f"{p[0]}_{p[2]:04d}.jpg"}
+        else:
+            names |= {f"{p[0]}_{p[1]:04d}.jpg", f"{p[2]}_{p[3]:04d}.jpg"}
+    for n in names:
+        (tmp_path / "images" / n).symlink_to(lfw / n)
+    (tmp_path / "pairs.txt").write_text(
+        "2\t1\n" + "".join("\t".join(map(str, p)) + "\n" for p in pairs))
+    out = tmp_path / "fr.json"
+    r = subprocess.run([py, str(ROOT / "tools" / "evaluate.py"), "lfw", "--data", str(tmp_path),
+                        "--embedder", "face_recognition", "--json", str(out)],
+                       capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1"))
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = json.loads(out.read_text())
+    assert res["embedder"] == "face_recognition" and res["pairs"] == 4
+    assert res["images"] == len(names) and res["detection_failures"] == 0
+    assert len(res["fold_accuracies"]) == 2
+    assert 0.3 < res["threshold"] < 0.9  # a distance, near face_recognition's 0.6
