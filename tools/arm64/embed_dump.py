@@ -29,8 +29,13 @@ from appliance.runtime import runtime_version  # noqa: E402
 
 # Whole scenes (several sizes, several faces, one with none) and LFW crops padded as in
 # tests/test_pipeline_real.py, so the detector sees a face with context around it.
-SCENE_GLOBS = ("scenes/examples/*.jpg", "scenes/examples/*.png", "scenes/test_images/*.jpg",
-               "scenes/examples/knn_examples/test/*", "detection/*.jpg")
+SCENE_GLOBS = (
+    "scenes/examples/*.jpg",
+    "scenes/examples/*.png",
+    "scenes/test_images/*.jpg",
+    "scenes/examples/knn_examples/test/*",
+    "detection/*.jpg",
+)
 LFW_PAD = 50
 
 
@@ -40,8 +45,9 @@ def sha(a: np.ndarray) -> str:
 
 def photo_set(data: Path, lfw: int) -> list[tuple[str, Path, int]]:
     """(name, path, padding) for every photo, sorted by name; `lfw` LFW crops, evenly spaced."""
-    out = [(str(p.relative_to(data)), p, 0)
-           for g in SCENE_GLOBS for p in data.glob(g) if p.is_file()]
+    out = [
+        (str(p.relative_to(data)), p, 0) for g in SCENE_GLOBS for p in data.glob(g) if p.is_file()
+    ]
     lfw_all = sorted((data / "lfw" / "images").glob("*.jpg"))
     if lfw and lfw_all:
         step = max(1, len(lfw_all) // lfw)
@@ -85,16 +91,22 @@ def main() -> int:
         x, lb = det.prepare(img)
         raw_boxes, raw_scores = det.raw(x)
         dets = det.postprocess(raw_boxes, raw_scores, lb, img.shape)
-        result["stages"][key] = {"decoded": sha(img), "detector_input": sha(x),
-                                 "detector_output": sha(raw_boxes) + sha(raw_scores)}
+        result["stages"][key] = {
+            "decoded": sha(img),
+            "detector_input": sha(x),
+            "detector_output": sha(raw_boxes) + sha(raw_scores),
+        }
         for n, pipe in pipes.items():
             result["embedders"][n][key] = [
-                {"box": [float(v) for v in f.detection.box],
-                 "keypoints": [[float(x), float(y)] for x, y in f.detection.keypoints],
-                 "score": float(f.detection.score),
-                 "aligned": sha(f.aligned),
-                 "embedding": [float(v) for v in f.embedding]}
-                for f in pipe.faces(img, detections=dets)]
+                {
+                    "box": [float(v) for v in f.detection.box],
+                    "keypoints": [[float(x), float(y)] for x, y in f.detection.keypoints],
+                    "score": float(f.detection.score),
+                    "aligned": sha(f.aligned),
+                    "embedding": [float(v) for v in f.embedding],
+                }
+                for f in pipe.faces(img, detections=dets)
+            ]
     for n in names:
         faces = sum(len(v) for v in result["embedders"][n].values())
         print(f"{n}: {len(photos)} photos, {faces} faces", file=sys.stderr)

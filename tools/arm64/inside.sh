@@ -32,7 +32,7 @@ step "the CLI: validate-config, detect, verify on real photos"
   /work/shared/data/scenes/examples/obama2.jpg
 
 step "embeddings of the photo set (compared with x86_64 on the host)"
-.venv/bin/python tools/arm64/embed_dump.py --data /work/shared/data \
+.venv/bin/python tools/arm64/embed_dump.py --data /work/shared/data --threads 2 \
   --out "/work/out/aarch64-$suite.json"
 
 step "pytest under emulation"

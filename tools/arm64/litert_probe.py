@@ -26,12 +26,19 @@ def stage(msg: str) -> None:
 def main(paths: list[str]) -> int:
     try:
         from ai_edge_litert.interpreter import Interpreter
+
         dist = "ai-edge-litert"
     except ImportError:
         from tflite_runtime.interpreter import Interpreter
+
         dist = "tflite-runtime"
-    out = {"runtime": f"{dist} {metadata.version(dist)}", "numpy": np.__version__,
-           "machine": platform.machine(), "python": platform.python_version(), "models": {}}
+    out = {
+        "runtime": f"{dist} {metadata.version(dist)}",
+        "numpy": np.__version__,
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "models": {},
+    }
     rng = np.random.default_rng(0)
     for path in paths:
         name = path.rsplit("/", 1)[-1]
@@ -54,9 +61,12 @@ def main(paths: list[str]) -> int:
         res = {}
         for o in it.get_output_details():
             y = it.get_tensor(o["index"]).astype(np.float64)
-            res[o["name"]] = {"shape": list(y.shape), "sum": float(y.sum()),
-                              "abs_sum": float(np.abs(y).sum()),
-                              "head": [float(v) for v in y.ravel()[:8]]}
+            res[o["name"]] = {
+                "shape": list(y.shape),
+                "sum": float(y.sum()),
+                "abs_sum": float(np.abs(y).sum()),
+                "head": [float(v) for v in y.ravel()[:8]],
+            }
         out["models"][name] = res
     stage("done")
     print(json.dumps(out, sort_keys=True))

@@ -102,8 +102,9 @@ cmd_matrix() {
   for suite in $suites; do
     ensure_rootfs "$suite"
     r=$(rootfs "$suite")
-    copy_repo "$r/work/appliance"
-    mkdir -p "$r/opt/qemu"
+    # The probe and the models only, apart from /work/appliance (which `check` replaces).
+    mkdir -p "$r/opt/qemu" "$r/opt/litert/probe"
+    cp "$REPO/tools/arm64/litert_probe.py" "$REPO"/models/*.tflite "$r/opt/litert/probe/"
     py=$(in_rootfs "$suite" /usr/bin/python3 -c 'import platform; print(platform.python_version())')
     for ver in $MATRIX_VERSIONS; do
       if ! ensure_litert_venv_arm "$suite" "$ver"; then
@@ -125,19 +126,19 @@ cmd_matrix() {
           if [ "$q" = host ]; then
             qname="$(qemu-aarch64-static --version | head -1 | awk '{print $3}')"
             QEMU_CPU=$cpu ARM64_TIMEOUT=600 in_rootfs "$suite" \
-              "/opt/litert/$ver/bin/python" /work/appliance/tools/arm64/litert_probe.py \
-              /work/appliance/models/blazeface_full_range_int8.tflite \
-              /work/appliance/models/facenet_int8.tflite \
-              /work/appliance/models/mobilefacenet_int8.tflite >"$res.out" 2>"$res.err" || rc=$?
+              "/opt/litert/$ver/bin/python" /opt/litert/probe/litert_probe.py \
+              /opt/litert/probe/blazeface_full_range_int8.tflite \
+              /opt/litert/probe/facenet_int8.tflite \
+              /opt/litert/probe/mobilefacenet_int8.tflite >"$res.out" 2>"$res.err" || rc=$?
           else
             bin=${qbin[$q]}
             qname="$("$bin" --version | head -1 | awk '{print $3}')"
             cp -u "$bin" "$r/opt/qemu/"
             ARM64_TIMEOUT=600 in_rootfs "$suite" "/opt/qemu/${bin##*/}" -cpu "$cpu" \
-              "/opt/litert/$ver/bin/python" /work/appliance/tools/arm64/litert_probe.py \
-              /work/appliance/models/blazeface_full_range_int8.tflite \
-              /work/appliance/models/facenet_int8.tflite \
-              /work/appliance/models/mobilefacenet_int8.tflite >"$res.out" 2>"$res.err" || rc=$?
+              "/opt/litert/$ver/bin/python" /opt/litert/probe/litert_probe.py \
+              /opt/litert/probe/blazeface_full_range_int8.tflite \
+              /opt/litert/probe/facenet_int8.tflite \
+              /opt/litert/probe/mobilefacenet_int8.tflite >"$res.out" 2>"$res.err" || rc=$?
           fi
           if [ "$rc" = 0 ]; then
             printf '%s\t%s\t%s\t%s\t%s\tworks\t%s\n' "$py" "$ver" "$numpy" "$qname" "$cpu" \
