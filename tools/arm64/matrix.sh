@@ -93,8 +93,8 @@ cmd_matrix() {
   ensure_host_tools
   ensure_binfmt
   mkdir -p "$OUT/matrix"
-  tsv="$OUT/matrix.tsv"
-  printf 'python\tai-edge-litert\tnumpy\tqemu\tcpu\tresult\tdetail\n' >"$tsv"
+  tsv="$OUT/matrix.tsv"  # appended to: one line per cell, newest last
+  [ -s "$tsv" ] || printf 'python\tai-edge-litert\tnumpy\tqemu\tcpu\tresult\tdetail\n' >"$tsv"
   declare -A qbin=([host]="")
   for q in $MATRIX_QEMUS; do
     [ "$q" = host ] || qbin[$q]=$(fetch_qemu "$q")
@@ -144,8 +144,10 @@ cmd_matrix() {
             printf '%s\t%s\t%s\t%s\t%s\tworks\t%s\n' "$py" "$ver" "$numpy" "$qname" "$cpu" \
               "$(compare_probe "$OUT/matrix/x86_64-$ver.json" "$res.out")" | tee -a "$tsv"
           else
-            detail="exit $rc$( ((rc > 128)) && echo " (signal $((rc - 128)))"); last $(grep '^stage:' \
-              "$res.err" | tail -1); $(grep -v '^stage:\|^INFO' "$res.err" | tail -1)"
+            detail="exit $rc"
+            ((rc <= 128)) || detail+=" (signal $((rc - 128)))"
+            detail+="; last stage: $(grep '^stage:' "$res.err" | tail -1 | cut -c8-)"
+            detail+="; $(grep -m1 '^qemu:\|Error\|error' "$res.err" || true)"
             printf '%s\t%s\t%s\t%s\t%s\tFAILS\t%s\n' "$py" "$ver" "$numpy" "$qname" "$cpu" \
               "$detail" | tee -a "$tsv"
           fi
