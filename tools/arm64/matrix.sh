@@ -89,7 +89,7 @@ EOF
 }
 
 cmd_matrix() {
-  local suites=${*:-$SUITES} suite ver q cpu bin r res tsv qname rc detail py numpy
+  local suites=${*:-$SUITES} suite ver q cpu bin r res tsv qname rc detail py numpy verdict
   ensure_host_tools
   ensure_binfmt
   mkdir -p "$OUT/matrix"
@@ -141,8 +141,10 @@ cmd_matrix() {
               /opt/litert/probe/mobilefacenet_int8.tflite >"$res.out" 2>"$res.err" || rc=$?
           fi
           if [ "$rc" = 0 ]; then
-            printf '%s\t%s\t%s\t%s\t%s\tworks\t%s\n' "$py" "$ver" "$numpy" "$qname" "$cpu" \
-              "$(compare_probe "$OUT/matrix/x86_64-$ver.json" "$res.out")" | tee -a "$tsv"
+            detail=$(compare_probe "$OUT/matrix/x86_64-$ver.json" "$res.out")
+            case $detail in same*) verdict=works ;; *) verdict="WRONG OUTPUT" ;; esac
+            printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$py" "$ver" "$numpy" "$qname" "$cpu" \
+              "$verdict" "$detail" | tee -a "$tsv"
           else
             detail="exit $rc"
             ((rc <= 128)) || detail+=" (signal $((rc - 128)))"

@@ -30,7 +30,11 @@ ROOTFS_PACKAGES=python3,python3-venv,make,git,mosquitto,ca-certificates
 TESTS=${ARM64_TESTS:-tests/test_pipeline_real.py tests/test_gallery_store.py \
 tests/test_imageio_config_cli.py tests/test_detect_unit.py tests/test_align_quality.py \
 tests/test_daemon.py}
-TESTS_K=${ARM64_TESTS_K:-not hamilton and not outage and not tls and not credentials}
+# Not under emulation: the Hamilton clip, the outage/SIGKILL, TLS and credentials daemon
+# tests (minutes each at emulated speed), nor the demo-scene test, which needs the daemon
+# to keep up with a real-time camera (at ~1.6 emulated fps on a loaded 2-core machine it
+# saw the known person but not the stranger within its 60 s).
+TESTS_K=${ARM64_TESTS_K:-not hamilton and not outage and not tls and not credentials and not demo_grants}
 # The emulated CPU per suite: a Pi 4's Cortex-A72 (NEON, no dotprod) with bookworm, a
 # Pi 5's Cortex-A76 (NEON + dotprod) with trixie, so XNNPACK's kernels for both run.
 # Not qemu-user's default "max": with qemu 7.2 its SVE makes ai-edge-litert 2.1.6 compute
@@ -185,11 +189,18 @@ check_suite() {
   log "$suite: $(in_rootfs "$suite" /usr/bin/python3 -c \
     'import platform, sys; print(platform.machine(), "Python", sys.version.split()[0])'), qemu -cpu $cpu"
   log "$suite: the README's install and the test subset under qemu-user"
-  in_rootfs "$suite" /bin/bash /work/appliance/tools/arm64/inside.sh "$suite" "$TESTS" "$TESTS_K"
-  "$REPO/.venv/bin/python" "$REPO/tools/arm64/embed_compare.py" "$OUT/x86_64.json" \
-    "$OUT/aarch64-$suite.json" --json "$OUT/agreement-$suite.json"
+  rm -f "$OUT/aarch64-$suite.json"
+  local rc=0
+  in_rootfs "$suite" /bin/bash /work/appliance/tools/arm64/inside.sh "$suite" "$TESTS" "$TESTS_K" ||
+    rc=$?
   unset QEMU_CPU
-  log "$suite: done in $((SECONDS - t0)) s (wall clock under emulation)"
+  if [ -f "$OUT/aarch64-$suite.json" ]; then
+    "$REPO/.venv/bin/python" "$REPO/tools/arm64/embed_compare.py" "$OUT/x86_64.json" \
+      "$OUT/aarch64-$suite.json" --json "$OUT/agreement-$suite.json" || rc=1
+  fi
+  log "$suite: $([ "$rc" = 0 ] && echo passed || echo FAILED) in $((SECONDS - t0)) s" \
+    "(wall clock under emulation; says nothing about a Pi's speed)"
+  return "$rc"
 }
 
 cmd_check() {
@@ -199,9 +210,13 @@ cmd_check() {
   [ -d "$SHARED" ] || die "the photos are not at $SHARED (ARM64_SHARED)"
   mkdir -p "$OUT"
   x86_reference
+  local failed=()
   for suite in $SUITES; do
-    check_suite "$suite"
+    check_suite "$suite" || failed+=("$suite")
   done
+  if [ ${#failed[@]} -gt 0 ]; then
+    die "failed under emulation: ${failed[*]} ($((SECONDS - t0)) s)"
+  fi
   log "all suites passed ($SUITES) in $((SECONDS - t0)) s"
 }
 
