@@ -3,7 +3,8 @@
 # (bookworm = 3.11, trixie = 3.13), the README's device install from PyPI's aarch64 wheels,
 # the int8 models on real photos compared with x86_64, and a subset of the test suite.
 #
-#   tools/arm64/run.sh [check]         the CI job (default): every suite in ARM64_SUITES
+#   tools/arm64/run.sh [check]         the CI job (default): every suite in ARM64_SUITES,
+#                                      side by side (ARM64_PARALLEL=0: one after the other)
 #   tools/arm64/run.sh matrix          which ai-edge-litert versions run, per qemu and -cpu
 #   tools/arm64/run.sh shell SUITE     an interactive shell in that root filesystem
 #
@@ -45,7 +46,7 @@ log() { printf '[arm64 %s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "error: $*"; exit 1; }
 
 if [ "$(id -u)" != 0 ]; then
-  exec sudo --preserve-env=ARM64_CACHE,ARM64_SUITES,ARM64_MIRROR,ARM64_SHARED,ARM64_TESTS,ARM64_TESTS_K,ARM64_CPUS,ARM64_MATRIX_VERSIONS,ARM64_MATRIX_CPUS,ARM64_MATRIX_QEMUS,PIP_CACHE_DIR \
+  exec sudo --preserve-env=ARM64_CACHE,ARM64_SUITES,ARM64_MIRROR,ARM64_SHARED,ARM64_TESTS,ARM64_TESTS_K,ARM64_CPUS,ARM64_PARALLEL,ARM64_MATRIX_VERSIONS,ARM64_MATRIX_CPUS,ARM64_MATRIX_QEMUS,PIP_CACHE_DIR \
     "$0" "$@"
 fi
 
@@ -210,10 +211,25 @@ cmd_check() {
   [ -d "$SHARED" ] || die "the photos are not at $SHARED (ARM64_SHARED)"
   mkdir -p "$OUT"
   x86_reference
-  local failed=()
-  for suite in $SUITES; do
-    check_suite "$suite" || failed+=("$suite")
-  done
+  local failed=() suites pids=() i
+  read -r -a suites <<<"$SUITES"
+  for suite in "${suites[@]}"; do ensure_rootfs "$suite"; done
+  if [ "${ARM64_PARALLEL:-1}" = 1 ] && [ ${#suites[@]} -gt 1 ]; then
+    # One emulated suite per core: each is mostly one busy thread.
+    for suite in "${suites[@]}"; do
+      check_suite "$suite" >"$OUT/log-$suite.txt" 2>&1 &
+      pids+=($!)
+    done
+    for i in "${!suites[@]}"; do
+      wait "${pids[$i]}" || failed+=("${suites[$i]}")
+      log "---- ${suites[$i]} ----"
+      cat "$OUT/log-${suites[$i]}.txt" >&2
+    done
+  else
+    for suite in "${suites[@]}"; do
+      check_suite "$suite" || failed+=("$suite")
+    done
+  fi
   if [ ${#failed[@]} -gt 0 ]; then
     die "failed under emulation: ${failed[*]} ($((SECONDS - t0)) s)"
   fi
