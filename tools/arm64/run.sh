@@ -4,7 +4,7 @@
 # the int8 models on real photos compared with x86_64, and a subset of the test suite.
 #
 #   tools/arm64/run.sh [check]         the CI job (default): every suite in ARM64_SUITES,
-#                                      side by side (ARM64_PARALLEL=0: one after the other)
+#                                      one after the other (ARM64_PARALLEL=1: side by side)
 #   tools/arm64/run.sh matrix          which ai-edge-litert versions run, per qemu and -cpu
 #   tools/arm64/run.sh shell SUITE     an interactive shell in that root filesystem
 #
@@ -32,10 +32,14 @@ TESTS=${ARM64_TESTS:-tests/test_pipeline_real.py tests/test_gallery_store.py \
 tests/test_imageio_config_cli.py tests/test_detect_unit.py tests/test_align_quality.py \
 tests/test_daemon.py}
 # Not under emulation: the Hamilton clip, the outage/SIGKILL, TLS and credentials daemon
-# tests (minutes each at emulated speed), nor the demo-scene test, which needs the daemon
-# to keep up with a real-time camera (at ~1.6 emulated fps on a loaded 2-core machine it
-# saw the known person but not the stranger within its 60 s).
-TESTS_K=${ARM64_TESTS_K:-not hamilton and not outage and not tls and not credentials and not demo_grants}
+# tests (minutes each at emulated speed), nor three that need the daemon to keep real-time
+# pace, which failed when the 2-core machine was loaded (and passed when it was not):
+# demo_grants (saw the known person, not the stranger, within 60 s at ~1.6 emulated fps),
+# sigterm (one watchdog ping where it wants two) and enrol_by_capture (no frontal frame
+# in time). The daemon's MQTT command path stays in: signed/forged/replayed commands and
+# status over MQTT 5.
+TESTS_K=${ARM64_TESTS_K:-not hamilton and not outage and not tls and not credentials \
+and not demo_grants and not sigterm and not enrol_by_capture}
 # The emulated CPU per suite: a Pi 4's Cortex-A72 (NEON, no dotprod) with bookworm, a
 # Pi 5's Cortex-A76 (NEON + dotprod) with trixie, so XNNPACK's kernels for both run.
 # Not qemu-user's default "max": with qemu 7.2 its SVE makes ai-edge-litert 2.1.6 compute
@@ -214,8 +218,9 @@ cmd_check() {
   local failed=() suites pids=() i
   read -r -a suites <<<"$SUITES"
   for suite in "${suites[@]}"; do ensure_rootfs "$suite"; done
-  if [ "${ARM64_PARALLEL:-1}" = 1 ] && [ ${#suites[@]} -gt 1 ]; then
-    # One emulated suite per core: each is mostly one busy thread.
+  if [ "${ARM64_PARALLEL:-0}" = 1 ] && [ ${#suites[@]} -gt 1 ]; then
+    # One emulated suite per core: each is mostly one busy thread. Not yet timed or
+    # proven on CI, hence off by default.
     for suite in "${suites[@]}"; do
       check_suite "$suite" >"$OUT/log-$suite.txt" 2>&1 &
       pids+=($!)
