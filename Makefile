@@ -9,7 +9,7 @@ CALIB := --calibration $(SHARED)/lfw/images \
 	--calibration-list models/calibration/lfw_folds1-5.txt \
 	--agreement-list models/calibration/lfw_folds6-10.txt
 
-.PHONY: run test lint models quantize-check eval check-wheels check-unit ha-check soak assets install clean
+.PHONY: run test lint models quantize-check eval check-wheels check-unit ha-check arm64-check soak assets install clean
 
 # The daemon talks MQTT; tests and `make run` start their own Mosquitto on a free port.
 define ensure_mosquitto
@@ -119,6 +119,12 @@ clean:
 # Side-by-side speed with the peers (face_recognition, MTCNN + Keras FaceNet, our float
 # models). The peers live in .venv-bench, never in the device's venv.
 .PHONY: bench
+# aarch64 under qemu-user, as root (tools/arm64/README.md): the README's Pi install from PyPI's
+# aarch64 wheels, the int8 models on ../shared/data photos compared with x86_64, and a test
+# subset, in Debian bookworm (Python 3.11) and trixie (3.13) arm64 root filesystems.
+arm64-check: $(VENV)/.installed
+	tools/arm64/run.sh check
+
 # 31 minutes of the real daemon at full speed: RSS, fds and threads against a bound.
 soak: $(VENV)/.installed assets
 	$(ensure_mosquitto)
