@@ -193,27 +193,10 @@ def embeddings(path: Path, embedder: str, crops: np.ndarray, threads: int, cache
 
 def verification(scores: np.ndarray, same: np.ndarray, fold: np.ndarray
                  ) -> tuple[dict[str, Any], np.ndarray]:
-    """Leave-one-fold-out accuracy (threshold on the others), TAR@FAR=1e-3 and EER over all;
-    also each pair's decision under its fold's threshold, for the paired comparison."""
-    accs, thrs = [], []
-    correct = np.zeros(len(scores), bool)
-    for k in np.unique(fold):
-        t = evaluate.best_threshold(scores[fold != k], same[fold != k])
-        m = fold == k
-        correct[m] = (scores[m] >= t) == same[m]
-        accs.append(correct[m].mean())
-        thrs.append(t)
-    tar, tar_thr = evaluate.tar_at_far(scores, same, 1e-3)
-    return {
-        "accuracy_mean": round(100 * float(np.mean(accs)), 2),
-        "accuracy_std": round(100 * float(np.std(accs)), 2),
-        "fold_accuracies": [round(100 * float(x), 2) for x in accs],
-        "tar_at_far_1e-3": round(100 * tar, 2),
-        "threshold_at_far_1e-3": round(tar_thr, 4),
-        "eer": round(100 * evaluate.eer(scores, same), 2),
-        "threshold": round(float(np.mean(thrs)), 4),
-        "errors": int((~correct).sum()),
-    }, correct
+    """evaluate.py's leave-one-fold-out figures, plus the error count; each pair's decision
+    under its fold's threshold is kept for the paired comparison."""
+    summary, correct = evaluate.cross_validate(scores, same, fold)
+    return {**summary, "errors": int((~correct).sum())}, correct
 
 
 def run_compare(args: argparse.Namespace) -> dict[str, Any]:

@@ -147,11 +147,20 @@ def lfw_protocol(scores: np.ndarray, pairs: list[tuple[str, str, bool]], n_folds
     """The 10-fold figures from one score per pair (higher = more alike): each fold's
     threshold is chosen on the other nine; TAR at FAR 1e-3 and EER on all pairs."""
     same = np.array([p[2] for p in pairs])
-    fold = np.repeat(np.arange(n_folds), per_fold)
+    return cross_validate(scores, same, np.repeat(np.arange(n_folds), per_fold))[0]
+
+
+def cross_validate(scores: np.ndarray, same: np.ndarray, fold: np.ndarray
+                   ) -> tuple[dict[str, Any], np.ndarray]:
+    """Leave-one-fold-out accuracy (threshold on the other folds), TAR at FAR 1e-3 and EER
+    over all pairs; also each pair's decision under its fold's threshold."""
     accs, thrs = [], []
-    for k in range(n_folds):
+    correct = np.zeros(len(scores), bool)
+    for k in np.unique(fold):
         t = best_threshold(scores[fold != k], same[fold != k])
-        accs.append(((scores[fold == k] >= t) == same[fold == k]).mean())
+        m = fold == k
+        correct[m] = (scores[m] >= t) == same[m]
+        accs.append(correct[m].mean())
         thrs.append(t)
     tar, tar_thr = tar_at_far(scores, same, 1e-3)
     return {
@@ -162,7 +171,7 @@ def lfw_protocol(scores: np.ndarray, pairs: list[tuple[str, str, bool]], n_folds
         "threshold_at_far_1e-3": round(tar_thr, 4),
         "eer": round(100 * eer(scores, same), 2),
         "threshold": round(float(np.mean(thrs)), 4),
-    }
+    }, correct
 
 
 def run_lfw(args: argparse.Namespace) -> dict[str, Any]:
