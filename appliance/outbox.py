@@ -115,30 +115,26 @@ class Outbox:
         """Store an event durably. False (and logged) when the disk refuses it even after
         shedding the oldest events."""
         row = (event_id, topic, json.dumps(payload), time.time(), boot)
-        for attempt in (1, 2):
-            try:
-                if attempt == 2:  # let the next write restart the WAL from its beginning
-                    with self.lock:
-                        self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                with self._tx() as db:
-                    if attempt == 2 or self._disk_low(db):
-                        self._shed_for_space(db)
-                    db.execute("INSERT OR IGNORE INTO outbox (event_id, topic, payload, "
-                               "created, boot) VALUES (?,?,?,?,?)", row)
-                    self._shed(db)
-                if self.last_error is not None:
-                    log.warning("outbox writes work again (%d event(s) lost meanwhile)",
-                                self.lost)
-                self.last_error = None
-                break
-            except sqlite3.Error as exc:  # full disk, I/O error: keep recognising, say so
-                if attempt == 2 or not _is_full(exc):
-                    self.lost += 1
-                    if self.last_error is None or self.lost % 100 == 0:  # not per event
-                        log.error("outbox write failed: %s; event %s not stored (%d lost)",
-                                  exc, event_id, self.lost)
-                    self.last_error = f"outbox write failed: {exc}"
-                    return False
+
+        def insert(db: sqlite3.Connection) -> None:
+            if self._disk_low(db):
+                self._shed_for_space(db)
+            db.execute("INSERT OR IGNORE INTO outbox (event_id, topic, payload, created, "
+                       "boot) VALUES (?,?,?,?,?)", row)
+            self._shed(db)
+
+        try:
+            self._write(insert, on_full=self._shed_for_space)
+        except sqlite3.Error as exc:  # full disk, I/O error: keep recognising, say so
+            self.lost += 1
+            if self.last_error is None or self.lost % 100 == 0:  # not per event
+                log.error("outbox write failed: %s; event %s not stored (%d lost)", exc,
+                          event_id, self.lost)
+            self.last_error = f"outbox write failed: {exc}"
+            return False
+        if self.last_error is not None:
+            log.warning("outbox writes work again (%d event(s) lost meanwhile)", self.lost)
+        self.last_error = None
         self.wake.set()
         return True
 
@@ -195,9 +191,10 @@ class Outbox:
                                    "boot FROM outbox ORDER BY seq LIMIT ?", (limit,)).fetchall()
         return [Pending(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6]) for r in rows]
 
-    def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    def _write(self, fn: Callable[[sqlite3.Connection], T],
+               on_full: Callable[[sqlite3.Connection], None] | None = None) -> T:
         """One transaction; on a full disk, checkpoint (so the write-ahead log restarts
-        at its beginning, reusing its space) and try once more."""
+        at its beginning, reusing its space), run `on_full` (make room) and try once more."""
         try:
             with self._tx() as db:
                 return fn(db)
@@ -207,6 +204,8 @@ class Outbox:
         with self.lock:
             self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
         with self._tx() as db:
+            if on_full is not None:
+                on_full(db)
             return fn(db)
 
     def attempted(self, seq: int) -> None:
