@@ -66,23 +66,35 @@ class Letterbox:
     scale: float  # model pixels per frame pixel
     pad_x: float
     pad_y: float
+    # Frame pixels the content moved by: each pyrDown keeps pixel 2i of its input, not
+    # the centre of pixels 2i and 2i+1, so k halvings shift the image by (2**k - 1) / 2.
+    shift: float = 0.0
 
     def to_frame(self, pts: np.ndarray, size: int) -> np.ndarray:
         """Map normalised model coordinates (..., 2) back to frame pixels."""
-        return (pts * size - (self.pad_x, self.pad_y)) / self.scale
+        return (pts * size - (self.pad_x, self.pad_y)) / self.scale - self.shift
 
 
 def letterbox(frame: np.ndarray, size: int) -> tuple[np.ndarray, Letterbox]:
-    """Resize keeping aspect ratio, centre on a black square; returns image and mapping."""
+    """Resize keeping aspect ratio, centre on a black square; returns image and mapping.
+
+    Only integer-arithmetic OpenCV kernels, so a Pi computes the same pixels as x86_64:
+    halvings by `pyrDown` (a 5-tap Gaussian, against aliasing) while the frame is over
+    twice the target, then bilinear, as MediaPipe's own CPU preprocessing does.
+    `INTER_AREA` was used before and rounded a third of the frames differently on
+    aarch64 (tools/arm64/README.md), which moved keypoints and embeddings.
+    """
     h, w = frame.shape[:2]
     scale = size / max(h, w)
     nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
-    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-    resized = cv2.resize(frame, (nw, nh), interpolation=interp)
+    src, halvings = frame, 0
+    while src.shape[1] >= 2 * nw and src.shape[0] >= 2 * nh:
+        src, halvings = cv2.pyrDown(src), halvings + 1
+    resized = cv2.resize(src, (nw, nh), interpolation=cv2.INTER_LINEAR)
     px, py = (size - nw) // 2, (size - nh) // 2
     out = np.zeros((size, size, 3), dtype=frame.dtype)
     out[py : py + nh, px : px + nw] = resized
-    return out, Letterbox(scale=scale, pad_x=px, pad_y=py)
+    return out, Letterbox(scale=scale, pad_x=px, pad_y=py, shift=(2**halvings - 1) / 2)
 
 
 def decode(

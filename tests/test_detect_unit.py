@@ -1,6 +1,7 @@
 """Anchor decoding, NMS and letterboxing on constructed inputs with known answers."""
 
 import numpy as np
+import pytest
 
 from appliance.detect import decode, iou, letterbox, ssd_anchors, weighted_nms
 
@@ -69,3 +70,20 @@ def test_letterbox_keeps_aspect_and_maps_back():
     ys, xs = np.nonzero(img[:, :, 0] > 128)
     centre = np.array([[xs.mean() + 0.5, ys.mean() + 0.5]]) / 192
     assert np.allclose(lb.to_frame(centre, 192), [[230, 120]], atol=2)
+
+
+@pytest.mark.parametrize(("h", "w"), [(480, 640), (1080, 1920), (250, 250)])
+def test_letterbox_maps_back_within_half_a_pixel_at_any_scale(h: int, w: int) -> None:
+    """Large frames are halved by pyrDown first, which shifts the image; the mapping
+    back to frame pixels must undo that, or keypoints on a 1080p frame land 3.5 px off."""
+    frame = np.zeros((h, w, 3), np.uint8)
+    yy, xx = np.mgrid[0:h, 0:w]
+    cy, cx, r = h * 0.37, w * 0.61, max(8, w // 40)
+    frame[(yy - cy) ** 2 + (xx - cx) ** 2 < r * r] = 255
+    img, lb = letterbox(frame, 192)
+    weight = img[:, :, 0].astype(np.float64)
+    ys, xs = np.mgrid[0:192, 0:192]
+    centre = np.array([[(xs * weight).sum(), (ys * weight).sum()]]) / weight.sum() + 0.5
+    mask = frame[:, :, 0] > 0
+    truth = np.array([xx[mask].mean(), yy[mask].mean()]) + 0.5
+    assert np.abs(lb.to_frame(centre / 192, 192)[0] - truth).max() < 0.5
