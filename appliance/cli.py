@@ -180,10 +180,9 @@ def cmd_people(args: argparse.Namespace, cfg: Config) -> int:
     from appliance.service import open_gallery
 
     if args.action == "list":
-        from appliance.pipeline import load_manifest
+        from appliance.pipeline import embedder_version
 
-        entry = load_manifest()["models"][cfg.models.embedder]
-        version = f"{cfg.models.embedder}-{entry['sha256'][:12]}"
+        version = embedder_version(cfg.models.embedder)
         with open_gallery(cfg) as g:
             people = g.persons(version)
         if args.json:

@@ -50,7 +50,10 @@ class CameraConfig:
 
 @dataclass(frozen=True)
 class ModelsConfig:
-    embedder: str = _opt("facenet", choices=("facenet", "mobilefacenet"))
+    # fused: FaceNet and MobileFaceNet scores averaged. On LFW open-set identification it
+    # named 94.6% of enrolled people at 0.85% strangers where FaceNet alone named 90.1%,
+    # for one more (small) model invoke per face (README, Accuracy).
+    embedder: str = _opt("fused", choices=("fused", "facenet", "mobilefacenet"))
     threads: int = _opt(2, range=(1, 64))
     flip: bool = False
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from appliance.detect import Detection, FaceDetector
-from appliance.embed import Embedder, EmbedderSpec
+from appliance.embed import Embedder, EmbedderSpec, FusedEmbedder, fused_version
 from appliance.quality import Quality, measure
 from appliance.runtime import ModelError, TfliteModel
 
@@ -50,8 +50,17 @@ def load_manifest(models_dir: Path = MODELS_DIR) -> dict[str, Any]:
         raise ModelError(f"no model manifest at {path}: run tools/quantize.py") from exc
 
 
+def embedder_version(name: str, models_dir: Path = MODELS_DIR) -> str:
+    """The version templates of embedder `name` carry, without loading any model."""
+    models = load_manifest(models_dir)["models"]
+    entry = models[name]
+    if entry["kind"] == "fusion":
+        return fused_version(name, [embedder_version(m, models_dir) for m in entry["members"]])
+    return f"{name}-{entry['sha256'][:12]}"
+
+
 class FacePipeline:
-    def __init__(self, detector: FaceDetector, embedder: Embedder) -> None:
+    def __init__(self, detector: FaceDetector, embedder: Embedder | FusedEmbedder) -> None:
         self.detector = detector
         self.embedder = embedder
 
@@ -68,8 +77,8 @@ class FacePipeline:
         """Build from the manifest; `float_models_dir` swaps in the float originals."""
         manifest = load_manifest(models_dir)
         models = manifest["models"]
-        if embedder not in models or models[embedder]["kind"] != "embedder":
-            names = [k for k, v in models.items() if v["kind"] == "embedder"]
+        if embedder not in models or models[embedder]["kind"] not in ("embedder", "fusion"):
+            names = [k for k, v in models.items() if v["kind"] in ("embedder", "fusion")]
             raise ModelError(f"unknown embedder {embedder!r}; have {names}")
 
         def path(name: str) -> Path:
@@ -80,8 +89,15 @@ class FacePipeline:
 
         det = FaceDetector(TfliteModel(path("detector"), threads), score_threshold)
         det.version = f"detector-{models['detector']['sha256'][:12]}"
-        spec = EmbedderSpec.from_manifest(embedder, models[embedder])
-        emb = Embedder(TfliteModel(path(embedder), threads), spec, flip=flip)
+        emb: Embedder | FusedEmbedder
+        if models[embedder]["kind"] == "fusion":
+            members = [Embedder(TfliteModel(path(m), threads),
+                                EmbedderSpec.from_manifest(m, models[m]))
+                       for m in models[embedder]["members"]]
+            emb = FusedEmbedder(embedder, members, flip=flip)
+        else:
+            spec = EmbedderSpec.from_manifest(embedder, models[embedder])
+            emb = Embedder(TfliteModel(path(embedder), threads), spec, flip=flip)
         return cls(det, emb)
 
     def faces(self, image: np.ndarray, embed: bool = True,

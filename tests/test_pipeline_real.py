@@ -86,3 +86,32 @@ def test_second_embedder_loads_and_embeds(name, astronaut):
     f = pipe.faces(astronaut)[0]
     assert f.embedding.shape == (192,)
     assert np.isclose(np.linalg.norm(f.embedding), 1.0, atol=1e-5)
+
+
+def test_fused_cosine_is_the_mean_of_the_members_cosines(shared):
+    """The fused embedder's whole point: one matrix product on 320-d vectors scores
+    exactly the mean of FaceNet's and MobileFaceNet's cosines, so the matcher, gallery
+    and thresholds need no change."""
+    import cv2
+
+    from appliance.pipeline import FacePipeline, embedder_version
+
+    fused = FacePipeline.load(embedder="fused")
+    assert fused.embedder.spec.dim == 128 + 192
+    assert fused.embedder.spec.version == embedder_version("fused")
+    assert fused.embedder.spec.version.startswith("fused-")
+    ex = shared / "scenes" / "examples"
+    a = fused.faces(read_image(ex / "obama.jpg"))[0]
+    b = fused.faces(read_image(ex / "obama2.jpg"))[0]
+    c = fused.faces(read_image(ex / "biden.jpg"))[0]
+    assert np.isclose(np.linalg.norm(a.embedding), 1.0, atol=1e-5)
+    members = fused.embedder.members
+    for x, y in ((a, b), (a, c)):
+        cosines = []
+        for m in members:
+            size = m.spec.size
+            u, v = (m.embed(cv2.resize(f.aligned, (size, size), interpolation=cv2.INTER_LINEAR)
+                            [None])[0] for f in (x, y))
+            cosines.append(float(u @ v))
+        assert np.isclose(float(x.embedding @ y.embedding), np.mean(cosines), atol=1e-5)
+    assert float(a.embedding @ b.embedding) > float(a.embedding @ c.embedding) + 0.3

@@ -154,6 +154,15 @@ def _spec(name: str, sha: str) -> EmbedderSpec:
     return EmbedderSpec.from_manifest(name, entry)
 
 
+FUSION = {
+    "kind": "fusion",
+    "members": ["facenet", "mobilefacenet"],
+    "how": "each member's L2-normalised embedding scaled by 1/sqrt(2) and concatenated, so "
+           "a cosine between fused vectors is the mean of the members' cosines; faces are "
+           "aligned at 160x160 and resized bilinearly to 112x112 for MobileFaceNet",
+}
+
+
 def build(name: str, args: argparse.Namespace, out_dir: Path, float_dir: Path,
           calib: list[Path], agree: list[Path]) -> dict[str, Any]:
     from quantlib.convert import to_tflite
@@ -322,6 +331,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.check:
         return check(built, args.out, out_dir, agree)
     manifest["models"].update(built)
+    # Score fusion is no model of its own: the device runs the members and concatenates
+    # their unit vectors (appliance.embed.FusedEmbedder); `evaluate.py identify
+    # --embedder fused --write-calibration` adds its measured open-set curve here.
+    manifest["models"].setdefault("fused", {})
+    manifest["models"]["fused"].update(FUSION)
     manifest["generated"] = {
         "tool": "tools/quantize.py",
         "date": dt.date.today().isoformat(),
