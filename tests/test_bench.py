@@ -132,3 +132,15 @@ def test_face_recognition_lfw_runs_our_protocol(shared: Path, tmp_path: Path) ->
     assert res["images"] == len(names) and res["detection_failures"] == 0
     assert len(res["fold_accuracies"]) == 2
     assert 0.3 < res["threshold"] < 0.9  # a distance, near face_recognition's 0.6
+
+
+def test_time_to_event_smoke_through_the_real_daemon(shared: Path, tmp_path: Path) -> None:
+    """Four LFW people walk up in the composed clip; the real daemon, a real broker and a
+    subscriber measure at least one granted visit. Shape only: the latency is not judged."""
+    clip = tmp_path / "visits.avi"
+    enrol = bench.compose_visits_clip(shared / "lfw" / "images", clip, people=4)
+    assert len(enrol) == 4 and clip.stat().st_size > 0
+    r = bench.bench_time_to_event(clip, enrol, appearances=1)
+    assert r["appearances"] >= 1, r
+    assert r["enrolled"] + r["enrolment_refused"] == 4
+    assert 0 < r["p50_s"] <= r["p95_s"]

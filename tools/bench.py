@@ -123,7 +123,8 @@ def compose_visits_clip(lfw: Path, out: Path, people: int = 20) -> list[tuple[st
     """A 30 fps 640x480 MJPEG clip in which `people` LFW identities walk up one after
     the other: 1 s of empty scene, then 1.5 s of their second photo, growing from about
     40 to 55 px between the eyes (a person a metre from a door camera). Returns what to
-    enrol: each person's first photo, upscaled 2x so it passes the enrolment gate.
+    enrol: each person's first photo, padded as in the LFW evaluation (BlazeFace scores a
+    face that fills the picture low) and upscaled 2x to pass the 40 px enrolment gate.
 
     The identities are every k-th one with two or more photos in name order, not chosen
     by score, so some are expected to be refused as unknown, as in the identify test.
@@ -147,7 +148,8 @@ def compose_visits_clip(lfw: Path, out: Path, people: int = 20) -> list[tuple[st
     enrol: list[tuple[str, bytes]] = []
     for name in chosen:
         first, second = by_name[name][0], by_name[name][1]
-        big = cv2.resize(read_image(first), None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
+        padded = cv2.copyMakeBorder(read_image(first), 50, 50, 50, 50, cv2.BORDER_CONSTANT)
+        big = cv2.resize(padded, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
         enrol.append((name.replace("_", " "),
                       cv2.imencode(".jpg", cv2.cvtColor(big, cv2.COLOR_RGB2BGR))[1].tobytes()))
         face = cv2.cvtColor(read_image(second), cv2.COLOR_RGB2BGR)
