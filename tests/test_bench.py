@@ -89,6 +89,9 @@ def test_pipeline_smoke_writes_macs_accuracy_and_projection(tmp_path: Path) -> N
     assert r["projection"]["models"].keys() == r["macs"].keys()
     assert "vs_face_recognition" in r["ratios_with_accuracy"]
     assert r["cpu_ratios"]["vs_face_recognition"] is None  # peers not run
+    fused = r["systems"]["appliance_fused"]["threads_1"]  # the device default, both models
+    assert fused["models"]["embedder"] == "facenet_int8.tflite+mobilefacenet_int8.tflite"
+    assert fused["end_to_end"]["1"]["faces_found"] == 1
     assert (tmp_path / "pipeline.png").stat().st_size > 0
 
 

@@ -44,7 +44,7 @@ if not PEER_WORKER:
     from appliance.matcher import Matcher, Thresholds
     from appliance.service import COMBINE
 
-DIM = 128
+DIM = 320  # the fused embedder's (the device default): FaceNet 128 + MobileFaceNet 192
 
 
 def machine() -> dict[str, Any]:
@@ -60,8 +60,8 @@ def machine() -> dict[str, Any]:
             "python": platform.python_version(), "numpy": np.__version__}
 
 
-def unit_rows(n: int, rng: np.random.Generator) -> np.ndarray:
-    v = rng.normal(size=(n, DIM)).astype(np.float32)
+def unit_rows(n: int, rng: np.random.Generator, dim: int = DIM) -> np.ndarray:
+    v = rng.normal(size=(n, dim)).astype(np.float32)
     return v / np.linalg.norm(v, axis=1, keepdims=True)
 
 
@@ -79,23 +79,24 @@ def timed(fn: Any, repeats: int) -> dict[str, float]:
             "runs": repeats}
 
 
-def bench_matching() -> dict[str, Any]:
+def bench_matching(dim: int = DIM) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     th = Thresholds(0.6, 0.05)
-    out: dict[str, Any] = {"combine": COMBINE, "templates_per_person": 2, "sizes": {}}
-    q = unit_rows(1, rng)
+    out: dict[str, Any] = {"combine": COMBINE, "templates_per_person": 2, "dim": dim,
+                           "sizes": {}}
+    q = unit_rows(1, rng, dim)
     for n in (100, 1_000, 10_000, 100_000):
         people = n // 2
         owner = np.repeat(np.arange(people, dtype=np.int32), 2)
         ids = [f"p{i}" for i in range(people)]
-        m = Matcher(TemplateSet(ids, ids, owner, unit_rows(n, rng)), COMBINE)
+        m = Matcher(TemplateSet(ids, ids, owner, unit_rows(n, rng, dim)), COMBINE)
         best = Matcher(TemplateSet(ids, ids, owner, m.matrix), "best")
         out["sizes"][str(n)] = {"centroid": timed(lambda m=m: m.match(q, th), 200),
                                 "best_of": timed(lambda b=best: b.match(q, th), 200)}
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "g.sqlite3"
         with Gallery(path) as g:
-            vecs = unit_rows(10_000, rng)
+            vecs = unit_rows(10_000, rng, dim)
             g.db.execute("BEGIN")
             for i in range(10_000):  # one bulk transaction; enrol() per person is slower
                 g.db.execute("INSERT INTO persons (id, name, meta, created, updated) "
@@ -404,7 +405,7 @@ def random_matcher(n: int, dim: int, rng: np.random.Generator) -> Any:
 
 
 def bench_appliance(frames: dict[int, np.ndarray], threads: int, repeats: int,
-                    float_dir: Path | None = None) -> dict[str, Any]:
+                    float_dir: Path | None = None, embedder: str | None = None) -> dict[str, Any]:
     """Per-stage and end-to-end timings of FacePipeline at `threads`.
 
     Stages are timed on the 1-face frame with the exact calls `faces()` makes, so their
@@ -416,9 +417,11 @@ def bench_appliance(frames: dict[int, np.ndarray], threads: int, repeats: int,
     from appliance.pipeline import FacePipeline
 
     t0 = time.perf_counter()
-    pipe = FacePipeline.load(threads=threads, float_models_dir=float_dir)
+    kw = {"embedder": embedder} if embedder else {}
+    pipe = FacePipeline.load(threads=threads, float_models_dir=float_dir, **kw)
     load_ms = (time.perf_counter() - t0) * 1e3
     det, emb = pipe.detector, pipe.embedder
+    members = getattr(emb, "members", [emb])  # a fused embedder invokes each member
     rng = np.random.default_rng(0)
     th = Thresholds(0.6, 0.05)
     m1k = random_matcher(1_000, emb.spec.dim, rng)
@@ -430,7 +433,9 @@ def bench_appliance(frames: dict[int, np.ndarray], threads: int, repeats: int,
     if not dets:
         raise RuntimeError("the appliance found no face in the 1-face frame")
     crops = np.stack([emb.align(rgb, d) for d in dets[:1]])
-    prepared = emb._prepare(crops)
+    prepared = [m._prepare(np.stack([cv2.resize(c, (m.spec.size, m.spec.size),
+                                                interpolation=cv2.INTER_LINEAR)
+                                     for c in crops])) for m in members]
     q = emb.embed(crops)
     raw = det.raw(x)
     stages = {
@@ -440,7 +445,8 @@ def bench_appliance(frames: dict[int, np.ndarray], threads: int, repeats: int,
         "detect_decode": stats(lambda: det.postprocess(*raw, lb, rgb.shape), repeats),
         "align": stats(lambda: emb.align(rgb, dets[0]), repeats),
         "embed": stats(lambda: emb.embed(crops), repeats),
-        "embed_invoke": stats(lambda: emb.model.run(prepared), repeats),
+        "embed_invoke": stats(lambda: [m.model.run(x) for m, x in zip(members, prepared,
+                                                                     strict=True)], repeats),
         "match_1000": stats(lambda: m1k.match(q, th), repeats),
         "match_10000": stats(lambda: m10k.match(q, th), repeats),
     }
@@ -462,7 +468,8 @@ def bench_appliance(frames: dict[int, np.ndarray], threads: int, repeats: int,
     invokes = stages["detect_invoke"]["median_ms"] + stages["embed_invoke"]["median_ms"]
     outside = 100 * (1 - invokes / e2e["1"]["median_ms"])
     return {"threads": threads, "model_load_ms": round(load_ms, 1),
-            "models": {"detector": det.model.path.name, "embedder": emb.model.path.name},
+            "models": {"detector": det.model.path.name,
+                       "embedder": "+".join(m.model.path.name for m in members)},
             "stages_ms": stages, "end_to_end": e2e,
             "outside_models_share": round(outside, 1)}
 
@@ -499,12 +506,15 @@ def model_macs(path: Path) -> int:
 EVAL_DIR = ROOT / "build" / "eval"
 # Which LFW evaluation belongs to which benchmarked system: (embedder, precision).
 ACCURACY_OF = {"appliance_int8": ("default", "int8"), "appliance_float": ("default", "float"),
+               "appliance_fused": ("fused", "int8"),
                "face_recognition": ("face_recognition", "float"), "classic": ("classic", "float")}
 EVAL_COMMANDS = {
     "appliance_int8": "tools/evaluate.py lfw --data ../shared/data/lfw "
                       "--json build/eval/lfw_facenet.json",
     "appliance_float": "tools/evaluate.py lfw --data ../shared/data/lfw --float "
                        "--json build/eval/lfw_facenet_float.json",
+    "appliance_fused": "tools/evaluate.py lfw --data ../shared/data/lfw --embedder fused "
+                       "--json build/eval/lfw_fused.json",
     "face_recognition": ".venv-bench/bin/python tools/evaluate.py lfw --data ../shared/data/lfw "
                         "--embedder face_recognition "
                         "--json build/eval/lfw_face_recognition.json",
@@ -675,9 +685,11 @@ def rss_probe(threads: int) -> dict[str, Any]:
 
     import cv2
 
+    from appliance.config import ModelsConfig
     from appliance.pipeline import FacePipeline
 
-    pipe = FacePipeline.load(threads=threads)
+    # The daemon's default embedder (fused: both embedders loaded, 320-d templates).
+    pipe = FacePipeline.load(embedder=ModelsConfig().embedder, threads=threads)
     m = random_matcher(10_000, pipe.embedder.spec.dim, np.random.default_rng(0))
     frames = compose_frames(face_patches(pipe, ROOT.parent / "shared/data/lfw/images"))
     th = Thresholds(0.6, 0.05)
@@ -687,7 +699,8 @@ def rss_probe(threads: int) -> dict[str, Any]:
             if faces:
                 m.match(np.stack([fc.embedding for fc in faces]), th)
     return {"rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-            "templates": m.template_count, "threads": threads}
+            "templates": m.template_count, "threads": threads,
+            "embedder": pipe.embedder.spec.name}
 
 
 # ---------------------------------------------------------------- peers (in .venv-bench)
@@ -877,14 +890,17 @@ def bench_pipeline(repeats: int, peer_repeats: int, peers: bool,
     probe = FacePipeline.load(threads=1)
     frames = compose_frames(face_patches(probe, lfw))
     float_dir = ROOT / "build" / "float-models"
-    systems: dict[str, dict[str, Any]] = {"appliance_int8": {}, "appliance_float": {},
-                                          "face_recognition": {}, "classic": {}}
+    systems: dict[str, dict[str, Any]] = {"appliance_int8": {}, "appliance_fused": {},
+                                          "appliance_float": {}, "face_recognition": {},
+                                          "classic": {}}
     with tempfile.TemporaryDirectory() as tmp:
         npz = Path(tmp) / "frames.npz"
         np.savez(npz, **{str(k): v for k, v in frames.items()})
         for t in thread_counts:
             key = f"threads_{t}"
             systems["appliance_int8"][key] = bench_appliance(frames, t, repeats)
+            systems["appliance_fused"][key] = bench_appliance(frames, t, repeats,
+                                                              embedder="fused")
             if float_dir.is_dir():
                 systems["appliance_float"][key] = bench_appliance(frames, t, repeats, float_dir)
             else:
@@ -909,6 +925,10 @@ def bench_pipeline(repeats: int, peer_repeats: int, peers: bool,
                       ("appliance_float", "vs_float")):
         other = fps(name)
         ratios[key] = round(ours / other, 2) if ours and other else None
+    fused = fps("appliance_fused")  # the device default: one MobileFaceNet invoke more
+    for name in ("face_recognition", "classic"):
+        other = fps(name)
+        ratios[f"fused_vs_{name}"] = round(fused / other, 2) if fused and other else None
     tte_path = ROOT / "build" / "bench" / "time-to-event.json"
     tte: dict[str, Any] = {"p50": None, "p95": None,
                            "note": "run `tools/bench.py time-to-event` first"}
@@ -996,6 +1016,10 @@ def table(result: dict[str, Any]) -> str:
                  f"{result['outside_models_share']}% | RSS {result['rss_mb']} MB | "
                  f"time-to-event p50/p95 ms {result['time_to_event_ms']['p50']}/"
                  f"{result['time_to_event_ms']['p95']}")
+    if r.get("fused_vs_face_recognition") or r.get("fused_vs_classic"):
+        lines.append(f"fused (the device default) at 1 thread, 1 face: vs face_recognition "
+                     f"{r.get('fused_vs_face_recognition')}x, vs classic "
+                     f"{r.get('fused_vs_classic')}x")
     real = result["time_to_event_ms"].get("real_clip")
     if real:
         lines.append(f"time-to-event on {real['what']}: p50/p95 ms {real['p50']}/{real['p95']} "
@@ -1134,6 +1158,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clip", type=Path)
     p.add_argument("--enrol", help="NAME=PHOTO of the person who appears in the clip")
     p.add_argument("--appearances", type=int, default=20)
+    p.add_argument("--dim", type=int, default=DIM, help="matching: embedding size")
     p.add_argument("--repeats", type=int, default=50, help="pipeline: timed runs per figure")
     p.add_argument("--peer-repeats", type=int, default=15, help="pipeline: runs per peer figure")
     p.add_argument("--no-peers", action="store_true", help="pipeline: appliance only")
@@ -1181,7 +1206,7 @@ def main(argv: list[str] | None = None) -> int:
         out.write_text(json.dumps(result, indent=2) + "\n")
         return 0
     args.json = out
-    result = {"machine": machine(), "matching": bench_matching()}
+    result = {"machine": machine(), "matching": bench_matching(args.dim)}
     args.json.parent.mkdir(parents=True, exist_ok=True)
     args.json.write_text(json.dumps(result, indent=2) + "\n")
     print(f"{'templates':>10} {'centroid median/p99 ms':>24} {'best-of median/p99 ms':>24}")
