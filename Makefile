@@ -70,12 +70,17 @@ QUANTIZE_CHECK_MODELS ?= detector,facenet,mobilefacenet
 quantize-check: $(QVENV)/.installed
 	$(QVENV)/bin/python tools/quantize.py $(CALIB) --check --models $(QUANTIZE_CHECK_MODELS)
 
+# FaceNet is the reference model of the foundation figures; fused is the device default.
 eval: $(VENV)/.installed
 	$(VENV)/bin/python tools/evaluate.py lfw --data $(SHARED)/lfw --json build/eval/lfw_facenet.json
+	$(VENV)/bin/python tools/evaluate.py lfw --data $(SHARED)/lfw --embedder fused \
+	  --json build/eval/lfw_fused.json
 	$(VENV)/bin/python tools/evaluate.py detection --data $(SHARED)/detection --json build/eval/detection.json
 	$(VENV)/bin/python tools/evaluate.py identify --data $(SHARED)/lfw --json build/eval/identify_lfw.json
+	$(VENV)/bin/python tools/evaluate.py identify --data $(SHARED)/lfw --embedder fused \
+	  --json build/eval/identify_lfw_fused.json
 	$(VENV)/bin/python tools/evaluate.py identify --data $(SHARED)/scenes/examples/knn_examples \
-	  --json build/eval/identify_knn.json
+	  --embedder fused --json build/eval/identify_knn.json
 
 # Fails if a pinned runtime dependency has no aarch64 wheel for CPython 3.11 or 3.13.
 check-wheels:
