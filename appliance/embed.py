@@ -141,14 +141,15 @@ class FusedEmbedder:
     def align(self, frame: np.ndarray, det: Detection) -> np.ndarray:
         return self.members[0].align(frame, det)
 
+    def member_crops(self, crops: np.ndarray) -> list[np.ndarray]:
+        """The crops each member takes: as aligned, or resized to its input size."""
+        return [crops if m.spec.size == self.spec.size else
+                np.stack([cv2.resize(x, (m.spec.size, m.spec.size),
+                                     interpolation=cv2.INTER_LINEAR) for x in crops])
+                for m in self.members]
+
     def _fuse(self, crops: np.ndarray) -> np.ndarray:
-        parts = []
-        for m in self.members:
-            c = crops
-            if m.spec.size != self.spec.size:
-                c = np.stack([cv2.resize(x, (m.spec.size, m.spec.size),
-                                         interpolation=cv2.INTER_LINEAR) for x in crops])
-            parts.append(m.embed(c))
+        parts = [m.embed(c) for m, c in zip(self.members, self.member_crops(crops), strict=True)]
         return np.concatenate(parts, axis=1) * self._weight
 
     def embed(self, crops: np.ndarray) -> np.ndarray:
