@@ -139,11 +139,7 @@ def compose_visits_clip(lfw: Path, out: Path, people: int = 20) -> list[tuple[st
         by_name.setdefault(f.stem.rsplit("_", 1)[0], []).append(f)
     names = [n for n, fs in sorted(by_name.items()) if len(fs) >= 2]
     chosen = names[:: max(1, len(names) // people)][:people]
-    rng = np.random.default_rng(2)
-    yy, xx = np.mgrid[0:FRAME_H, 0:FRAME_W].astype(np.float32)
-    base = np.stack([90 + 60 * xx / FRAME_W, 110 + 40 * yy / FRAME_H,
-                     130 - 30 * xx / FRAME_W], axis=2)
-    base = np.clip(base + rng.normal(0, 6, base.shape), 0, 255).astype(np.uint8)
+    base = backdrop(seed=2)
     writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"MJPG"), TTE_FPS,
                              (FRAME_W, FRAME_H))
     enrol: list[tuple[str, bytes]] = []
@@ -364,6 +360,15 @@ def _patch(img: np.ndarray, box: np.ndarray) -> np.ndarray:
     return img[b:int(min(h, cy + half)), a:int(min(w, cx + half))].copy()
 
 
+def backdrop(seed: int) -> np.ndarray:
+    """An RGB 640x480 scene with no face for any detector: a smooth gradient with noise."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:FRAME_H, 0:FRAME_W].astype(np.float32)
+    base = np.stack([90 + 60 * xx / FRAME_W, 110 + 40 * yy / FRAME_H,
+                     130 - 30 * xx / FRAME_W], axis=2)
+    return np.clip(base + rng.normal(0, 6, base.shape), 0, 255).astype(np.uint8)
+
+
 def compose_frames(patches: list[np.ndarray]) -> dict[int, np.ndarray]:
     """640x480 BGR frames (as a camera delivers them) with 0, 1 and 3 faces.
 
@@ -373,11 +378,7 @@ def compose_frames(patches: list[np.ndarray]) -> dict[int, np.ndarray]:
     """
     import cv2
 
-    rng = np.random.default_rng(1)
-    yy, xx = np.mgrid[0:FRAME_H, 0:FRAME_W].astype(np.float32)
-    base = np.stack([90 + 60 * xx / FRAME_W, 110 + 40 * yy / FRAME_H,
-                     130 - 30 * xx / FRAME_W], axis=2)
-    base = np.clip(base + rng.normal(0, 6, base.shape), 0, 255).astype(np.uint8)
+    base = backdrop(seed=1)
     frames = {}
     slots = [(240, 160), (40, 60), (440, 60)]
     for n in FACE_COUNTS:
@@ -433,9 +434,8 @@ def bench_appliance(frames: dict[int, np.ndarray], threads: int, repeats: int,
     if not dets:
         raise RuntimeError("the appliance found no face in the 1-face frame")
     crops = np.stack([emb.align(rgb, d) for d in dets[:1]])
-    prepared = [m._prepare(np.stack([cv2.resize(c, (m.spec.size, m.spec.size),
-                                                interpolation=cv2.INTER_LINEAR)
-                                     for c in crops])) for m in members]
+    per_member = emb.member_crops(crops) if len(members) > 1 else [crops]
+    prepared = [m._prepare(c) for m, c in zip(members, per_member, strict=True)]
     q = emb.embed(crops)
     raw = det.raw(x)
     stages = {
