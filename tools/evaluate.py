@@ -52,6 +52,7 @@ from appliance.pipeline import (  # noqa: E402
     FacePipeline,
     load_manifest,
 )
+from appliance.quality import measure  # noqa: E402
 from appliance.runtime import TfliteModel  # noqa: E402
 from appliance.similarity import l2_normalize  # noqa: E402
 
@@ -94,22 +95,45 @@ def padded(path: Path) -> np.ndarray:
     return cv2.copyMakeBorder(read_image(path), PAD, PAD, PAD, PAD, cv2.BORDER_CONSTANT)
 
 
+def lfw_face(pipe: FacePipeline, path: Path) -> tuple[np.ndarray, Detection, bool]:
+    """(aligned crop, detection, found) for one LFW image: the face nearest the centre,
+    or the fixed LFW box when the detector finds none."""
+    img = padded(path)
+    dets = pipe.detector.detect(img)
+    if dets:
+        c = np.array(img.shape[1::-1], np.float32) / 2
+        d = min(dets, key=lambda d: float(np.linalg.norm((d.box[:2] + d.box[2:]) / 2 - c)))
+    else:
+        d = fallback_detection(img.shape[0])
+    emb = pipe.embedder
+    return align(img, d.keypoints, emb.template, emb.spec.size), d, bool(dets)
+
+
 def lfw_crops(pipe: FacePipeline, images: list[Path]) -> tuple[np.ndarray, int]:
     """The aligned crop of each image (the face nearest the centre), and the misses."""
-    emb = pipe.embedder
-    crops = []
-    misses = 0
-    for p in images:
-        img = padded(p)
-        dets = pipe.detector.detect(img)
-        if dets:
-            c = np.array(img.shape[1::-1], np.float32) / 2
-            d = min(dets, key=lambda d: float(np.linalg.norm((d.box[:2] + d.box[2:]) / 2 - c)))
-        else:
-            misses += 1
-            d = fallback_detection(img.shape[0])
-        crops.append(align(img, d.keypoints, emb.template, emb.spec.size))
-    return np.stack(crops), misses
+    faces = [lfw_face(pipe, p) for p in images]
+    return np.stack([c for c, _, _ in faces]), sum(not found for _, _, found in faces)
+
+
+def lfw_quality(pipe: FacePipeline, data: Path, files: list[str]) -> dict[str, np.ndarray]:
+    """The device's quality figures (appliance.quality) of each LFW face, cached per
+    detector and crop size; a face the detector missed gets score 0."""
+    tag = f"{pipe.detector.version}-{pipe.embedder.spec.size}"
+    cache = ROOT / "build" / "eval" / f"lfw_quality_{tag}.npz"
+    if cache.exists():
+        z = np.load(cache)
+        if list(z["files"]) == files:
+            return {k: z[k] for k in z.files if k != "files"}
+    rows = []
+    for f in files:
+        crop, d, found = lfw_face(pipe, data / "images" / f)
+        q = measure(d, crop)
+        rows.append((q.score if found else 0.0, q.eye_distance, q.blur, q.frontal))
+    a = np.array(rows, np.float32)
+    out = {"score": a[:, 0], "eye_distance": a[:, 1], "blur": a[:, 2], "frontal": a[:, 3]}
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(cache, files=np.array(files), **out)
+    return out
 
 
 def embed_lfw(pipe: FacePipeline, images: list[Path]) -> tuple[np.ndarray, int]:
@@ -311,10 +335,14 @@ def run_lfw_peer(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def lfw_pipeline(args: argparse.Namespace) -> FacePipeline:
+    return FacePipeline.load(embedder=args.embedder, threads=args.threads, flip=False,
+                             float_models_dir=FLOAT_DIR if args.float else None)
+
+
 def lfw_embeddings(args: argparse.Namespace) -> tuple[list[str], dict[str, np.ndarray], int]:
     """Plain and flip-summed embeddings of every LFW image, cached per model version."""
-    pipe = FacePipeline.load(embedder=args.embedder, threads=args.threads, flip=False,
-                             float_models_dir=FLOAT_DIR if args.float else None)
+    pipe = lfw_pipeline(args)
     files = sorted(p.name for p in (args.data / "images").glob("*.jpg"))
     tag = pipe.embedder.spec.version + ("-float" if args.float else "")
     cache = ROOT / "build" / "eval" / f"lfw_embeddings_{tag}.npz"
@@ -341,7 +369,8 @@ def run_identify(args: argparse.Namespace) -> dict[str, Any]:
     import identify_eval
 
     files, variants, misses = lfw_embeddings(args)
-    result = identify_eval.run(variants, files)
+    quality = lfw_quality(lfw_pipeline(args), args.data, files)
+    result = identify_eval.run(variants, files, quality)
     result.update({"protocol": identify_eval.__doc__.strip().split("\n\n")[1],
                    "embedder": args.embedder, "precision": "float" if args.float else "int8",
                    "images": len(files), "detection_failures": misses})
@@ -378,6 +407,12 @@ def print_identify_table(result: dict[str, Any]) -> None:
                 print(f"{variant:8} {entry:18} {label:22} "
                       + " ".join(f"{r[c]:>20}" for c in cols) + f"  {r['thresholds']}",
                       file=sys.stderr)
+    for weight, res in result.get("quality_weighting", {}).items():
+        for entry, r in res.items():
+            label = f"{weight[:22]} ({r['target_stranger_accept']}%)"
+            print(f"{'qweight':8} {entry:18} {label:22} "
+                  + " ".join(f"{r[c]:>20}" for c in cols) + f"  {r['thresholds'][:2]}",
+                  file=sys.stderr)
 
 
 def run_identify_folders(args: argparse.Namespace) -> dict[str, Any]:

@@ -60,10 +60,14 @@ def make_split(files: list[str], k: int, people_subset: list[str] | None = None)
     return Split(people, enrol, queries, strangers)
 
 
-def matcher_for(vecs: np.ndarray, split: Split, combine: str) -> Matcher:
+def matcher_for(vecs: np.ndarray, split: Split, combine: str,
+                weights: np.ndarray | None = None) -> Matcher:
+    """A matcher over the split's enrolled templates; with `weights` (one per image) each
+    template is scaled by its weight first, so a centroid becomes a weighted centroid."""
     owner = np.concatenate([[j] * len(e) for j, e in enumerate(split.enrol)]).astype(np.int32)
     rows = np.concatenate(split.enrol)
-    return Matcher(TemplateSet(split.people, split.people, owner, vecs[rows]), combine)
+    t = vecs[rows] if weights is None else vecs[rows] * weights[rows, None]
+    return Matcher(TemplateSet(split.people, split.people, owner, t.astype(np.float32)), combine)
 
 
 def rates(gen_scores: np.ndarray, gen_truth: np.ndarray, str_scores: np.ndarray,
@@ -88,14 +92,15 @@ def pct(counts: dict[str, Any]) -> dict[str, float]:
 
 def cross_validated(vecs: np.ndarray, files: list[str], split: Split, combine: str,
                     target: float, margin: float = DEFAULT_MARGIN,
-                    calibrate_on: Split | None = None) -> dict[str, Any]:
+                    calibrate_on: Split | None = None,
+                    weights: np.ndarray | None = None) -> dict[str, Any]:
     """Thresholds for each half from the other half's strangers; counts pooled.
 
     `calibrate_on`: measure p(t) with the other half's strangers against this (larger)
     gallery instead of the tested one, as the device does: it maps a curve measured on
     747 people to its own gallery's size, it does not measure its own 100 people.
     """
-    m = matcher_for(vecs, split, combine)
+    m = matcher_for(vecs, split, combine, weights)
     q_idx = np.array([i for i, _ in split.queries])
     q_truth = np.array([j for _, j in split.queries])
     gen = m.person_scores(vecs[q_idx])
@@ -105,7 +110,7 @@ def cross_validated(vecs: np.ndarray, files: list[str], split: Split, combine: s
     if calibrate_on is None:
         cal_strs, cal_half = strs, s_half
     else:
-        cal_strs = matcher_for(vecs, calibrate_on, combine).person_scores(
+        cal_strs = matcher_for(vecs, calibrate_on, combine, weights).person_scores(
             vecs[calibrate_on.strangers])
         cal_half = np.array([half(identity(files[i])) for i in calibrate_on.strangers])
     total: dict[str, int] = {}
@@ -146,9 +151,38 @@ def device_calibration(vecs: np.ndarray, split: Split, margin: float = DEFAULT_M
     return Calibration.from_scores(strs, margin, source).as_manifest(int(strs.size))
 
 
+def quality_weights(quality: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Template weights from the device's quality figures (appliance.quality), each in 0..1:
+    pose alone, sharpness alone (blur against the median image's, capped at 1), and the
+    product of those with the detector score."""
+    sharp = np.minimum(1.0, quality["blur"] / float(np.median(quality["blur"])))
+    frontal = quality["frontal"]
+    return {"frontal": frontal, "sharpness": sharp,
+            "score_frontal_sharpness": quality["score"] * frontal * sharp}
+
+
+def weighted(vecs: np.ndarray, files: list[str], quality: dict[str, np.ndarray],
+             seed: int = 0) -> dict[str, Any]:
+    """Quality-weighted centroids against the plain centroid, on enrol_2 and gallery_100
+    (the same draws as `run`), with the same cross-validated thresholds."""
+    full = make_split(files, 2)
+    rng = np.random.default_rng(seed)
+    subsets = [list(rng.choice(full.people, 100, replace=False)) for _ in range(5)]
+    out: dict[str, Any] = {}
+    for name, w in quality_weights(quality).items():
+        w = np.maximum(w, 1e-3).astype(np.float32)  # a zero weight would drop the template
+        e2 = cross_validated(vecs, files, full, COMBINE, TARGETS["attendance"], weights=w)
+        draws = [{"access": cross_validated(vecs, files, make_split(files, 2, sub), COMBINE,
+                                            TARGETS["access"], calibrate_on=full, weights=w)}
+                 for sub in subsets]
+        out[name] = {"enrol_2": e2, "gallery_100": _mean_of(draws, "access")}
+    return out
+
+
 def run(vecs_by_variant: dict[str, np.ndarray], files: list[str],
-        seed: int = 0) -> dict[str, Any]:
-    """All entries of the report. `vecs_by_variant` maps e.g. 'plain'/'flip' to (n, d)."""
+        quality: dict[str, np.ndarray] | None = None, seed: int = 0) -> dict[str, Any]:
+    """All entries of the report. `vecs_by_variant` maps e.g. 'plain'/'flip' to (n, d);
+    `quality` (per image, see `quality_weights`) adds the quality-weighting measurement."""
     out: dict[str, Any] = {"variants": {}}
     main = "plain"
     for variant, vecs in vecs_by_variant.items():
@@ -186,6 +220,8 @@ def run(vecs_by_variant: dict[str, np.ndarray], files: list[str],
                           **base["gallery_100"]}
     out["curve_enrol_2"] = curve(vecs_by_variant[main], make_split(files, 2), COMBINE)
     out["combine"] = COMBINE
+    if quality is not None:
+        out["quality_weighting"] = weighted(vecs_by_variant[main], files, quality, seed)
     return out
 
 
