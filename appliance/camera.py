@@ -68,8 +68,14 @@ class FrameSource(Protocol):
 
 def valid_frame(img: Any) -> bool:
     """True for an RGB uint8 HxWx3 array with pixels; all-black frames are valid (night)."""
-    return (isinstance(img, np.ndarray) and img.dtype == np.uint8 and img.ndim == 3
-            and img.shape[2] == 3 and img.shape[0] > 0 and img.shape[1] > 0)
+    return (
+        isinstance(img, np.ndarray)
+        and img.dtype == np.uint8
+        and img.ndim == 3
+        and img.shape[2] == 3
+        and img.shape[0] > 0
+        and img.shape[1] > 0
+    )
 
 
 class _Pacer:
@@ -108,8 +114,9 @@ def _sane_fps(fps: float) -> float | None:
 class OpenCVSource:
     """V4L2 devices, network streams (RTSP/HTTP) and video files through cv2.VideoCapture."""
 
-    def __init__(self, spec: str, width: int, height: int, realtime: bool,
-                 timeout_s: float = 10.0) -> None:
+    def __init__(
+        self, spec: str, width: int, height: int, realtime: bool, timeout_s: float = 10.0
+    ) -> None:
         self.spec = spec.strip()
         self.width, self.height = width, height
         self.realtime = realtime
@@ -122,7 +129,7 @@ class OpenCVSource:
 
     @property
     def kind(self) -> str:
-        """"v4l2", "stream" or "file"; decides backend, options and pacing."""
+        """ "v4l2", "stream" or "file"; decides backend, options and pacing."""
         if self.spec.isdigit() or self.spec.startswith("/dev/video"):
             return "v4l2"
         if "://" in self.spec:
@@ -138,9 +145,11 @@ class OpenCVSource:
             # Without timeouts a dead RTSP server blocks open()/read() for minutes (the
             # FFmpeg default), and the Camera could neither notice nor reconnect.
             ms = int(self.timeout_s * 1000)
-            cap = cv2.VideoCapture(self.spec, cv2.CAP_FFMPEG,
-                                   [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms,
-                                    cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms])
+            cap = cv2.VideoCapture(
+                self.spec,
+                cv2.CAP_FFMPEG,
+                [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, ms],
+            )
         else:
             if not Path(self.spec).is_file():
                 raise CameraError(f"camera source {self.spec!r}: no such file")
@@ -156,9 +165,14 @@ class OpenCVSource:
         self.fps = _sane_fps(cap.get(cv2.CAP_PROP_FPS))
         self._pacer = _Pacer(self.fps) if kind == "file" and self.realtime else None
         self._cap = cap
-        log.info("opened %s (%s) %dx%d fps=%s", self.spec, kind,
-                 int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
-                 int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)), self.fps)
+        log.info(
+            "opened %s (%s) %dx%d fps=%s",
+            self.spec,
+            kind,
+            int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)),
+            int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)),
+            self.fps,
+        )
 
     def read(self) -> np.ndarray | None:
         if self._cap is None:
@@ -168,12 +182,16 @@ class OpenCVSource:
         ok, bgr = self._cap.read()
         if not ok or bgr is None:
             return None
-        if not (isinstance(bgr, np.ndarray) and bgr.ndim == 3 and bgr.shape[2] == 3
-                and bgr.size > 0):
+        if not (
+            isinstance(bgr, np.ndarray) and bgr.ndim == 3 and bgr.shape[2] == 3 and bgr.size > 0
+        ):
             if not self._warned_invalid:
                 self._warned_invalid = True
-                log.warning("%s: unexpected frame %s; treating as no frame", self.spec,
-                            getattr(bgr, "shape", type(bgr).__name__))
+                log.warning(
+                    "%s: unexpected frame %s; treating as no frame",
+                    self.spec,
+                    getattr(bgr, "shape", type(bgr).__name__),
+                )
             return None
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
@@ -231,16 +249,19 @@ class Picamera2Source:
             try:
                 mod = importlib.import_module("picamera2")
             except ImportError as e:
-                raise CameraError("picamera2 is not installed (on Raspberry Pi OS: apt "
-                                  "install python3-picamera2, and create the venv with "
-                                  f"--system-site-packages): {e}") from e
+                raise CameraError(
+                    "picamera2 is not installed (on Raspberry Pi OS: apt "
+                    "install python3-picamera2, and create the venv with "
+                    f"--system-site-packages): {e}"
+                ) from e
         try:
             cam = mod.Picamera2()
         except Exception as e:  # no camera attached, camera busy, libcamera error
             raise CameraError(f"picamera2: cannot open the camera: {e}") from e
         try:
             config = cam.create_video_configuration(
-                main={"size": (self.width, self.height), "format": "RGB888"})
+                main={"size": (self.width, self.height), "format": "RGB888"}
+            )
             cam.configure(config)
             cam.start()
         except Exception as e:
@@ -293,8 +314,9 @@ def picamera2_available() -> bool:
         return False
 
 
-def make_source(spec: str, width: int, height: int, realtime: bool,
-                timeout_s: float = 10.0) -> FrameSource:
+def make_source(
+    spec: str, width: int, height: int, realtime: bool, timeout_s: float = 10.0
+) -> FrameSource:
     """The source for a `camera.source` config value. Does not open it.
 
     `timeout_s` bounds a network stream's open and read: a stalled stream is reopened
@@ -323,8 +345,10 @@ def make_source(spec: str, width: int, height: int, realtime: bool,
         return OpenCVSource(s, width, height, realtime, timeout_s)
     if Path(s).is_file():
         return OpenCVSource(s, width, height, realtime)
-    raise CameraError(f"camera source {s!r}: no such file (expected auto, demo, picamera2, "
-                      "a V4L2 index or /dev/videoN, a URL, or a video file)")
+    raise CameraError(
+        f"camera source {s!r}: no such file (expected auto, demo, picamera2, "
+        "a V4L2 index or /dev/videoN, a URL, or a video file)"
+    )
 
 
 @dataclass(frozen=True)
@@ -345,8 +369,13 @@ class Camera:
     ignored, `reopens` open attempts after the first.
     """
 
-    def __init__(self, factory: Callable[[], FrameSource], reopen_max_s: float = 30.0,
-                 stall_s: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        factory: Callable[[], FrameSource],
+        reopen_max_s: float = 30.0,
+        stall_s: float = 10.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.factory = factory
         self.reopen_max_s = reopen_max_s
         self.stall_s = stall_s
@@ -392,8 +421,11 @@ class Camera:
         if t is not None:
             t.join(timeout)
             if t.is_alive():
-                log.warning("camera %s: grabber still blocked in read() after %.0f s; "
-                            "leaving it behind", self.source_name, timeout)
+                log.warning(
+                    "camera %s: grabber still blocked in read() after %.0f s; leaving it behind",
+                    self.source_name,
+                    timeout,
+                )
         self._thread = None
 
     def latest(self, timeout: float) -> Frame | None:
@@ -429,8 +461,11 @@ class Camera:
             now = self.clock()
             age = None if self._latest is None else now - self._latest.captured
             recent = list(self._recent)
-            fps = ((len(recent) - 1) / (recent[-1] - recent[0])
-                   if len(recent) >= 2 and recent[-1] > recent[0] else None)
+            fps = (
+                (len(recent) - 1) / (recent[-1] - recent[0])
+                if len(recent) >= 2 and recent[-1] > recent[0]
+                else None
+            )
             return {
                 "state": self.state,
                 "source": self.source_name,
@@ -490,9 +525,12 @@ class Camera:
                 self.frames_invalid += 1
                 if not warned_invalid:
                     warned_invalid = True
-                    log.warning("camera %s: dropping invalid frame (%s %s)", src.name,
-                                getattr(img, "dtype", type(img).__name__),
-                                getattr(img, "shape", ""))
+                    log.warning(
+                        "camera %s: dropping invalid frame (%s %s)",
+                        src.name,
+                        getattr(img, "dtype", type(img).__name__),
+                        getattr(img, "shape", ""),
+                    )
                 continue
             last_good = now
             n += 1
@@ -512,8 +550,9 @@ class Camera:
             self._backoff = min(REOPEN_MIN_S, self.reopen_max_s)
             if self.state != "ok":
                 if self.state == "reopening":
-                    log.info("camera %s: frames again after %d reopens", self.source_name,
-                             self.reopens)
+                    log.info(
+                        "camera %s: frames again after %d reopens", self.source_name, self.reopens
+                    )
                 self.state = "ok"
             self._cond.notify_all()
 
@@ -526,12 +565,15 @@ class Camera:
             self.state = "reopening"
             self.last_error = err
         if was == "reopening" and err == prev:
-            log.debug("camera %s: %s; retrying in %.1f s", self.source_name, err,
-                      self._backoff)
+            log.debug("camera %s: %s; retrying in %.1f s", self.source_name, err, self._backoff)
         elif got_frames and err.startswith("source returned no frame"):
             # The normal end of a looping video file: not worth a warning every loop.
-            log.info("camera %s: ended after %d frames; reopening", self.source_name,
-                     got_frames)
+            log.info("camera %s: ended after %d frames; reopening", self.source_name, got_frames)
         else:
-            log.warning("camera %s: %s; reopening in %.1f s (backoff up to %.0f s)",
-                        self.source_name, err, self._backoff, self.reopen_max_s)
+            log.warning(
+                "camera %s: %s; reopening in %.1f s (backoff up to %.0f s)",
+                self.source_name,
+                err,
+                self._backoff,
+                self.reopen_max_s,
+            )

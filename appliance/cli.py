@@ -20,9 +20,12 @@ log = logging.getLogger(__name__)
 def _pipeline(cfg: Config):
     from appliance.pipeline import FacePipeline
 
-    return FacePipeline.load(embedder=cfg.models.embedder, threads=cfg.models.threads,
-                             flip=cfg.models.flip,
-                             score_threshold=cfg.detector.score_threshold)
+    return FacePipeline.load(
+        embedder=cfg.models.embedder,
+        threads=cfg.models.threads,
+        flip=cfg.models.flip,
+        score_threshold=cfg.detector.score_threshold,
+    )
 
 
 def _thresholds(cfg: Config, people: int):
@@ -50,8 +53,11 @@ def cmd_sign(args: argparse.Namespace, cfg: Config) -> int:
 
     key = read_secret(str(args.key_file or cfg.commands.key_file), "command-key")
     if key is None:
-        print("appliance sign: no command key (commands.key_file, --key-file or "
-              "$CREDENTIALS_DIRECTORY/command-key)", file=sys.stderr)
+        print(
+            "appliance sign: no command key (commands.key_file, --key-file or "
+            "$CREDENTIALS_DIRECTORY/command-key)",
+            file=sys.stderr,
+        )
         return 2
     cmd_args = json.loads(args.args) if args.args else {}
     if args.image:
@@ -80,8 +86,11 @@ def cmd_status(args: argparse.Namespace, cfg: Config) -> int:
         pw = read_secret(cfg.mqtt.password_file, "mqtt-password")
         client.username_pw_set(cfg.mqtt.username, pw.decode() if pw else None)
     if cfg.mqtt.tls:
-        client.tls_set(ca_certs=cfg.mqtt.ca_file or None, certfile=cfg.mqtt.cert_file or None,
-                       keyfile=cfg.mqtt.key_file or None)
+        client.tls_set(
+            ca_certs=cfg.mqtt.ca_file or None,
+            certfile=cfg.mqtt.cert_file or None,
+            keyfile=cfg.mqtt.key_file or None,
+        )
 
     def on_message(c, u, msg):
         got[msg.topic] = msg.payload.decode(errors="replace")
@@ -99,8 +108,10 @@ def cmd_status(args: argparse.Namespace, cfg: Config) -> int:
     done.wait(args.timeout)
     client.loop_stop()
     if topics.state not in got:
-        print(f"appliance status: no state on {topics.state} (is the daemon running?)",
-              file=sys.stderr)
+        print(
+            f"appliance status: no state on {topics.state} (is the daemon running?)",
+            file=sys.stderr,
+        )
         return 1
     state = json.loads(got[topics.state])
     state["availability"] = got.get(topics.status, "unknown")
@@ -132,8 +143,16 @@ def cmd_verify(args: argparse.Namespace, cfg: Config) -> int:
     s = cosine(vecs[0], vecs[1])
     th = _thresholds(cfg, people=1)
     verdict = "same person" if s >= th.accept else "different people"
-    print(json.dumps({"cosine": round(s, 4), "threshold": round(th.accept, 4),
-                      "why": th.why, "verdict": verdict}))
+    print(
+        json.dumps(
+            {
+                "cosine": round(s, 4),
+                "threshold": round(th.accept, 4),
+                "why": th.why,
+                "verdict": verdict,
+            }
+        )
+    )
     return 0
 
 
@@ -144,8 +163,9 @@ def _service(cfg: Config):
 
 
 def _images_in(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir()
-                  if p.is_file() and p.suffix.lower() in (".jpg", ".jpeg", ".png"))
+    return sorted(
+        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in (".jpg", ".jpeg", ".png")
+    )
 
 
 def cmd_enroll(args: argparse.Namespace, cfg: Config) -> int:
@@ -164,10 +184,13 @@ def cmd_enroll(args: argparse.Namespace, cfg: Config) -> int:
     failed = 0
     for name, images in batches:
         try:
-            person = svc.enrol(name, list(images), "file", args.actor, force=args.force,
-                               largest=args.largest)
-            print(f"enrolled {person.name}: {len(images)} photo(s), "
-                  f"{person.templates} template(s) in total")
+            person = svc.enrol(
+                name, list(images), "file", args.actor, force=args.force, largest=args.largest
+            )
+            print(
+                f"enrolled {person.name}: {len(images)} photo(s), "
+                f"{person.templates} template(s) in total"
+            )
         except (EnrolmentRefused, ImageError) as exc:
             failed += 1
             print(f"refused {name}: {exc}", file=sys.stderr)
@@ -222,8 +245,10 @@ def cmd_identify(args: argparse.Namespace, cfg: Config) -> int:
         if not r["faces"]:
             print(f"{r['image']}: no face")
         for f in r["faces"]:
-            print(f"{r['image']}: {f['person']:<20} cosine {f['score']:.3f} "
-                  f"(best {f['candidate']}), margin {f['margin']:.3f}, box {f['box']}")
+            print(
+                f"{r['image']}: {f['person']:<20} cosine {f['score']:.3f} "
+                f"(best {f['candidate']}), margin {f['margin']:.3f}, box {f['box']}"
+            )
     return 0
 
 
@@ -241,8 +266,7 @@ def cmd_gallery(args: argparse.Namespace, cfg: Config) -> int:
                 data = json.loads(args.file.read_bytes())
             except (OSError, ValueError) as exc:
                 raise GalleryError(f"{args.file}: not a readable export: {exc}") from exc
-            n = svc.gallery.import_(data, svc.embedder, args.actor,
-                                    cfg.enrolment.max_templates)
+            n = svc.gallery.import_(data, svc.embedder, args.actor, cfg.enrolment.max_templates)
             print(f"imported {n} people from {args.file}")
     except GalleryError as exc:
         print(f"appliance: {exc}", file=sys.stderr)
@@ -267,8 +291,9 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--source", help="override camera.source")
     r.add_argument("--frames", type=int, default=0, help="stop after N frames (0: never)")
     sg = sub.add_parser("sign", help="print a signed MQTT command payload")
-    sg.add_argument("command", choices=("enroll", "delete", "rename", "list", "set", "reload",
-                                        "status"))
+    sg.add_argument(
+        "command", choices=("enroll", "delete", "rename", "list", "set", "reload", "status")
+    )
     sg.add_argument("--args", help="the command's arguments as a JSON object")
     sg.add_argument("--image", type=Path, action="append", help="photo to enrol (repeatable)")
     sg.add_argument("--device", help="device id (default: from the config)")
@@ -308,17 +333,27 @@ def main(argv: list[str] | None = None) -> int:
         gaa.add_parser(action).add_argument("file", type=Path)
     args = p.parse_args(argv)
     args.actor = actor
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(levelname)s %(name)s: %(message)s",
+    )
     try:
         if args.cmd == "validate-config":
             cfg = load(args.file)
         else:
             cfg = load(args.config) if args.config else Config()
-        handler = {"run": cmd_run, "detect": cmd_detect, "verify": cmd_verify,
-                   "validate-config": cmd_validate, "enroll": cmd_enroll,
-                   "people": cmd_people, "identify": cmd_identify,
-                   "gallery": cmd_gallery, "sign": cmd_sign, "status": cmd_status}[args.cmd]
+        handler = {
+            "run": cmd_run,
+            "detect": cmd_detect,
+            "verify": cmd_verify,
+            "validate-config": cmd_validate,
+            "enroll": cmd_enroll,
+            "people": cmd_people,
+            "identify": cmd_identify,
+            "gallery": cmd_gallery,
+            "sign": cmd_sign,
+            "status": cmd_status,
+        }[args.cmd]
         return handler(args, cfg)
     except ConfigError as exc:
         for line in exc.problems:

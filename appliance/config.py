@@ -26,8 +26,13 @@ class ConfigError(ValueError):
         self.problems = problems
 
 
-def _opt(default: Any, *, range: tuple[float, float] | None = None,
-         choices: tuple[str, ...] | None = None, file: bool = False) -> Any:
+def _opt(
+    default: Any,
+    *,
+    range: tuple[float, float] | None = None,
+    choices: tuple[str, ...] | None = None,
+    file: bool = False,
+) -> Any:
     meta: dict[str, Any] = {"file": True} if file else {}
     if range is not None:
         meta["range"] = range
@@ -207,8 +212,9 @@ class _Problem(Exception):
     pass
 
 
-def _value(node: yaml.Node, typ: Any, meta: Any, where: str, ctx: tuple[str, str],
-           problems: list[str]) -> Any:
+def _value(
+    node: yaml.Node, typ: Any, meta: Any, where: str, ctx: tuple[str, str], problems: list[str]
+) -> Any:
     origin = typing.get_origin(typ)
     if origin in (types.UnionType, typing.Union):
         inner = next(a for a in typing.get_args(typ) if a is not type(None))
@@ -223,8 +229,9 @@ def _value(node: yaml.Node, typ: Any, meta: Any, where: str, ctx: tuple[str, str
         if not isinstance(node, yaml.SequenceNode):
             raise _Problem(f"{where}: expected a list, got a {node.id}")
         item = typing.get_args(typ)[0]
-        return tuple(_value(n, item, meta, f"{where}[{i}]", ctx, problems)
-                     for i, n in enumerate(node.value))
+        return tuple(
+            _value(n, item, meta, f"{where}[{i}]", ctx, problems) for i, n in enumerate(node.value)
+        )
     value = _scalar(node, typ, where)
     rng = meta.get("range")
     if rng and not rng[0] <= value <= rng[1]:
@@ -239,8 +246,7 @@ def _value(node: yaml.Node, typ: Any, meta: Any, where: str, ctx: tuple[str, str
     return value
 
 
-def _section(node: yaml.MappingNode, cls: type, name: str, prefix: str,
-             problems: list[str]) -> Any:
+def _section(node: yaml.MappingNode, cls: type, name: str, prefix: str, problems: list[str]) -> Any:
     hints = _hints(cls)
     known = {f.name: f for f in fields(cls)}
     values: dict[str, Any] = {}
@@ -255,8 +261,9 @@ def _section(node: yaml.MappingNode, cls: type, name: str, prefix: str,
             problems.append(f"{here}: given twice (a later one would silently win)")
             continue
         try:
-            values[key] = _value(vnode, hints[key], known[key].metadata, here,
-                                 (name, prefix + key), problems)
+            values[key] = _value(
+                vnode, hints[key], known[key].metadata, here, (name, prefix + key), problems
+            )
         except _Problem as exc:
             problems.append(str(exc))
     return cls(**values)
@@ -268,8 +275,7 @@ def parse(text: str, name: str = "config.yaml") -> Config:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" line {mark.line + 1}" if mark else ""
-        raise ConfigError([f"{name}:{line}: invalid YAML: {getattr(exc, 'problem', exc)}"]) \
-            from exc
+        raise ConfigError([f"{name}:{line}: invalid YAML: {getattr(exc, 'problem', exc)}"]) from exc
     if root is None:
         return Config()
     if not isinstance(root, yaml.MappingNode):

@@ -194,8 +194,13 @@ class FaceDetector:
         out = self.model.run(x)
         return out[BOXES_OUTPUT][0], out[SCORES_OUTPUT][0]
 
-    def postprocess(self, raw_boxes: np.ndarray, raw_scores: np.ndarray, lb: Letterbox,
-                    frame_shape: tuple[int, ...]) -> list[Detection]:
+    def postprocess(
+        self,
+        raw_boxes: np.ndarray,
+        raw_scores: np.ndarray,
+        lb: Letterbox,
+        frame_shape: tuple[int, ...],
+    ) -> list[Detection]:
         boxes, kps, scores = decode(
             raw_boxes, raw_scores, self.anchors, self.INPUT_SIZE, self.score_threshold
         )

@@ -17,8 +17,11 @@ from appliance import __version__
 from appliance.topics import Topics, slug
 
 EVENT_TYPES = ["granted", "denied", "unknown", "check_in", "check_out"]
-ORIGIN = {"name": "appliance", "sw_version": __version__,
-          "support_url": "https://github.com/face-appliance/appliance"}
+ORIGIN = {
+    "name": "appliance",
+    "sw_version": __version__,
+    "support_url": "https://github.com/face-appliance/appliance",
+}
 
 
 @dataclass(frozen=True)
@@ -39,55 +42,127 @@ def person_last_seen_topic(topics: Topics, person_id: str) -> str:
 
 def ha_topics(topics: Topics) -> dict[str, str]:
     """What Home Assistant writes: the enrol name (text) and the enrol button."""
-    return {"enrol_name": f"{topics.base}/ha/enrol_name/set",
-            "enrol_name_state": f"{topics.base}/ha/enrol_name",
-            "enrol_press": f"{topics.base}/ha/enrol/press"}
+    return {
+        "enrol_name": f"{topics.base}/ha/enrol_name/set",
+        "enrol_name_state": f"{topics.base}/ha/enrol_name",
+        "enrol_press": f"{topics.base}/ha/enrol/press",
+    }
 
 
 def device_block(topics: Topics, name: str) -> dict[str, Any]:
-    return {"identifiers": [f"appliance_{topics.device}"], "name": name,
-            "manufacturer": "appliance (open source)", "model": "Face-recognition door appliance",
-            "sw_version": __version__}
+    return {
+        "identifiers": [f"appliance_{topics.device}"],
+        "name": name,
+        "manufacturer": "appliance (open source)",
+        "model": "Face-recognition door appliance",
+        "sw_version": __version__,
+    }
 
 
-def entities(topics: Topics, *, snapshots: bool, allow_enrol: bool,
-             people: list[tuple[str, str]]) -> list[Entity]:
+def entities(
+    topics: Topics, *, snapshots: bool, allow_enrol: bool, people: list[tuple[str, str]]
+) -> list[Entity]:
     """Every entity that applies now. `people`: (person_id, name)."""
     state = topics.state
     out = [
-        Entity("event", "decision", {
-            "name": "Decision", "state_topic": topics.event, "event_types": EVENT_TYPES,
-            "value_template": ('{{ {"event_type": value_json.decision, "person": '
-                               'value_json.name, "score": value_json.score, "margin": '
-                               'value_json.margin, "threshold": value_json.threshold, '
-                               '"event_id": value_json.event_id} | to_json }}'),
-            "icon": "mdi:door"}),
-        Entity("sensor", "last_person", {
-            "name": "Last person", "state_topic": topics.last_person,
-            "value_template": "{{ value_json.name or 'unknown' }}",
-            "json_attributes_topic": topics.last_person, "icon": "mdi:account-check"}),
-        Entity("binary_sensor", "access_granted", {
-            "name": "Access granted", "state_topic": topics.event,
-            "value_template": "{{ 'ON' if value_json.decision == 'granted' else 'OFF' }}",
-            "off_delay": 5, "device_class": "lock"}),  # lock: on = unlocked
+        Entity(
+            "event",
+            "decision",
+            {
+                "name": "Decision",
+                "state_topic": topics.event,
+                "event_types": EVENT_TYPES,
+                "value_template": (
+                    '{{ {"event_type": value_json.decision, "person": '
+                    'value_json.name, "score": value_json.score, "margin": '
+                    'value_json.margin, "threshold": value_json.threshold, '
+                    '"event_id": value_json.event_id} | to_json }}'
+                ),
+                "icon": "mdi:door",
+            },
+        ),
+        Entity(
+            "sensor",
+            "last_person",
+            {
+                "name": "Last person",
+                "state_topic": topics.last_person,
+                "value_template": "{{ value_json.name or 'unknown' }}",
+                "json_attributes_topic": topics.last_person,
+                "icon": "mdi:account-check",
+            },
+        ),
+        Entity(
+            "binary_sensor",
+            "access_granted",
+            {
+                "name": "Access granted",
+                "state_topic": topics.event,
+                "value_template": "{{ 'ON' if value_json.decision == 'granted' else 'OFF' }}",
+                "off_delay": 5,
+                "device_class": "lock",
+            },
+        ),  # lock: on = unlocked
     ]
-    diag = [("fps", "Frame rate", "{{ value_json.fps }}", "fps", "measurement", None),
-            ("detect_ms", "Detector time", "{{ value_json.stage_ms.detect | default(0) }}",
-             "ms", "measurement", "duration"),
-            ("embed_ms", "Embedder time", "{{ value_json.stage_ms.embed | default(0) }}", "ms",
-             "measurement", "duration"),
-            ("dropped_frames", "Dropped frames", "{{ value_json.camera.frames_dropped }}",
-             None, "total_increasing", None),
-            ("outbox_depth", "Outbox depth", "{{ value_json.outbox.depth }}", None,
-             "measurement", None),
-            ("gallery_size", "People enrolled", "{{ value_json.gallery.people }}", None,
-             "measurement", None),
-            ("camera_state", "Camera", "{{ value_json.camera.state }}", None, None, None),
-            ("uptime", "Uptime", "{{ value_json.uptime_s | int }}", "s", "total_increasing",
-             "duration")]
+    diag = [
+        ("fps", "Frame rate", "{{ value_json.fps }}", "fps", "measurement", None),
+        (
+            "detect_ms",
+            "Detector time",
+            "{{ value_json.stage_ms.detect | default(0) }}",
+            "ms",
+            "measurement",
+            "duration",
+        ),
+        (
+            "embed_ms",
+            "Embedder time",
+            "{{ value_json.stage_ms.embed | default(0) }}",
+            "ms",
+            "measurement",
+            "duration",
+        ),
+        (
+            "dropped_frames",
+            "Dropped frames",
+            "{{ value_json.camera.frames_dropped }}",
+            None,
+            "total_increasing",
+            None,
+        ),
+        (
+            "outbox_depth",
+            "Outbox depth",
+            "{{ value_json.outbox.depth }}",
+            None,
+            "measurement",
+            None,
+        ),
+        (
+            "gallery_size",
+            "People enrolled",
+            "{{ value_json.gallery.people }}",
+            None,
+            "measurement",
+            None,
+        ),
+        ("camera_state", "Camera", "{{ value_json.camera.state }}", None, None, None),
+        (
+            "uptime",
+            "Uptime",
+            "{{ value_json.uptime_s | int }}",
+            "s",
+            "total_increasing",
+            "duration",
+        ),
+    ]
     for oid, name, tpl, unit, sclass, dclass in diag:
-        cfg: dict[str, Any] = {"name": name, "state_topic": state, "value_template": tpl,
-                               "entity_category": "diagnostic"}
+        cfg: dict[str, Any] = {
+            "name": name,
+            "state_topic": state,
+            "value_template": tpl,
+            "entity_category": "diagnostic",
+        }
         if unit:
             cfg["unit_of_measurement"] = unit
         if sclass:
@@ -96,20 +171,52 @@ def entities(topics: Topics, *, snapshots: bool, allow_enrol: bool,
             cfg["device_class"] = dclass
         out.append(Entity("sensor", oid, cfg))
     if snapshots:
-        out.append(Entity("image", "snapshot", {"name": "Last face", "image_topic":
-                                                topics.snapshot, "content_type": "image/jpeg"}))
+        out.append(
+            Entity(
+                "image",
+                "snapshot",
+                {"name": "Last face", "image_topic": topics.snapshot, "content_type": "image/jpeg"},
+            )
+        )
     if allow_enrol:
         t = ha_topics(topics)
-        out.append(Entity("text", "enrol_name", {
-            "name": "Enrol name", "command_topic": t["enrol_name"],
-            "state_topic": t["enrol_name_state"], "max": 64, "icon": "mdi:account-plus"}))
-        out.append(Entity("button", "enrol", {
-            "name": "Enrol the person at the door", "command_topic": t["enrol_press"],
-            "icon": "mdi:camera-account"}))
+        out.append(
+            Entity(
+                "text",
+                "enrol_name",
+                {
+                    "name": "Enrol name",
+                    "command_topic": t["enrol_name"],
+                    "state_topic": t["enrol_name_state"],
+                    "max": 64,
+                    "icon": "mdi:account-plus",
+                },
+            )
+        )
+        out.append(
+            Entity(
+                "button",
+                "enrol",
+                {
+                    "name": "Enrol the person at the door",
+                    "command_topic": t["enrol_press"],
+                    "icon": "mdi:camera-account",
+                },
+            )
+        )
     for pid, name in people:
-        out.append(Entity("sensor", person_object_id(pid), {
-            "name": f"{name} last seen", "state_topic": person_last_seen_topic(topics, pid),
-            "device_class": "timestamp", "icon": "mdi:account-clock"}))
+        out.append(
+            Entity(
+                "sensor",
+                person_object_id(pid),
+                {
+                    "name": f"{name} last seen",
+                    "state_topic": person_last_seen_topic(topics, pid),
+                    "device_class": "timestamp",
+                    "icon": "mdi:account-clock",
+                },
+            )
+        )
     return out
 
 
@@ -120,20 +227,33 @@ def config_topic(prefix: str, node: str, e: Entity) -> str:
     return f"{prefix}/{e.component}/{node}/{e.object_id}/config"
 
 
-def payloads(topics: Topics, prefix: str, device_name: str, *, snapshots: bool,
-             allow_enrol: bool, people: list[tuple[str, str]]) -> list[tuple[str, str]]:
+def payloads(
+    topics: Topics,
+    prefix: str,
+    device_name: str,
+    *,
+    snapshots: bool,
+    allow_enrol: bool,
+    people: list[tuple[str, str]],
+) -> list[tuple[str, str]]:
     """(config topic, retained payload) for every entity; empty payloads remove the
     optional entities that do not apply (a feature switched off)."""
     node = slug(topics.device)
     dev = device_block(topics, device_name)
-    avail = [{"topic": topics.status, "payload_available": "online",
-              "payload_not_available": "offline"}]
+    avail = [
+        {"topic": topics.status, "payload_available": "online", "payload_not_available": "offline"}
+    ]
     present = entities(topics, snapshots=snapshots, allow_enrol=allow_enrol, people=people)
     out = []
     for e in present:
-        cfg = {**e.config, "unique_id": f"{node}_{e.object_id}",
-               "object_id": f"{node}_{e.object_id}", "device": dev, "origin": ORIGIN,
-               "availability": avail}
+        cfg = {
+            **e.config,
+            "unique_id": f"{node}_{e.object_id}",
+            "object_id": f"{node}_{e.object_id}",
+            "device": dev,
+            "origin": ORIGIN,
+            "availability": avail,
+        }
         out.append((config_topic(prefix, node, e), json.dumps(cfg, sort_keys=True)))
     have = {(e.component, e.object_id) for e in present}
     for comp, oid in sorted(OPTIONAL - have):

@@ -143,10 +143,17 @@ class FusedEmbedder:
 
     def member_crops(self, crops: np.ndarray) -> list[np.ndarray]:
         """The crops each member takes: as aligned, or resized to its input size."""
-        return [crops if m.spec.size == self.spec.size else
-                np.stack([cv2.resize(x, (m.spec.size, m.spec.size),
-                                     interpolation=cv2.INTER_LINEAR) for x in crops])
-                for m in self.members]
+        return [
+            crops
+            if m.spec.size == self.spec.size
+            else np.stack(
+                [
+                    cv2.resize(x, (m.spec.size, m.spec.size), interpolation=cv2.INTER_LINEAR)
+                    for x in crops
+                ]
+            )
+            for m in self.members
+        ]
 
     def _fuse(self, crops: np.ndarray) -> np.ndarray:
         parts = [m.embed(c) for m, c in zip(self.members, self.member_crops(crops), strict=True)]

@@ -80,9 +80,15 @@ class Person:
     stale_templates: int = 0  # made by another embedder version: re-enrolment needed
 
     def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "name": self.name, "meta": self.meta,
-                "created": self.created, "updated": self.updated,
-                "templates": self.templates, "stale_templates": self.stale_templates}
+        return {
+            "id": self.id,
+            "name": self.name,
+            "meta": self.meta,
+            "created": self.created,
+            "updated": self.updated,
+            "templates": self.templates,
+            "stale_templates": self.stale_templates,
+        }
 
 
 @dataclass
@@ -130,8 +136,10 @@ class Gallery:
         with self._tx() as db:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
-                raise GalleryError(f"{self.path}: schema {version} is newer than this "
-                                   f"software ({SCHEMA_VERSION}); upgrade the appliance")
+                raise GalleryError(
+                    f"{self.path}: schema {version} is newer than this "
+                    f"software ({SCHEMA_VERSION}); upgrade the appliance"
+                )
             for i in range(version, SCHEMA_VERSION):
                 log.info("gallery %s: migrating schema %d -> %d", self.path, i, i + 1)
                 for stmt in MIGRATIONS[i].split(";"):
@@ -140,10 +148,17 @@ class Gallery:
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @staticmethod
-    def _audit(db: sqlite3.Connection, actor: str, action: str, person_id: str | None,
-               detail: dict[str, Any]) -> None:
-        db.execute("INSERT INTO audit (at, actor, action, person_id, detail) VALUES (?,?,?,?,?)",
-                   (_now(), actor, action, person_id, json.dumps(detail, sort_keys=True)))
+    def _audit(
+        db: sqlite3.Connection,
+        actor: str,
+        action: str,
+        person_id: str | None,
+        detail: dict[str, Any],
+    ) -> None:
+        db.execute(
+            "INSERT INTO audit (at, actor, action, person_id, detail) VALUES (?,?,?,?,?)",
+            (_now(), actor, action, person_id, json.dumps(detail, sort_keys=True)),
+        )
 
     # --- reading ---------------------------------------------------------------------
 
@@ -152,9 +167,13 @@ class Gallery:
             "SELECT p.id, p.name, p.meta, p.created, p.updated, "
             "COUNT(t.id), SUM(CASE WHEN t.embedder != ? THEN 1 ELSE 0 END) "
             "FROM persons p LEFT JOIN templates t ON t.person_id = p.id "
-            "GROUP BY p.id ORDER BY p.name COLLATE NOCASE", (embedder or "",)).fetchall()
-        return [Person(r[0], r[1], json.loads(r[2]), r[3], r[4], r[5],
-                       (r[6] or 0) if embedder else 0) for r in rows]
+            "GROUP BY p.id ORDER BY p.name COLLATE NOCASE",
+            (embedder or "",),
+        ).fetchall()
+        return [
+            Person(r[0], r[1], json.loads(r[2]), r[3], r[4], r[5], (r[6] or 0) if embedder else 0)
+            for r in rows
+        ]
 
     def find(self, name_or_id: str) -> Person:
         for p in self.persons():
@@ -166,7 +185,8 @@ class Gallery:
         rows = self.db.execute(
             "SELECT p.id, p.name, t.embedding FROM templates t JOIN persons p "
             "ON p.id = t.person_id WHERE t.embedder = ? ORDER BY p.id, t.id",
-            (embedder,)).fetchall()
+            (embedder,),
+        ).fetchall()
         ids: list[str] = []
         names: list[str] = []
         owner = np.empty(len(rows), np.int32)
@@ -182,15 +202,29 @@ class Gallery:
         return TemplateSet(ids, names, owner, matrix)
 
     def thumbnails(self, person_id: str) -> list[bytes]:
-        return [r[0] for r in self.db.execute(
-            "SELECT thumbnail FROM templates WHERE person_id = ? AND thumbnail IS NOT NULL",
-            (person_id,))]
+        return [
+            r[0]
+            for r in self.db.execute(
+                "SELECT thumbnail FROM templates WHERE person_id = ? AND thumbnail IS NOT NULL",
+                (person_id,),
+            )
+        ]
 
     def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
-        rows = self.db.execute("SELECT at, actor, action, person_id, detail FROM audit "
-                               "ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
-        return [{"at": r[0], "actor": r[1], "action": r[2], "person_id": r[3],
-                 "detail": json.loads(r[4])} for r in rows]
+        rows = self.db.execute(
+            "SELECT at, actor, action, person_id, detail FROM audit ORDER BY id DESC LIMIT ?",
+            (limit,),
+        ).fetchall()
+        return [
+            {
+                "at": r[0],
+                "actor": r[1],
+                "action": r[2],
+                "person_id": r[3],
+                "detail": json.loads(r[4]),
+            }
+            for r in rows
+        ]
 
     def counts(self) -> tuple[int, int]:
         p = self.db.execute("SELECT COUNT(*) FROM persons").fetchone()[0]
@@ -199,8 +233,14 @@ class Gallery:
 
     # --- changing (each public method is one transaction) ----------------------------
 
-    def enrol(self, name: str, templates: list[Template], actor: str,
-              meta: dict[str, Any] | None = None, max_templates: int = 20) -> Person:
+    def enrol(
+        self,
+        name: str,
+        templates: list[Template],
+        actor: str,
+        meta: dict[str, Any] | None = None,
+        max_templates: int = 20,
+    ) -> Person:
         """Add templates to `name`, creating the person if new. All or nothing.
 
         When a person would exceed `max_templates`, the oldest current-version templates
@@ -219,30 +259,52 @@ class Gallery:
             if row:
                 pid = row[0]
                 if meta:
-                    db.execute("UPDATE persons SET meta = ?, updated = ? WHERE id = ?",
-                               (json.dumps(meta, sort_keys=True), now, pid))
+                    db.execute(
+                        "UPDATE persons SET meta = ?, updated = ? WHERE id = ?",
+                        (json.dumps(meta, sort_keys=True), now, pid),
+                    )
                 else:
                     db.execute("UPDATE persons SET updated = ? WHERE id = ?", (now, pid))
             else:
                 pid = uuid.uuid4().hex
-                db.execute("INSERT INTO persons (id, name, meta, created, updated) "
-                           "VALUES (?,?,?,?,?)",
-                           (pid, name, json.dumps(meta or {}, sort_keys=True), now, now))
+                db.execute(
+                    "INSERT INTO persons (id, name, meta, created, updated) VALUES (?,?,?,?,?)",
+                    (pid, name, json.dumps(meta or {}, sort_keys=True), now, now),
+                )
                 self._audit(db, actor, "create", pid, {"name": name})
             for t in templates:
                 vec = np.ascontiguousarray(t.embedding, dtype=np.float32)
-                db.execute("INSERT INTO templates (person_id, embedding, embedder, quality, "
-                           "source, thumbnail, created) VALUES (?,?,?,?,?,?,?)",
-                           (pid, vec.tobytes(), t.embedder, json.dumps(t.quality, sort_keys=True),
-                            t.source, t.thumbnail, now))
+                db.execute(
+                    "INSERT INTO templates (person_id, embedding, embedder, quality, "
+                    "source, thumbnail, created) VALUES (?,?,?,?,?,?,?)",
+                    (
+                        pid,
+                        vec.tobytes(),
+                        t.embedder,
+                        json.dumps(t.quality, sort_keys=True),
+                        t.source,
+                        t.thumbnail,
+                        now,
+                    ),
+                )
             embedder = templates[0].embedder
-            excess = db.execute("SELECT id FROM templates WHERE person_id = ? AND embedder = ? "
-                                "ORDER BY id DESC LIMIT -1 OFFSET ?",
-                                (pid, embedder, max_templates)).fetchall()
+            excess = db.execute(
+                "SELECT id FROM templates WHERE person_id = ? AND embedder = ? "
+                "ORDER BY id DESC LIMIT -1 OFFSET ?",
+                (pid, embedder, max_templates),
+            ).fetchall()
             db.executemany("DELETE FROM templates WHERE id = ?", excess)
-            self._audit(db, actor, "enrol", pid,
-                        {"templates": len(templates), "dropped_oldest": len(excess),
-                         "sources": sorted({t.source for t in templates})})
+            self._audit(
+                db,
+                actor,
+                "enrol",
+                pid,
+                {
+                    "templates": len(templates),
+                    "dropped_oldest": len(excess),
+                    "sources": sorted({t.source for t in templates}),
+                },
+            )
         return self.find(pid)
 
     def rename(self, name_or_id: str, new_name: str, actor: str) -> Person:
@@ -251,12 +313,15 @@ class Gallery:
             raise GalleryError("a person needs a name")
         person = self.find(name_or_id)
         with self._tx() as db:
-            clash = db.execute("SELECT id FROM persons WHERE name = ? AND id != ?",
-                               (new_name, person.id)).fetchone()
+            clash = db.execute(
+                "SELECT id FROM persons WHERE name = ? AND id != ?", (new_name, person.id)
+            ).fetchone()
             if clash:
                 raise GalleryError(f"the name {new_name!r} is taken")
-            db.execute("UPDATE persons SET name = ?, updated = ? WHERE id = ?",
-                       (new_name, _now(), person.id))
+            db.execute(
+                "UPDATE persons SET name = ?, updated = ? WHERE id = ?",
+                (new_name, _now(), person.id),
+            )
             self._audit(db, actor, "rename", person.id, {"from": person.name, "to": new_name})
         return self.find(person.id)
 
@@ -279,33 +344,60 @@ class Gallery:
         """Names and embeddings of one embedder version; no photos, no audit."""
         people = []
         for p in self.persons():
-            rows = self.db.execute("SELECT embedding, quality, source FROM templates "
-                                   "WHERE person_id = ? AND embedder = ? ORDER BY id",
-                                   (p.id, embedder)).fetchall()
+            rows = self.db.execute(
+                "SELECT embedding, quality, source FROM templates "
+                "WHERE person_id = ? AND embedder = ? ORDER BY id",
+                (p.id, embedder),
+            ).fetchall()
             if rows:
-                people.append({"name": p.name, "meta": p.meta, "templates": [
-                    {"embedding": np.frombuffer(r[0], np.float32).round(7).tolist(),
-                     "quality": json.loads(r[1]), "source": r[2]} for r in rows]})
-        return {"format": EXPORT_FORMAT, "version": EXPORT_VERSION, "embedder": embedder,
-                "exported": _now(), "people": people}
+                people.append(
+                    {
+                        "name": p.name,
+                        "meta": p.meta,
+                        "templates": [
+                            {
+                                "embedding": np.frombuffer(r[0], np.float32).round(7).tolist(),
+                                "quality": json.loads(r[1]),
+                                "source": r[2],
+                            }
+                            for r in rows
+                        ],
+                    }
+                )
+        return {
+            "format": EXPORT_FORMAT,
+            "version": EXPORT_VERSION,
+            "embedder": embedder,
+            "exported": _now(),
+            "people": people,
+        }
 
-    def import_(self, data: dict[str, Any], embedder: str, actor: str,
-                max_templates: int = 20) -> int:
+    def import_(
+        self, data: dict[str, Any], embedder: str, actor: str, max_templates: int = 20
+    ) -> int:
         """Import an export made with the same embedder version, in one transaction."""
         if data.get("format") != EXPORT_FORMAT or data.get("version") != EXPORT_VERSION:
             raise GalleryError("not an appliance gallery export (or a newer format)")
         if data.get("embedder") != embedder:
-            raise GalleryError(f"export was made with embedder {data.get('embedder')!r}, "
-                               f"this device uses {embedder!r}: re-enrol from photos instead")
+            raise GalleryError(
+                f"export was made with embedder {data.get('embedder')!r}, "
+                f"this device uses {embedder!r}: re-enrol from photos instead"
+            )
         people = data.get("people")
         if not isinstance(people, list):
             raise GalleryError("export has no people list")
         parsed: list[tuple[str, dict[str, Any], list[Template]]] = []
         for p in people:
             try:
-                tpls = [Template(np.asarray(t["embedding"], np.float32), embedder,
-                                 "import", dict(t.get("quality", {})))
-                        for t in p["templates"]]
+                tpls = [
+                    Template(
+                        np.asarray(t["embedding"], np.float32),
+                        embedder,
+                        "import",
+                        dict(t.get("quality", {})),
+                    )
+                    for t in p["templates"]
+                ]
                 name = str(p["name"])
                 meta = dict(p.get("meta", {}))
             except (KeyError, TypeError, ValueError) as exc:
@@ -322,13 +414,23 @@ class Gallery:
                 row = db.execute("SELECT id FROM persons WHERE name = ?", (name,)).fetchone()
                 pid = row[0] if row else uuid.uuid4().hex
                 if not row:
-                    db.execute("INSERT INTO persons (id, name, meta, created, updated) "
-                               "VALUES (?,?,?,?,?)", (pid, name, json.dumps(meta), now, now))
+                    db.execute(
+                        "INSERT INTO persons (id, name, meta, created, updated) VALUES (?,?,?,?,?)",
+                        (pid, name, json.dumps(meta), now, now),
+                    )
                 for t in tpls:
-                    db.execute("INSERT INTO templates (person_id, embedding, embedder, quality, "
-                               "source, created) VALUES (?,?,?,?,?,?)",
-                               (pid, t.embedding.tobytes(), embedder,
-                                json.dumps(t.quality), "import", now))
+                    db.execute(
+                        "INSERT INTO templates (person_id, embedding, embedder, quality, "
+                        "source, created) VALUES (?,?,?,?,?,?)",
+                        (
+                            pid,
+                            t.embedding.tobytes(),
+                            embedder,
+                            json.dumps(t.quality),
+                            "import",
+                            now,
+                        ),
+                    )
                 self._audit(db, actor, "import", pid, {"templates": len(tpls)})
         return len(parsed)
 

@@ -46,8 +46,7 @@ def _jpeg_size(data: bytes) -> tuple[int, int]:
         (length,) = struct.unpack(">H", data[i + 2 : i + 4])
         if length < 2:
             raise ImageError("corrupt JPEG: bad segment length")
-        if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE,
-                      0xCF):
+        if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
             if i + 9 > n:
                 break
             h, w = struct.unpack(">HH", data[i + 5 : i + 9])
@@ -86,8 +85,9 @@ def decode_image(
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
-def read_image(path: str | Path, max_bytes: int = MAX_BYTES,
-               max_pixels: int = MAX_PIXELS) -> np.ndarray:
+def read_image(
+    path: str | Path, max_bytes: int = MAX_BYTES, max_pixels: int = MAX_PIXELS
+) -> np.ndarray:
     path = Path(path)
     try:
         size = path.stat().st_size

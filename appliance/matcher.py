@@ -25,8 +25,7 @@ class Thresholds:
     why: str = ""  # how they were chosen, shown in status and results
 
     def as_dict(self) -> dict[str, Any]:
-        return {"accept": round(self.accept, 4), "margin": round(self.margin, 4),
-                "why": self.why}
+        return {"accept": round(self.accept, 4), "margin": round(self.margin, 4), "why": self.why}
 
 
 @dataclass(frozen=True)
@@ -47,11 +46,16 @@ class Match:
         return self.score - self.second
 
     def as_dict(self) -> dict[str, Any]:
-        return {"person": self.name if self.accepted else "unknown",
-                "person_id": self.person_id, "candidate": self.candidate,
-                "score": round(self.score, 4), "second": round(self.second, 4),
-                "margin": round(self.margin, 4), "threshold": round(self.thresholds.accept, 4),
-                "margin_required": round(self.thresholds.margin, 4)}
+        return {
+            "person": self.name if self.accepted else "unknown",
+            "person_id": self.person_id,
+            "candidate": self.candidate,
+            "score": round(self.score, 4),
+            "second": round(self.second, 4),
+            "margin": round(self.margin, 4),
+            "threshold": round(self.thresholds.accept, 4),
+            "margin_required": round(self.thresholds.margin, 4),
+        }
 
 
 class Matcher:
@@ -68,8 +72,9 @@ class Matcher:
         self.combine = combine
         self._load(templates.person_ids, templates.names, templates.owner, templates.matrix)
 
-    def _load(self, ids: list[str], names: list[str], owner: np.ndarray,
-              matrix: np.ndarray) -> None:
+    def _load(
+        self, ids: list[str], names: list[str], owner: np.ndarray, matrix: np.ndarray
+    ) -> None:
         order = np.argsort(owner, kind="stable")
         self.person_ids = list(ids)
         self.names = list(names)
@@ -108,8 +113,8 @@ class Matcher:
         mask = self.owner != j
         owner = self.owner[mask]
         owner = owner - (owner > j).astype(np.int32)
-        ids = self.person_ids[:j] + self.person_ids[j + 1:]
-        names = self.names[:j] + self.names[j + 1:]
+        ids = self.person_ids[:j] + self.person_ids[j + 1 :]
+        names = self.names[:j] + self.names[j + 1 :]
         self._load(ids, names, owner, self.matrix[mask])
 
     def rename(self, person_id: str, name: str) -> None:
@@ -131,8 +136,9 @@ class Matcher:
         return decide(scores, self.person_ids, self.names, thresholds)
 
 
-def decide(scores: np.ndarray, ids: list[str], names: list[str],
-           thresholds: Thresholds) -> list[Match]:
+def decide(
+    scores: np.ndarray, ids: list[str], names: list[str], thresholds: Thresholds
+) -> list[Match]:
     """Open-set rule over (N, P) per-person scores."""
     out = []
     for row in np.atleast_2d(scores):
@@ -149,6 +155,9 @@ def decide(scores: np.ndarray, ids: list[str], names: list[str],
         second = float(row[top[1]]) if row.size > 1 else 0.0
         j = int(top[0])
         ok = best >= thresholds.accept and best - second >= thresholds.margin
-        out.append(Match(ids[j] if ok else None, names[j] if ok else None, best, names[j],
-                         second, thresholds))
+        out.append(
+            Match(
+                ids[j] if ok else None, names[j] if ok else None, best, names[j], second, thresholds
+            )
+        )
     return out

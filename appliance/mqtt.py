@@ -54,11 +54,15 @@ class Settings:
 
 
 class MqttLink:
-    def __init__(self, settings: Settings, topics: Topics,
-                 on_command: Callable[[Incoming], None],
-                 subscriptions: tuple[str, ...] = (),
-                 on_other: Callable[[Incoming], None] | None = None,
-                 on_connected: Callable[[], None] | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        topics: Topics,
+        on_command: Callable[[Incoming], None],
+        subscriptions: tuple[str, ...] = (),
+        on_other: Callable[[Incoming], None] | None = None,
+        on_connected: Callable[[], None] | None = None,
+    ) -> None:
         self.s = settings
         self.topics = topics
         self.on_command = on_command
@@ -67,16 +71,21 @@ class MqttLink:
         self.on_connected = on_connected
         v5 = settings.protocol == "5"
         self.v5 = v5
-        self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id=settings.client_id,
-                                  protocol=paho.MQTTv5 if v5 else paho.MQTTv311)
+        self.client = paho.Client(
+            CallbackAPIVersion.VERSION2,
+            client_id=settings.client_id,
+            protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
+        )
         if settings.username:
             pw = settings.password.decode() if settings.password else None
             self.client.username_pw_set(settings.username, pw)
         if settings.tls:
-            self.client.tls_set(ca_certs=settings.ca_file or None,
-                                certfile=settings.cert_file or None,
-                                keyfile=settings.key_file or None,
-                                cert_reqs=ssl.CERT_REQUIRED)
+            self.client.tls_set(
+                ca_certs=settings.ca_file or None,
+                certfile=settings.cert_file or None,
+                keyfile=settings.key_file or None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
             self.client.tls_insecure_set(settings.tls_insecure)
         self.client.will_set(topics.status, "offline", qos=1, retain=True)
         self.client.reconnect_delay_set(1, max(1, int(settings.reconnect_max_s)))
@@ -93,8 +102,14 @@ class MqttLink:
     # --- connection ------------------------------------------------------------------
 
     def start(self) -> None:
-        log.info("MQTT: connecting to %s:%d (MQTT %s%s) as %s", self.s.host, self.s.port,
-                 self.s.protocol, ", TLS" if self.s.tls else "", self.s.client_id)
+        log.info(
+            "MQTT: connecting to %s:%d (MQTT %s%s) as %s",
+            self.s.host,
+            self.s.port,
+            self.s.protocol,
+            ", TLS" if self.s.tls else "",
+            self.s.client_id,
+        )
         self.client.connect_async(self.s.host, self.s.port, keepalive=self.s.keepalive)
         self.client.loop_start()
 
@@ -106,8 +121,9 @@ class MqttLink:
         self.client.disconnect()
         self.client.loop_stop()
 
-    def _on_connect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any,
-                    properties: Any) -> None:
+    def _on_connect(
+        self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
         if reason.is_failure:
             self.state = "refused"
             err = f"broker refused the connection: {reason}"
@@ -120,8 +136,7 @@ class MqttLink:
         self.last_error = None
         self.connected_since = time.time()
         client.publish(self.topics.status, "online", qos=1, retain=True)
-        client.subscribe([(self.topics.command_filter, 1)]
-                         + [(t, 1) for t in self.subscriptions])
+        client.subscribe([(self.topics.command_filter, 1)] + [(t, 1) for t in self.subscriptions])
         self.connected.set()
         if self.on_connected:
             self.on_connected()
@@ -131,8 +146,13 @@ class MqttLink:
         """paho retries silently; say why, once per distinct reason (no log flood)."""
         reason = self._probe()
         if reason != self.last_error:
-            log.error("MQTT: cannot connect to %s:%d: %s; retrying with backoff up to %.0f s",
-                      self.s.host, self.s.port, reason, self.s.reconnect_max_s)
+            log.error(
+                "MQTT: cannot connect to %s:%d: %s; retrying with backoff up to %.0f s",
+                self.s.host,
+                self.s.port,
+                reason,
+                self.s.reconnect_max_s,
+            )
         self.last_error = reason
         self.state = "unreachable"
 
@@ -152,8 +172,9 @@ class MqttLink:
         except (OSError, ssl.SSLError) as exc:
             return str(exc) or type(exc).__name__
 
-    def _on_disconnect(self, client: paho.Client, userdata: Any, flags: Any, reason: Any,
-                       properties: Any) -> None:
+    def _on_disconnect(
+        self, client: paho.Client, userdata: Any, flags: Any, reason: Any, properties: Any
+    ) -> None:
         self.connected.clear()
         if self.state == "stopping":
             return
@@ -175,8 +196,14 @@ class MqttLink:
 
     # --- publishing ------------------------------------------------------------------
 
-    def publish(self, topic: str, payload: str | bytes, qos: int = 0,
-                retain: bool = False, response: Incoming | None = None) -> paho.MQTTMessageInfo:
+    def publish(
+        self,
+        topic: str,
+        payload: str | bytes,
+        qos: int = 0,
+        retain: bool = False,
+        response: Incoming | None = None,
+    ) -> paho.MQTTMessageInfo:
         props = None
         if response is not None and self.v5 and response.correlation is not None:
             props = Properties(PacketTypes.PUBLISH)
@@ -199,8 +226,9 @@ class MqttLink:
             except Exception as exc:  # a full disk must not end delivery for good
                 failures += 1
                 if failures in (1, 10) or failures % 100 == 0:
-                    log.error("outbox delivery failed (%d time(s) in a row): %s; retrying",
-                              failures, exc)
+                    log.error(
+                        "outbox delivery failed (%d time(s) in a row): %s; retrying", failures, exc
+                    )
                 stop.wait(min(30.0, 0.5 * failures))
 
     def _deliver_some(self, outbox: Outbox, stop: threading.Event, timeout: float) -> None:

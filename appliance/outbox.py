@@ -52,9 +52,14 @@ class Pending:
 
 
 class Outbox:
-    def __init__(self, path: str | Path, max_events: int = 10_000,
-                 max_age_s: float = 7 * 86400, min_free_bytes: int = 0,
-                 reserve_bytes: int = 1 << 20) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        max_events: int = 10_000,
+        max_age_s: float = 7 * 86400,
+        min_free_bytes: int = 0,
+        reserve_bytes: int = 1 << 20,
+    ) -> None:
         self.path = Path(path)
         self.max_events = max_events
         self.max_age_s = max_age_s
@@ -97,8 +102,11 @@ class Outbox:
             with self.lock:
                 self.db.execute("PRAGMA wal_checkpoint(FULL)")
         except sqlite3.Error as exc:
-            log.warning("outbox: cannot reserve %d bytes on disk (%s); a full disk will "
-                        "lose events", self.reserve_bytes, exc)
+            log.warning(
+                "outbox: cannot reserve %d bytes on disk (%s); a full disk will lose events",
+                self.reserve_bytes,
+                exc,
+            )
 
     def close(self) -> None:
         with self.lock:
@@ -108,8 +116,11 @@ class Outbox:
         return transaction(self.db, self.lock)
 
     def _bump(self, db: sqlite3.Connection, name: str, by: int) -> None:
-        db.execute("INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT(name) "
-                   "DO UPDATE SET value = value + excluded.value", (name, by))
+        db.execute(
+            "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT(name) "
+            "DO UPDATE SET value = value + excluded.value",
+            (name, by),
+        )
 
     def add(self, event_id: str, topic: str, payload: dict[str, Any], boot: str) -> bool:
         """Store an event durably. False (and logged) when the disk refuses it even after
@@ -119,8 +130,11 @@ class Outbox:
         def insert(db: sqlite3.Connection) -> None:
             if self._disk_low(db):
                 self._shed_for_space(db)
-            db.execute("INSERT OR IGNORE INTO outbox (event_id, topic, payload, created, "
-                       "boot) VALUES (?,?,?,?,?)", row)
+            db.execute(
+                "INSERT OR IGNORE INTO outbox (event_id, topic, payload, created, "
+                "boot) VALUES (?,?,?,?,?)",
+                row,
+            )
             self._shed(db)
 
         try:
@@ -128,8 +142,12 @@ class Outbox:
         except sqlite3.Error as exc:  # full disk, I/O error: keep recognising, say so
             self.lost += 1
             if self.last_error is None or self.lost % 100 == 0:  # not per event
-                log.error("outbox write failed: %s; event %s not stored (%d lost)", exc,
-                          event_id, self.lost)
+                log.error(
+                    "outbox write failed: %s; event %s not stored (%d lost)",
+                    exc,
+                    event_id,
+                    self.lost,
+                )
             self.last_error = f"outbox write failed: {exc}"
             return False
         if self.last_error is not None:
@@ -160,15 +178,22 @@ class Outbox:
         step = max(1, n // 10)
         dropped = 0
         while dropped < n:
-            dropped += db.execute("DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox "
-                                  "ORDER BY seq LIMIT ?)", (step,)).rowcount
+            dropped += db.execute(
+                "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT ?)",
+                (step,),
+            ).rowcount
             if db.execute("PRAGMA freelist_count").fetchone()[0] > 0:
                 break
         if dropped:
             self._bump(db, "dropped", dropped)
             self._bump(db, "dropped_disk_full", dropped)
-            log.warning("disk nearly full (%s bytes free): dropped the oldest %d of %d waiting "
-                        "event(s) to make room", self.free_bytes(), dropped, n)
+            log.warning(
+                "disk nearly full (%s bytes free): dropped the oldest %d of %d waiting "
+                "event(s) to make room",
+                self.free_bytes(),
+                dropped,
+                n,
+            )
 
     def _shed(self, db: sqlite3.Connection) -> None:
         """The documented bound: drop the oldest beyond max_events, and anything older
@@ -178,21 +203,34 @@ class Outbox:
         n = db.execute("SELECT COUNT(*) FROM outbox").fetchone()[0]
         over = max(0, n - self.max_events)
         if over:
-            db.execute("DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox "
-                       "ORDER BY seq LIMIT ?)", (over,))
+            db.execute(
+                "DELETE FROM outbox WHERE seq IN (SELECT seq FROM outbox ORDER BY seq LIMIT ?)",
+                (over,),
+            )
         if old or over:
             self._bump(db, "dropped", old + over)
-            log.warning("outbox bound: dropped %d event(s) (%d too old, %d over %d)",
-                        old + over, old, over, self.max_events)
+            log.warning(
+                "outbox bound: dropped %d event(s) (%d too old, %d over %d)",
+                old + over,
+                old,
+                over,
+                self.max_events,
+            )
 
     def pending(self, limit: int = 100) -> list[Pending]:
         with self.lock:
-            rows = self.db.execute("SELECT seq, event_id, topic, payload, created, attempts, "
-                                   "boot FROM outbox ORDER BY seq LIMIT ?", (limit,)).fetchall()
+            rows = self.db.execute(
+                "SELECT seq, event_id, topic, payload, created, attempts, "
+                "boot FROM outbox ORDER BY seq LIMIT ?",
+                (limit,),
+            ).fetchall()
         return [Pending(r[0], r[1], r[2], json.loads(r[3]), r[4], r[5], r[6]) for r in rows]
 
-    def _write(self, fn: Callable[[sqlite3.Connection], T],
-               on_full: Callable[[sqlite3.Connection], None] | None = None) -> T:
+    def _write(
+        self,
+        fn: Callable[[sqlite3.Connection], T],
+        on_full: Callable[[sqlite3.Connection], None] | None = None,
+    ) -> T:
         """One transaction; on a full disk, checkpoint (so the write-ahead log restarts
         at its beginning, reusing its space), run `on_full` (make room) and try once more."""
         try:
@@ -209,8 +247,9 @@ class Outbox:
             return fn(db)
 
     def attempted(self, seq: int) -> None:
-        self._write(lambda db: db.execute(
-            "UPDATE outbox SET attempts = attempts + 1 WHERE seq = ?", (seq,)))
+        self._write(
+            lambda db: db.execute("UPDATE outbox SET attempts = attempts + 1 WHERE seq = ?", (seq,))
+        )
 
     def acknowledged(self, seq: int) -> None:
         def ack(db: sqlite3.Connection) -> None:
@@ -226,8 +265,13 @@ class Outbox:
     def counters(self) -> dict[str, int]:
         with self.lock:
             rows = self.db.execute("SELECT name, value FROM counters").fetchall()
-        return {"dropped": 0, "dropped_disk_full": 0, "delivered": 0,
-                **{r[0]: int(r[1]) for r in rows}, "lost": self.lost}
+        return {
+            "dropped": 0,
+            "dropped_disk_full": 0,
+            "delivered": 0,
+            **{r[0]: int(r[1]) for r in rows},
+            "lost": self.lost,
+        }
 
     # Nonces of accepted commands live here too, so a restart does not reopen the replay
     # window. Pruned to the signature's age window.

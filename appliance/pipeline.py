@@ -36,8 +36,9 @@ class Face:
     def as_dict(self) -> dict[str, Any]:
         return {
             "box": [round(float(v), 1) for v in self.detection.box],
-            "keypoints": [[round(float(x), 1), round(float(y), 1)]
-                          for x, y in self.detection.keypoints],
+            "keypoints": [
+                [round(float(x), 1), round(float(y), 1)] for x, y in self.detection.keypoints
+            ],
             "quality": self.quality.as_dict(),
         }
 
@@ -91,17 +92,19 @@ class FacePipeline:
         det.version = f"detector-{models['detector']['sha256'][:12]}"
         emb: Embedder | FusedEmbedder
         if models[embedder]["kind"] == "fusion":
-            members = [Embedder(TfliteModel(path(m), threads),
-                                EmbedderSpec.from_manifest(m, models[m]))
-                       for m in models[embedder]["members"]]
+            members = [
+                Embedder(TfliteModel(path(m), threads), EmbedderSpec.from_manifest(m, models[m]))
+                for m in models[embedder]["members"]
+            ]
             emb = FusedEmbedder(embedder, members, flip=flip)
         else:
             spec = EmbedderSpec.from_manifest(embedder, models[embedder])
             emb = Embedder(TfliteModel(path(embedder), threads), spec, flip=flip)
         return cls(det, emb)
 
-    def faces(self, image: np.ndarray, embed: bool = True,
-              detections: list[Detection] | None = None) -> list[Face]:
+    def faces(
+        self, image: np.ndarray, embed: bool = True, detections: list[Detection] | None = None
+    ) -> list[Face]:
         """All faces in an RGB uint8 image, largest first."""
         dets = self.detector.detect(image) if detections is None else detections
         dets = sorted(dets, key=lambda d: -(d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))

@@ -28,7 +28,8 @@ class Quality:
     def frontal(self) -> float:
         """0..1, 1 = looking straight at the camera; a single number for gates and weights."""
         return float(
-            max(0.0, 1.0 - abs(self.yaw)) * max(0.0, 1.0 - 2.0 * abs(self.pitch - 0.5))
+            max(0.0, 1.0 - abs(self.yaw))
+            * max(0.0, 1.0 - 2.0 * abs(self.pitch - 0.5))
             * max(0.0, 1.0 - abs(self.roll) / 45.0)
         )
 

@@ -38,8 +38,11 @@ class Identified:
     match: Match
 
     def as_dict(self) -> dict[str, Any]:
-        return {**self.match.as_dict(), "box": [round(float(v), 1) for v in self.face.box],
-                "quality": self.face.quality.as_dict()}
+        return {
+            **self.match.as_dict(),
+            "box": [round(float(v), 1) for v in self.face.box],
+            "quality": self.face.quality.as_dict(),
+        }
 
 
 def open_gallery(cfg: Config) -> Gallery:
@@ -57,21 +60,32 @@ class FaceService:
         self.matcher = Matcher(gallery.template_set(self.embedder), COMBINE)
         stale = [p.name for p in gallery.persons(self.embedder) if p.stale_templates]
         if stale:
-            log.warning("%d people have templates from another embedder version and need "
-                        "re-enrolment", len(stale))
+            log.warning(
+                "%d people have templates from another embedder version and need re-enrolment",
+                len(stale),
+            )
 
     @classmethod
     def open(cls, cfg: Config, pipeline: FacePipeline | None = None) -> FaceService:
         if pipeline is None:
-            pipeline = FacePipeline.load(embedder=cfg.models.embedder, threads=cfg.models.threads,
-                                         flip=cfg.models.flip,
-                                         score_threshold=cfg.detector.score_threshold)
+            pipeline = FacePipeline.load(
+                embedder=cfg.models.embedder,
+                threads=cfg.models.threads,
+                flip=cfg.models.flip,
+                score_threshold=cfg.detector.score_threshold,
+            )
         return cls(cfg, pipeline, open_gallery(cfg))
 
     def thresholds(self) -> Thresholds:
         r = self.cfg.recognition
-        return resolve(self.calibration, r.mode, max(self.matcher.size, 1),
-                       r.stranger_accept, r.threshold, r.margin)
+        return resolve(
+            self.calibration,
+            r.mode,
+            max(self.matcher.size, 1),
+            r.stranger_accept,
+            r.threshold,
+            r.margin,
+        )
 
     # --- recognition -----------------------------------------------------------------
 
@@ -88,8 +102,9 @@ class FaceService:
 
     # --- enrolment -------------------------------------------------------------------
 
-    def template_from(self, image: np.ndarray | bytes | str | Path, source: str,
-                      largest: bool = False) -> tuple[Face, Template]:
+    def template_from(
+        self, image: np.ndarray | bytes | str | Path, source: str, largest: bool = False
+    ) -> tuple[Face, Template]:
         """One gated template from a photo; raises EnrolmentRefused or ImageError."""
         if isinstance(image, bytes):
             image = decode_image(image)
@@ -101,22 +116,34 @@ class FaceService:
         if self.cfg.enrolment.keep_thumbnails:
             thumb = cv2.imencode(".jpg", cv2.cvtColor(face.aligned, cv2.COLOR_RGB2BGR))[1]
             thumb = thumb.tobytes()
-        return face, Template(face.embedding, self.embedder, source,
-                              face.quality.as_dict(), thumb)
+        return face, Template(face.embedding, self.embedder, source, face.quality.as_dict(), thumb)
 
-    def enrol(self, name: str, images: list[Any], source: str, actor: str,
-              force: bool = False, largest: bool = False,
-              meta: dict[str, Any] | None = None) -> Person:
+    def enrol(
+        self,
+        name: str,
+        images: list[Any],
+        source: str,
+        actor: str,
+        force: bool = False,
+        largest: bool = False,
+        meta: dict[str, Any] | None = None,
+    ) -> Person:
         """Gate every photo, check for duplicates, then store all or nothing."""
         templates = [self.template_from(img, source, largest)[1] for img in images]
         with self.lock:
             if not force:
                 self._duplicate_check(name, templates)
-            person = self.gallery.enrol(name, templates, actor, meta,
-                                        self.cfg.enrolment.max_templates)
+            person = self.gallery.enrol(
+                name, templates, actor, meta, self.cfg.enrolment.max_templates
+            )
             self._reload_person(person)
-        log.info("enrolled %d template(s) for person %s (source %s, by %s)", len(templates),
-                 person.id, source, actor)
+        log.info(
+            "enrolled %d template(s) for person %s (source %s, by %s)",
+            len(templates),
+            person.id,
+            source,
+            actor,
+        )
         return person
 
     def _duplicate_check(self, name: str, templates: list[Template]) -> None:
@@ -128,9 +155,12 @@ class FaceService:
             j = int(np.argmax(row))
             other = self.matcher.names[j]
             if row[j] >= th.accept and other.casefold() != name.strip().casefold():
-                raise EnrolmentRefused("duplicate", f"looks like {other} (cosine "
-                                                    f"{row[j]:.2f} >= {th.accept:.2f}); "
-                                                    "use force to enrol anyway")
+                raise EnrolmentRefused(
+                    "duplicate",
+                    f"looks like {other} (cosine "
+                    f"{row[j]:.2f} >= {th.accept:.2f}); "
+                    "use force to enrol anyway",
+                )
 
     def _reload_person(self, person: Person) -> None:
         ts = self.gallery.template_set(self.embedder)

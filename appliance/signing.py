@@ -48,11 +48,24 @@ def read_secret(path: str, credential: str) -> bytes | None:
     return None
 
 
-def sign(key: bytes, cmd: str, device: str, args: dict[str, Any] | None = None,
-         request_id: str | None = None, ts: float | None = None) -> bytes:
-    body = json.dumps({"cmd": cmd, "device": device, "ts": time.time() if ts is None else ts,
-                       "nonce": secrets.token_hex(16),
-                       "request_id": request_id or uuid.uuid4().hex, "args": args or {}})
+def sign(
+    key: bytes,
+    cmd: str,
+    device: str,
+    args: dict[str, Any] | None = None,
+    request_id: str | None = None,
+    ts: float | None = None,
+) -> bytes:
+    body = json.dumps(
+        {
+            "cmd": cmd,
+            "device": device,
+            "ts": time.time() if ts is None else ts,
+            "nonce": secrets.token_hex(16),
+            "request_id": request_id or uuid.uuid4().hex,
+            "args": args or {},
+        }
+    )
     sig = hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
     return json.dumps({"body": body, "sig": sig}).encode()
 
@@ -62,12 +75,18 @@ def _request_id(obj: Any) -> str | None:
     return rid if isinstance(rid, str) and len(rid) <= 128 else None
 
 
-def verify(payload: bytes, cmd: str, device: str, key: bytes | None, required: bool,
-           window_s: float, nonce_seen: Callable[[str, float], bool]) -> dict[str, Any]:
+def verify(
+    payload: bytes,
+    cmd: str,
+    device: str,
+    key: bytes | None,
+    required: bool,
+    window_s: float,
+    nonce_seen: Callable[[str, float], bool],
+) -> dict[str, Any]:
     """The command's body if it is authentic, fresh and new; else CommandRejected."""
     if len(payload) > MAX_PAYLOAD:
-        raise CommandRejected("too_large", f"payload of {len(payload)} bytes exceeds "
-                                           f"{MAX_PAYLOAD}")
+        raise CommandRejected("too_large", f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD}")
     try:
         outer = json.loads(payload)
     except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # deep nesting too
@@ -95,11 +114,11 @@ def verify(payload: bytes, cmd: str, device: str, key: bytes | None, required: b
         body = outer
         rid = _request_id(body)
         if required:
-            raise CommandRejected("unsigned", "commands must be signed (see `appliance sign`)",
-                                  rid)
+            raise CommandRejected("unsigned", "commands must be signed (see `appliance sign`)", rid)
     if body.get("cmd", None if signed else cmd) != cmd:
-        raise CommandRejected("wrong_command", f"signed for {body.get('cmd')!r}, sent to "
-                                               f"{cmd!r}", rid)
+        raise CommandRejected(
+            "wrong_command", f"signed for {body.get('cmd')!r}, sent to {cmd!r}", rid
+        )
     if body.get("device", None if signed else device) != device:
         raise CommandRejected("wrong_device", "signed for another device", rid)
     if signed or required:
@@ -108,9 +127,12 @@ def verify(payload: bytes, cmd: str, device: str, key: bytes | None, required: b
         if not isinstance(ts, (int, float)) or isinstance(ts, bool) or not -1e12 < ts < 1e12:
             raise CommandRejected("malformed", "'ts' (unix seconds) is required", rid)
         if abs(time.time() - ts) > window_s:
-            raise CommandRejected("expired", f"timestamp is {time.time() - ts:+.0f} s off; "
-                                             f"the window is {window_s:.0f} s (check clocks)",
-                                  rid)
+            raise CommandRejected(
+                "expired",
+                f"timestamp is {time.time() - ts:+.0f} s off; "
+                f"the window is {window_s:.0f} s (check clocks)",
+                rid,
+            )
         if not isinstance(nonce, str) or not 8 <= len(nonce) <= 128:
             raise CommandRejected("malformed", "'nonce' (8-128 chars) is required", rid)
         if nonce_seen(nonce, window_s):

@@ -23,8 +23,9 @@ def connect(path: Path, *pragmas: str) -> sqlite3.Connection:
 
 
 @contextlib.contextmanager
-def transaction(db: sqlite3.Connection,
-                lock: threading.Lock | None = None) -> Iterator[sqlite3.Connection]:
+def transaction(
+    db: sqlite3.Connection, lock: threading.Lock | None = None
+) -> Iterator[sqlite3.Connection]:
     with lock if lock is not None else contextlib.nullcontext():
         db.execute("BEGIN IMMEDIATE")
         try:

@@ -33,8 +33,9 @@ class Calibration:
     source: str
 
     @classmethod
-    def from_scores(cls, impostor: np.ndarray, margin: float = DEFAULT_MARGIN,
-                    source: str = "") -> Calibration:
+    def from_scores(
+        cls, impostor: np.ndarray, margin: float = DEFAULT_MARGIN, source: str = ""
+    ) -> Calibration:
         """`impostor`: per-person best-of cosines of strangers against enrolled people."""
         s = np.sort(np.asarray(impostor, np.float64).ravel())
         far = 1.0 - np.searchsorted(s, GRID, side="left") / max(len(s), 1)
@@ -42,15 +43,22 @@ class Calibration:
 
     @classmethod
     def from_manifest(cls, entry: dict[str, Any]) -> Calibration:
-        return cls(np.asarray(entry["thresholds"], np.float64),
-                   np.asarray(entry["person_far"], np.float64),
-                   float(entry["margin"]), str(entry.get("source", "")))
+        return cls(
+            np.asarray(entry["thresholds"], np.float64),
+            np.asarray(entry["person_far"], np.float64),
+            float(entry["margin"]),
+            str(entry.get("source", "")),
+        )
 
     def as_manifest(self, comparisons: int) -> dict[str, Any]:
-        return {"what": "p(t): fraction of (stranger, enrolled person) cosines >= t",
-                "source": self.source, "comparisons": comparisons, "margin": self.margin,
-                "thresholds": [float(t) for t in self.thresholds],
-                "person_far": [float(f"{v:.3g}") for v in self.person_far]}
+        return {
+            "what": "p(t): fraction of (stranger, enrolled person) cosines >= t",
+            "source": self.source,
+            "comparisons": comparisons,
+            "margin": self.margin,
+            "thresholds": [float(t) for t in self.thresholds],
+            "person_far": [float(f"{v:.3g}") for v in self.person_far],
+        }
 
     def stranger_accept(self, threshold: float, people: int) -> float:
         """Predicted stranger-accept rate of a gallery of `people` at `threshold`."""
@@ -70,8 +78,10 @@ class Calibration:
         per_person = 1.0 - (1.0 - target) ** (1.0 / n)
         ok = np.nonzero(self.person_far <= per_person)[0]
         t = float(self.thresholds[ok[0]]) if ok.size else float(self.thresholds[-1])
-        why = (f"target stranger-accept {target:.3%} for {n} people "
-               f"(p(t) <= {per_person:.2e} per person; {self.source})")
+        why = (
+            f"target stranger-accept {target:.3%} for {n} people "
+            f"(p(t) <= {per_person:.2e} per person; {self.source})"
+        )
         return Thresholds(t, self.margin, why)
 
 
@@ -84,17 +94,23 @@ def load_calibration(embedder: str, flip: bool) -> Calibration | None:
     return Calibration.from_manifest(cal) if cal else None
 
 
-def resolve(calibration: Calibration | None, mode: str, people: int,
-            target: float | None = None, fixed: float | None = None,
-            margin: float | None = None) -> Thresholds:
+def resolve(
+    calibration: Calibration | None,
+    mode: str,
+    people: int,
+    target: float | None = None,
+    fixed: float | None = None,
+    margin: float | None = None,
+) -> Thresholds:
     """The thresholds the device uses: a fixed override, else the calibrated mapping."""
-    m = margin if margin is not None else (calibration.margin if calibration else
-                                           DEFAULT_MARGIN)
+    m = margin if margin is not None else (calibration.margin if calibration else DEFAULT_MARGIN)
     if fixed is not None:
         return Thresholds(fixed, m, "fixed in config (recognition.threshold)")
     if calibration is None:
-        raise ValueError("no open-set calibration for this embedder in models/manifest.json; "
-                         "set recognition.threshold or run tools/evaluate.py identify "
-                         "--write-calibration")
+        raise ValueError(
+            "no open-set calibration for this embedder in models/manifest.json; "
+            "set recognition.threshold or run tools/evaluate.py identify "
+            "--write-calibration"
+        )
     th = calibration.for_target(target if target is not None else DEFAULT_TARGETS[mode], people)
     return Thresholds(th.accept, m, th.why)

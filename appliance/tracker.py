@@ -130,8 +130,11 @@ class Tracker:
             if counts[best] >= r.min_frames and weights[best] > total / 2:
                 return self._verdict(t, best)
         unknown = counts.get("", 0)
-        if (unknown >= r.unknown_frames or len(t.votes) >= r.max_frames
-                or (leaving and len(t.votes) >= r.min_frames)):
+        if (
+            unknown >= r.unknown_frames
+            or len(t.votes) >= r.max_frames
+            or (leaving and len(t.votes) >= r.min_frames)
+        ):
             return self._verdict(t, None)
         return None
 
@@ -146,5 +149,6 @@ class Tracker:
         score = float(np.mean([m.score for m in won]))
         margin = float(np.mean([m.margin for m in won]))
         last = t.votes[-1].match
-        return Verdict(t, person_id, name, score, margin, last.thresholds.accept, len(t.votes),
-                       last)
+        return Verdict(
+            t, person_id, name, score, margin, last.thresholds.accept, len(t.votes), last
+        )

@@ -54,15 +54,19 @@ class Broker:
 
         self.exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         if not Path(self.exe).exists():
-            raise RuntimeError("mosquitto is not installed: `make test` installs it with apt "
-                               "(or: sudo apt-get install mosquitto)")
+            raise RuntimeError(
+                "mosquitto is not installed: `make test` installs it with apt "
+                "(or: sudo apt-get install mosquitto)"
+            )
         self.port = free_port()
         self.conf = workdir / "mosquitto.conf"
         # Persistent, so a subscriber's queued QoS 1 messages survive a broker restart,
         # as they do on a real installation.
-        self.conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
-                             f"persistence true\npersistence_location {workdir}/\n"
-                             f"autosave_interval 1\nuser {getpass.getuser()}\n")
+        self.conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+            f"persistence true\npersistence_location {workdir}/\n"
+            f"autosave_interval 1\nuser {getpass.getuser()}\n"
+        )
         self.log = workdir / "mosquitto.log"
         self.proc = None
 
@@ -71,8 +75,9 @@ class Broker:
         import subprocess
         import time
 
-        self.proc = subprocess.Popen([self.exe, "-c", str(self.conf)],
-                                     stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(
+            [self.exe, "-c", str(self.conf)], stdout=self.log.open("ab"), stderr=subprocess.STDOUT
+        )
         for _ in range(100):
             try:
                 socket.create_connection(("127.0.0.1", self.port), 0.2).close()

@@ -32,8 +32,12 @@ class Listener:
         self.messages: list[tuple[float, str, bytes]] = []
         self.cond = threading.Condition()
         if durable:  # a consumer with a persistent session: nothing is missed while away
-            self.client = paho.Client(CallbackAPIVersion.VERSION2, client_id="durable-listener",
-                                      clean_session=False, protocol=paho.MQTTv311)
+            self.client = paho.Client(
+                CallbackAPIVersion.VERSION2,
+                client_id="durable-listener",
+                clean_session=False,
+                protocol=paho.MQTTv311,
+            )
         else:
             self.client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
         self.client.on_message = self._on_message
@@ -88,8 +92,9 @@ class Listener:
 class DaemonProcess:
     alive: ClassVar[list[DaemonProcess]] = []  # the conftest kills leftovers
 
-    def __init__(self, tmp: Path, port: int, source: str,
-                 settings: dict[str, dict[str, Any]] | None = None) -> None:
+    def __init__(
+        self, tmp: Path, port: int, source: str, settings: dict[str, dict[str, Any]] | None = None
+    ) -> None:
         self.tmp = tmp
         tmp.mkdir(parents=True, exist_ok=True)
         self.key = secrets.token_hex(32).encode()
@@ -99,9 +104,15 @@ class DaemonProcess:
         cfg: dict[str, dict[str, Any]] = {
             "camera": {"source": source},
             "storage": {"state_dir": str(tmp / "state")},
-            "mqtt": {"host": "127.0.0.1", "port": port, "device_id": DEVICE,
-                     "state_interval_s": 1.0, "reconnect_max_s": 2.0},
-            "commands": {"key_file": str(key_file)}}
+            "mqtt": {
+                "host": "127.0.0.1",
+                "port": port,
+                "device_id": DEVICE,
+                "state_interval_s": 1.0,
+                "reconnect_max_s": 2.0,
+            },
+            "commands": {"key_file": str(key_file)},
+        }
         for section, values in (settings or {}).items():
             cfg.setdefault(section, {}).update(values)
         self.config.write_text(json.dumps(cfg))  # JSON is YAML
@@ -114,8 +125,12 @@ class DaemonProcess:
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "appliance", "-c", str(self.config), "run"],
-                cwd=ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-                env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
+            )
         DaemonProcess.alive.append(self)
 
     def signal(self, sig: int) -> None:
@@ -142,8 +157,13 @@ class DaemonProcess:
         self.proc.wait(10)
         self.proc = None
 
-    def signed(self, cmd: str, args: dict | None = None, request_id: str | None = None,
-               ts: float | None = None) -> bytes:
+    def signed(
+        self,
+        cmd: str,
+        args: dict | None = None,
+        request_id: str | None = None,
+        ts: float | None = None,
+    ) -> bytes:
         return sign(self.key, cmd, DEVICE, args or {}, request_id, ts)
 
     def log_text(self) -> str:
@@ -154,14 +174,16 @@ class DaemonProcess:
 
         The daemon logs a decision only after the event is committed to the outbox, so
         each of these must reach the broker."""
-        return [line.split("decision ")[1].split(":")[0] for line in
-                self.log_text().splitlines() if "appliance.daemon: decision " in line]
+        return [
+            line.split("decision ")[1].split(":")[0]
+            for line in self.log_text().splitlines()
+            if "appliance.daemon: decision " in line
+        ]
 
     def online_count(self, listener: Listener) -> int:
         """How many times the daemon announced itself online (once per connection)."""
         with listener.cond:
-            return sum(t == self.topics.status and p == b"online"
-                       for _, t, p in listener.messages)
+            return sum(t == self.topics.status and p == b"online" for _, t, p in listener.messages)
 
 
 def b64(path: Path) -> str:

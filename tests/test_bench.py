@@ -30,9 +30,18 @@ bench = _tool("bench")
 
 
 def _lfw_json(path: Path, **kw) -> None:
-    r = {"embedder": "facenet", "precision": "int8", "flip": False, "pairs": 6000,
-         "accuracy_mean": 99.0, "accuracy_std": 0.5, "tar_at_far_1e-3": 97.0, "eer": 1.0,
-         "detection_failures": 3, "protocol": "LFW"}
+    r = {
+        "embedder": "facenet",
+        "precision": "int8",
+        "flip": False,
+        "pairs": 6000,
+        "accuracy_mean": 99.0,
+        "accuracy_std": 0.5,
+        "tar_at_far_1e-3": 97.0,
+        "eer": 1.0,
+        "detection_failures": 3,
+        "protocol": "LFW",
+    }
     r.update(kw)
     path.write_text(json.dumps(r))
 
@@ -41,25 +50,34 @@ def test_accuracy_comes_from_the_matching_evaluation_file(tmp_path: Path) -> Non
     _lfw_json(tmp_path / "lfw_facenet.json")
     _lfw_json(tmp_path / "lfw_facenet_flip.json", flip=True, accuracy_mean=50.0)
     _lfw_json(tmp_path / "lfw_partial.json", pairs=600, accuracy_mean=50.0)
-    _lfw_json(tmp_path / "lfw_fr.json", embedder="face_recognition", precision="float",
-              accuracy_mean=98.0)
+    _lfw_json(
+        tmp_path / "lfw_fr.json", embedder="face_recognition", precision="float", accuracy_mean=98.0
+    )
     ours = bench.lfw_accuracy("appliance_int8", "facenet", tmp_path)
     assert ours["lfw"]["accuracy_mean"] == 99.0
     assert ours["source"].endswith("lfw_facenet.json")
-    assert bench.lfw_accuracy("face_recognition", "facenet", tmp_path)["lfw"][
-        "accuracy_mean"] == 98.0
+    assert (
+        bench.lfw_accuracy("face_recognition", "facenet", tmp_path)["lfw"]["accuracy_mean"] == 98.0
+    )
     missing = bench.lfw_accuracy("appliance_float", "facenet", tmp_path)
     assert missing["lfw"] is None and "--float" in missing["reason"]
     assert bench.lfw_accuracy("classic", "facenet", tmp_path)["lfw"] is None
 
 
 def test_projection_is_macs_over_peak_and_measured_share(monkeypatch) -> None:
-    monkeypatch.setattr(bench, "host_int8_peak", lambda flags: {
-        "ghz": 1.0, "int8_macs_per_cycle": 100, "gmacs_per_core": 100.0, "basis": "test"})
+    monkeypatch.setattr(
+        bench,
+        "host_int8_peak",
+        lambda flags: {
+            "ghz": 1.0,
+            "int8_macs_per_cycle": 100,
+            "gmacs_per_core": 100.0,
+            "basis": "test",
+        },
+    )
     macs = {"detector": 10**8, "facenet": 10**9, "mobilefacenet": 2 * 10**8}
     stages = {"detect_invoke": {"cpu_ms": 4.0}, "embed_invoke": {"cpu_ms": 20.0}}
-    p = bench.projection(macs, {"stages_ms": stages, "outside_models_share": 20.0},
-                         "facenet", [])
+    p = bench.projection(macs, {"stages_ms": stages, "outside_models_share": 20.0}, "facenet", [])
     assert p["label"].startswith("PROJECTION")
     # 1e9 MACs in 20 ms = 50 GMAC/s = half of the 100 GMAC/s host peak
     assert p["efficiency"]["embedder"]["share_of_peak"] == 0.5
@@ -68,18 +86,33 @@ def test_projection_is_macs_over_peak_and_measured_share(monkeypatch) -> None:
     assert pi5["ideal_ms_1_core"] == pytest.approx(1e9 / 76.75e9 * 1e3, abs=0.01)
     assert pi5["realistic_ms_1_core"] == pytest.approx(2 * pi5["ideal_ms_1_core"], abs=0.1)
     assert p["models"]["facenet"]["pi4"]["ideal_ms_4_cores"] == pytest.approx(
-        1e9 / 48e9 * 1e3, abs=0.01)
+        1e9 / 48e9 * 1e3, abs=0.01
+    )
     frame = p["frames"]["facenet_1_face"]
     det, emb = p["models"]["detector"]["pi5"], pi5
     assert frame["pi5_ideal_fps_1_core"] == pytest.approx(
-        1e3 / (det["ideal_ms_1_core"] + emb["ideal_ms_1_core"]), rel=0.01)
+        1e3 / (det["ideal_ms_1_core"] + emb["ideal_ms_1_core"]), rel=0.01
+    )
     assert next(iter(p["frames"])) == "facenet_1_face"
 
 
 def test_pipeline_smoke_writes_macs_accuracy_and_projection(tmp_path: Path) -> None:
     out = tmp_path / "pipeline.json"
-    assert bench.main(["pipeline", "--no-peers", "--repeats", "2", "--json", str(out),
-                       "--lfw", str(tmp_path / "absent")]) == 0
+    assert (
+        bench.main(
+            [
+                "pipeline",
+                "--no-peers",
+                "--repeats",
+                "2",
+                "--json",
+                str(out),
+                "--lfw",
+                str(tmp_path / "absent"),
+            ]
+        )
+        == 0
+    )
     r = json.loads(out.read_text())
     assert set(r["macs"]) >= {"detector", r["embedder"]}
     assert all(v > 0 for v in r["macs"].values())
@@ -100,8 +133,13 @@ def _face_recognition_python() -> str | None:
     if importlib.util.find_spec("face_recognition") is not None:
         return sys.executable
     py = ROOT / ".venv-bench" / "bin" / "python"
-    if py.exists() and subprocess.run([str(py), "-c", "import face_recognition"],
-                                      capture_output=True).returncode == 0:
+    if (
+        py.exists()
+        and subprocess.run(
+            [str(py), "-c", "import face_recognition"], capture_output=True
+        ).returncode
+        == 0
+    ):
         return str(py)
     return None
 
@@ -112,8 +150,12 @@ def test_face_recognition_lfw_runs_our_protocol(shared: Path, tmp_path: Path) ->
         pytest.skip("face_recognition is a benchmark extra (.venv-bench), not installed here")
     lfw = shared / "lfw" / "images"
     (tmp_path / "images").mkdir()
-    pairs = [("Abel_Pacheco", 1, 4), ("Abdel_Madi_Shabneh", 1, "Dean_Barker", 1),
-             ("Akhmed_Zakayev", 1, 3), ("Abdel_Madi_Shabneh", 1, "Giancarlo_Fisichella", 1)]
+    pairs = [
+        ("Abel_Pacheco", 1, 4),
+        ("Abdel_Madi_Shabneh", 1, "Dean_Barker", 1),
+        ("Akhmed_Zakayev", 1, 3),
+        ("Abdel_Madi_Shabneh", 1, "Giancarlo_Fisichella", 1),
+    ]
     names = set()
     for p in pairs:
         if len(p) == 3:
@@ -123,12 +165,26 @@ def test_face_recognition_lfw_runs_our_protocol(shared: Path, tmp_path: Path) ->
     for n in names:
         (tmp_path / "images" / n).symlink_to(lfw / n)
     (tmp_path / "pairs.txt").write_text(
-        "2\t1\n" + "".join("\t".join(map(str, p)) + "\n" for p in pairs))
+        "2\t1\n" + "".join("\t".join(map(str, p)) + "\n" for p in pairs)
+    )
     out = tmp_path / "fr.json"
-    r = subprocess.run([py, str(ROOT / "tools" / "evaluate.py"), "lfw", "--data", str(tmp_path),
-                        "--embedder", "face_recognition", "--json", str(out)],
-                       capture_output=True, text=True, timeout=300,
-                       env=dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1"))
+    r = subprocess.run(
+        [
+            py,
+            str(ROOT / "tools" / "evaluate.py"),
+            "lfw",
+            "--data",
+            str(tmp_path),
+            "--embedder",
+            "face_recognition",
+            "--json",
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, PYTHONPATH=str(ROOT), OMP_NUM_THREADS="1"),
+    )
     assert r.returncode == 0, r.stderr[-2000:]
     res = json.loads(out.read_text())
     assert res["embedder"] == "face_recognition" and res["pairs"] == 4

@@ -178,8 +178,12 @@ class FakeSource:
 
     fps: float | None = None
 
-    def __init__(self, name: str = "fake", fail_open: bool = False,
-                 read: Callable[[int], np.ndarray | None] | None = None) -> None:
+    def __init__(
+        self,
+        name: str = "fake",
+        fail_open: bool = False,
+        read: Callable[[int], np.ndarray | None] | None = None,
+    ) -> None:
         self.name = name
         self.fail_open = fail_open
         self._read = read or (lambda i: np.full((8, 8, 3), i % 256, np.uint8))
@@ -199,8 +203,9 @@ class FakeSource:
         self.closed = True
 
 
-def test_open_failures_then_recovery(cameras: list[Camera],
-                                     caplog: pytest.LogCaptureFixture) -> None:
+def test_open_failures_then_recovery(
+    cameras: list[Camera], caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level(logging.DEBUG, logger="appliance.camera")
     made: list[FakeSource] = []
 
@@ -234,8 +239,13 @@ def test_exceptions_and_none_from_read_reopen(cameras: list[Camera]) -> None:
         return np.zeros((8, 8, 3), np.uint8)  # all black is a valid frame
 
     def factory() -> FakeSource:
-        made.append(FakeSource(read=flaky if len(made) == 0 else
-                               (lambda i: None if i > 3 else np.ones((8, 8, 3), np.uint8))))
+        made.append(
+            FakeSource(
+                read=flaky
+                if len(made) == 0
+                else (lambda i: None if i > 3 else np.ones((8, 8, 3), np.uint8))
+            )
+        )
         return made[-1]
 
     cam = Camera(factory, reopen_max_s=0.5)
@@ -425,8 +435,12 @@ def test_make_source(video: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
 
 
 def test_sources_satisfy_protocol(video: Path) -> None:
-    for src in (DemoSource(), Picamera2Source(64, 48),
-                OpenCVSource(str(video), 64, 48, False), FakeSource()):
+    for src in (
+        DemoSource(),
+        Picamera2Source(64, 48),
+        OpenCVSource(str(video), 64, 48, False),
+        FakeSource(),
+    ):
         assert isinstance(src, FrameSource)
 
 
@@ -446,10 +460,29 @@ def _serve(video: Path, url: str) -> subprocess.Popen:
     published stream. HTTP exercises the same CAP_FFMPEG path, timeouts and reconnects.)
     """
     return subprocess.Popen(
-        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1",
-         "-i", str(video), "-c:v", "mjpeg", "-f", "mpjpeg", "-listen", "1", url],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True)
+        [
+            "ffmpeg",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-re",
+            "-stream_loop",
+            "-1",
+            "-i",
+            str(video),
+            "-c:v",
+            "mjpeg",
+            "-f",
+            "mpjpeg",
+            "-listen",
+            "1",
+            url,
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
 
 
 def _kill(p: subprocess.Popen) -> None:
@@ -463,8 +496,11 @@ def test_stream_server_dies_hangs_and_returns(video: Path, cameras: list[Camera]
     url = f"http://127.0.0.1:{_free_port()}/cam"
     servers = [_serve(video, url)]
     try:
-        cam = Camera(lambda: OpenCVSource(url, 640, 480, realtime=True, timeout_s=2.0),
-                     reopen_max_s=1.0, stall_s=5.0)
+        cam = Camera(
+            lambda: OpenCVSource(url, 640, 480, realtime=True, timeout_s=2.0),
+            reopen_max_s=1.0,
+            stall_s=5.0,
+        )
         cameras.append(cam)
         cam.start()
         f = cam.latest(timeout=15)
@@ -480,8 +516,7 @@ def test_stream_server_dies_hangs_and_returns(video: Path, cameras: list[Camera]
         time.sleep(0.5)
         servers.append(_serve(video, url))
         before = cam.frames_read
-        assert _wait_for(lambda: cam.state == "ok" and cam.frames_read > before + 5,
-                         timeout=20)
+        assert _wait_for(lambda: cam.state == "ok" and cam.frames_read > before + 5, timeout=20)
         assert cam.reopens >= 1
         assert cam.latest(timeout=10) is not None
     finally:

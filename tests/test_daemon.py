@@ -18,16 +18,21 @@ def running(tmp_path, broker):
     d = DaemonProcess(tmp_path, broker.port, "demo", {"decision": {"cooldown_s": 0}})
     listener = Listener(broker.port, d.topics)
     d.start()
-    listener.wait_for(lambda: any(t == d.topics.status and p == b"online"
-                                  for _, t, p in listener.messages), 60)
+    listener.wait_for(
+        lambda: any(t == d.topics.status and p == b"online" for _, t, p in listener.messages), 60
+    )
     yield d, listener
     listener.close()
     d.stop()
 
 
 def _enrol_astronaut(d, listener, rid="enrol-1"):
-    listener.publish(d.topics.command("enroll"), d.signed(
-        "enroll", {"name": demo.KNOWN_NAME, "images": [b64(assets.path("astronaut.png"))]}, rid))
+    listener.publish(
+        d.topics.command("enroll"),
+        d.signed(
+            "enroll", {"name": demo.KNOWN_NAME, "images": [b64(assets.path("astronaut.png"))]}, rid
+        ),
+    )
     return listener.reply("enroll", rid)
 
 
@@ -36,26 +41,50 @@ def test_demo_grants_the_enrolled_person_and_reports_strangers(running):
     reply = _enrol_astronaut(d, listener)
     assert reply["ok"], reply
     listener.wait_for(lambda: [e for e in listener.events() if e["decision"] == "granted"], 60)
-    listener.wait_for(lambda: [e for e in listener.events() if e["decision"] == "unknown"
-                               and e["first_seen"] > reply_time(listener)], 60)
+    listener.wait_for(
+        lambda: [
+            e
+            for e in listener.events()
+            if e["decision"] == "unknown" and e["first_seen"] > reply_time(listener)
+        ],
+        60,
+    )
     granted = [e for e in listener.events() if e["decision"] == "granted"]
     assert {e["name"] for e in granted} == {demo.KNOWN_NAME}
     e = granted[0]
-    for key in ("event_id", "person_id", "score", "margin", "threshold", "frames", "box",
-                "first_seen", "decided", "camera", "device", "models", "replayed"):
+    for key in (
+        "event_id",
+        "person_id",
+        "score",
+        "margin",
+        "threshold",
+        "frames",
+        "box",
+        "first_seen",
+        "decided",
+        "camera",
+        "device",
+        "models",
+        "replayed",
+    ):
         assert key in e
     assert e["score"] >= e["threshold"] and e["frames"] >= 3 and e["replayed"] is False
     # strangers are never named
     assert all(ev["name"] is None for ev in listener.events() if ev["decision"] == "unknown")
-    state = listener.wait_for(lambda: [json.loads(p) for _, t, p in listener.messages
-                                       if t == d.topics.state and json.loads(p)["gallery"]
-                                       ["people"] == 1])
+    state = listener.wait_for(
+        lambda: [
+            json.loads(p)
+            for _, t, p in listener.messages
+            if t == d.topics.state and json.loads(p)["gallery"]["people"] == 1
+        ]
+    )
     assert state[-1]["camera"]["state"] == "ok" and "detect" in state[-1]["stage_ms"]
 
 
 def reply_time(listener):
-    return max((t for t, topic, _ in listener.messages if topic.endswith("/reply/enroll")),
-               default=0.0)
+    return max(
+        (t for t, topic, _ in listener.messages if topic.endswith("/reply/enroll")), default=0.0
+    )
 
 
 def test_commands_signed_unsigned_forged_replayed_malformed(running):
@@ -82,11 +111,14 @@ def test_commands_signed_unsigned_forged_replayed_malformed(running):
     assert listener.reply("enroll", "m1")["error"]["code"] == "malformed"
     listener.publish(topic("enroll"), d.signed("enroll", {"name": "X", "images": ["%%%"]}, "m2"))
     assert "base64" in listener.reply("enroll", "m2")["error"]["message"]
-    listener.publish(topic("enroll"), d.signed("enroll", {"name": "X", "images": [
-        "R0lGODlhAQABAAAAACw="]}, "m3"))
+    listener.publish(
+        topic("enroll"), d.signed("enroll", {"name": "X", "images": ["R0lGODlhAQABAAAAACw="]}, "m3")
+    )
     assert listener.reply("enroll", "m3")["error"]["code"] == "ImageError"
-    listener.publish(topic("enroll"), d.signed("enroll", {"name": "X", "images": [
-        "A" * (9 * 1024 * 1024)]}, "big"))
+    listener.publish(
+        topic("enroll"),
+        d.signed("enroll", {"name": "X", "images": ["A" * (9 * 1024 * 1024)]}, "big"),
+    )
     assert listener.reply("enroll", "big")["error"]["code"] == "too_large"
     listener.publish(topic("fly"), d.signed("fly", {}, "n1"))
     assert listener.reply("fly", "n1")["error"]["code"] == "unknown_command"
@@ -94,15 +126,17 @@ def test_commands_signed_unsigned_forged_replayed_malformed(running):
     listener.publish(topic("list"), d.signed("list", {}, "l0"))
     assert listener.reply("list", "l0")["result"]["people"] == []
     # the good path, then a replay of the very same payload
-    payload = d.signed("enroll", {"name": "Eileen", "images": [b64(assets.path("astronaut.png"))]},
-                       "ok1")
+    payload = d.signed(
+        "enroll", {"name": "Eileen", "images": [b64(assets.path("astronaut.png"))]}, "ok1"
+    )
     listener.publish(topic("enroll"), payload)
     assert listener.reply("enroll", "ok1")["ok"]
     listener.messages.clear()
     listener.publish(topic("enroll"), payload)
     assert listener.reply("enroll", "ok1")["error"]["code"] == "replayed"
-    listener.publish(topic("rename"), d.signed("rename", {"name": "Eileen",
-                                                          "new_name": "Eileen C"}, "r1"))
+    listener.publish(
+        topic("rename"), d.signed("rename", {"name": "Eileen", "new_name": "Eileen C"}, "r1")
+    )
     assert listener.reply("rename", "r1")["result"]["person"]["name"] == "Eileen C"
     listener.publish(topic("set"), d.signed("set", {"recognition.margin": 0.1}, "s1"))
     assert listener.reply("set", "s1")["result"]["thresholds"]["margin"] == 0.1
@@ -158,23 +192,35 @@ def test_hamilton_clip_grants_lin_once_per_visit(tmp_path, broker, shared, min_f
     counts for min_frames 1 and 3 are written to build/e2e/ for the closing note."""
     ex = shared / "scenes" / "examples"
     clip = tmp_path / "clip.mp4"  # appears only after enrolment: the camera retries
-    d = DaemonProcess(tmp_path, broker.port, str(clip),
-                      {"camera": {"reopen_max_s": 1.0},
-                       "decision": {"cooldown_s": 5, "min_frames": min_frames}})
+    d = DaemonProcess(
+        tmp_path,
+        broker.port,
+        str(clip),
+        {"camera": {"reopen_max_s": 1.0}, "decision": {"cooldown_s": 5, "min_frames": min_frames}},
+    )
     listener = Listener(broker.port, d.topics)
     d.start()
-    listener.wait_for(lambda: any(t == d.topics.status and p == b"online"
-                                  for _, t, p in listener.messages), 60)
-    for i, (name, photo) in enumerate((("Lin-Manuel Miranda", "lin-manuel-miranda.png"),
-                                       ("Joe Biden", "biden.jpg"), ("Barack Obama", "obama.jpg"))):
-        listener.publish(d.topics.command("enroll"),
-                         d.signed("enroll", {"name": name, "images": [b64(ex / photo)]}, f"e{i}"))
+    listener.wait_for(
+        lambda: any(t == d.topics.status and p == b"online" for _, t, p in listener.messages), 60
+    )
+    for i, (name, photo) in enumerate(
+        (
+            ("Lin-Manuel Miranda", "lin-manuel-miranda.png"),
+            ("Joe Biden", "biden.jpg"),
+            ("Barack Obama", "obama.jpg"),
+        )
+    ):
+        listener.publish(
+            d.topics.command("enroll"),
+            d.signed("enroll", {"name": name, "images": [b64(ex / photo)]}, f"e{i}"),
+        )
         assert listener.reply("enroll", f"e{i}", 60)["ok"]
     clip.symlink_to(ex / "short_hamilton_clip.mp4")
     listener.wait_for(lambda: _plays(d) >= 2, 120)
     time.sleep(1.0)  # the last decision's delivery
-    arrivals = {json.loads(p)["event_id"]: t for t, topic, p in listener.messages
-                if topic == d.topics.event}
+    arrivals = {
+        json.loads(p)["event_id"]: t for t, topic, p in listener.messages if topic == d.topics.event
+    }
     events = listener.events()
     listener.close()
     d.stop()
@@ -182,12 +228,16 @@ def test_hamilton_clip_grants_lin_once_per_visit(tmp_path, broker, shared, min_f
     names = [e["name"] for e in granted]
     lin = [e for e in granted if e["name"] == "Lin-Manuel Miranda"]
     latency = sorted(arrivals[e["event_id"]] - e["first_seen"] for e in lin)
-    summary = {"min_frames": min_frames, "plays": 2, "events": len(events),
-               "granted": dict(__import__("collections").Counter(names)),
-               "unknown": sum(e["decision"] == "unknown" for e in events),
-               "wrong": sum(n != "Lin-Manuel Miranda" for n in names),
-               "duplicates_lin": max(0, len(lin) - 2),
-               "time_to_event_s": [round(x, 3) for x in latency]}
+    summary = {
+        "min_frames": min_frames,
+        "plays": 2,
+        "events": len(events),
+        "granted": dict(__import__("collections").Counter(names)),
+        "unknown": sum(e["decision"] == "unknown" for e in events),
+        "wrong": sum(n != "Lin-Manuel Miranda" for n in names),
+        "duplicates_lin": max(0, len(lin) - 2),
+        "time_to_event_s": [round(x, 3) for x in latency],
+    }
     out = __import__("pathlib").Path(__file__).parents[1] / "build" / "e2e"
     out.mkdir(parents=True, exist_ok=True)
     (out / f"hamilton_min_frames_{min_frames}.json").write_text(json.dumps(summary, indent=2))
@@ -211,8 +261,9 @@ def test_broker_outage_and_sigkill_lose_nothing(tmp_path, broker):
     d = DaemonProcess(tmp_path, broker.port, "demo", {"decision": {"cooldown_s": 0}})
     listener = Listener(broker.port, d.topics, durable=True)
     d.start()
-    listener.wait_for(lambda: any(t == d.topics.status and p == b"online"
-                                  for _, t, p in listener.messages), 60)
+    listener.wait_for(
+        lambda: any(t == d.topics.status and p == b"online" for _, t, p in listener.messages), 60
+    )
     assert _enrol_astronaut(d, listener)["ok"]
     listener.wait_for(lambda: len(listener.events()) >= 2, 60)
     broker.stop()
@@ -221,19 +272,24 @@ def test_broker_outage_and_sigkill_lose_nothing(tmp_path, broker):
     during = len(_decided(d))
     broker.start()
     outage_end = time.time()
-    listener.wait_for(lambda: len({e["event_id"][:8] for e in listener.events()})
-                      >= len(_decided(d)) and len(_decided(d)) > during, 90)
+    listener.wait_for(
+        lambda: (
+            len({e["event_id"][:8] for e in listener.events()}) >= len(_decided(d))
+            and len(_decided(d)) > during
+        ),
+        90,
+    )
     replayed = [e for e in listener.events() if e["replayed"]]
-    late = [e for e in listener.events()
-            if outage_start + 1 < e["decided"] < outage_end - 1]
+    late = [e for e in listener.events() if outage_start + 1 < e["decided"] < outage_end - 1]
     assert late and all(e["replayed"] for e in late)  # decided while the broker was away
     # now a crash: SIGKILL, then restart on the same state directory
     n_before = len(_decided(d))
     d.kill()
     d.start()
     listener.wait_for(lambda: len(_decided(d)) > n_before + 1, 90)
-    listener.wait_for(lambda: {e["event_id"][:8] for e in listener.events()}
-                      >= set(_decided(d)), 60)
+    listener.wait_for(
+        lambda: {e["event_id"][:8] for e in listener.events()} >= set(_decided(d)), 60
+    )
     events = listener.events()
     listener.close()
     d.stop()
@@ -242,9 +298,13 @@ def test_broker_outage_and_sigkill_lose_nothing(tmp_path, broker):
     assert set(decided) <= set(ids)  # nothing decided was lost
     first = sorted(set(ids), key=ids.index)
     assert [i for i in first if i in decided] == decided  # first arrivals in decision order
-    summary = {"decided": len(decided), "received": len(ids),
-               "duplicates": len(ids) - len(set(ids)), "replayed": len(replayed),
-               "outage_s": 30}
+    summary = {
+        "decided": len(decided),
+        "received": len(ids),
+        "duplicates": len(ids) - len(set(ids)),
+        "replayed": len(replayed),
+        "outage_s": 30,
+    }
     out = __import__("pathlib").Path(__file__).parents[1] / "build" / "e2e"
     out.mkdir(parents=True, exist_ok=True)
     (out / "outage.json").write_text(json.dumps(summary, indent=2))
@@ -256,10 +316,13 @@ def test_enrol_by_capture_over_mqtt_311(tmp_path, broker):
     d = DaemonProcess(tmp_path, broker.port, "demo", {"mqtt": {"protocol": "3.1.1"}})
     listener = Listener(broker.port, d.topics)
     d.start()
-    listener.wait_for(lambda: any(t == d.topics.status and p == b"online"
-                                  for _, t, p in listener.messages), 60)
-    listener.publish(d.topics.command("enroll"),
-                     d.signed("enroll", {"name": "Walker", "capture": True, "frames": 2}, "c1"))
+    listener.wait_for(
+        lambda: any(t == d.topics.status and p == b"online" for _, t, p in listener.messages), 60
+    )
+    listener.publish(
+        d.topics.command("enroll"),
+        d.signed("enroll", {"name": "Walker", "capture": True, "frames": 2}, "c1"),
+    )
     reply = listener.reply("enroll", "c1", 60)
     assert reply["ok"], reply
     assert reply["result"]["person"]["templates"] == 2
@@ -286,8 +349,9 @@ def test_status_cli_and_mqtt5_response_topic(tmp_path, broker, capsys):
     assert state["device"] == "door1" and state["availability"] == "online"
     got = []
     c = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
-    c.on_message = lambda cl, u, m: got.append((m.topic, json.loads(m.payload),
-                                                 getattr(m.properties, "CorrelationData", None)))
+    c.on_message = lambda cl, u, m: got.append(
+        (m.topic, json.loads(m.payload), getattr(m.properties, "CorrelationData", None))
+    )
     c.connect("127.0.0.1", broker.port)
     c.subscribe("my/replies", qos=1)
     c.loop_start()
@@ -314,13 +378,51 @@ def _make_ca(tmp_path, name):
     def run(*args):
         subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=d)
 
-    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", f"/CN={name}",
-        "-keyout", "ca.key", "-out", "ca.crt")
-    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=localhost", "-keyout",
-        "server.key", "-out", "server.csr")
+    run(
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-days",
+        "2",
+        "-subj",
+        f"/CN={name}",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+    )
+    run(
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-subj",
+        "/CN=localhost",
+        "-keyout",
+        "server.key",
+        "-out",
+        "server.csr",
+    )
     (d / "ext.cnf").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
-    run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-        "-CAcreateserial", "-days", "2", "-extfile", "ext.cnf", "-out", "server.crt")
+    run(
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+        "-out",
+        "server.crt",
+    )
     return d
 
 
@@ -335,17 +437,24 @@ def test_tls_broker_and_wrong_ca(tmp_path, broker):
     good, other = _make_ca(tmp_path, "ca-good"), _make_ca(tmp_path, "ca-other")
     port = free_port()
     conf = tmp_path / "tls.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n"
-                    f"cafile {good}/ca.crt\ncertfile {good}/server.crt\n"
-                    f"keyfile {good}/server.key\nuser {getpass.getuser()}\n")
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\n"
+        f"cafile {good}/ca.crt\ncertfile {good}/server.crt\n"
+        f"keyfile {good}/server.key\nuser {getpass.getuser()}\n"
+    )
     tls = subprocess.Popen([broker.exe, "-c", str(conf)], stderr=subprocess.DEVNULL)
     try:
         time.sleep(0.5)
-        ok = DaemonProcess(tmp_path / "ok", port, "demo",
-                           {"mqtt": {"tls": True, "ca_file": str(good / "ca.crt")}})
+        ok = DaemonProcess(
+            tmp_path / "ok", port, "demo", {"mqtt": {"tls": True, "ca_file": str(good / "ca.crt")}}
+        )
         ok.start()
-        bad = DaemonProcess(tmp_path / "bad", port, "demo",
-                            {"mqtt": {"tls": True, "ca_file": str(other / "ca.crt")}})
+        bad = DaemonProcess(
+            tmp_path / "bad",
+            port,
+            "demo",
+            {"mqtt": {"tls": True, "ca_file": str(other / "ca.crt")}},
+        )
         bad.start()
         deadline = time.time() + 60
         while time.time() < deadline and "MQTT: connected" not in ok.log_text():
@@ -374,8 +483,10 @@ def test_broker_credentials_from_file_right_and_wrong(tmp_path, broker):
     subprocess.run(["mosquitto_passwd", "-c", "-b", str(pw), "door", "s3cret-pass"], check=True)
     port = free_port()
     conf = tmp_path / "auth.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {pw}\n"
-                    f"user {getpass.getuser()}\n")
+    conf.write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous false\npassword_file {pw}\n"
+        f"user {getpass.getuser()}\n"
+    )
     auth = subprocess.Popen([broker.exe, "-c", str(conf)], stderr=subprocess.DEVNULL)
     try:
         time.sleep(0.5)
@@ -383,8 +494,12 @@ def test_broker_credentials_from_file_right_and_wrong(tmp_path, broker):
         for name, secret in (("right", "s3cret-pass"), ("wrong", "not-it")):
             f = tmp_path / f"{name}.pw"
             f.write_text(secret)
-            d = DaemonProcess(tmp_path / name, port, "demo", {"mqtt": {
-                "username": "door", "password_file": str(f), "protocol": "3.1.1"}})
+            d = DaemonProcess(
+                tmp_path / name,
+                port,
+                "demo",
+                {"mqtt": {"username": "door", "password_file": str(f), "protocol": "3.1.1"}},
+            )
             d.start()
             daemons.append(d)
         right, wrong = daemons

@@ -21,9 +21,14 @@ SAFE = re.compile(r"^[a-zA-Z0-9_-]+$")
 def _all(snapshots=True, allow_enrol=True):
     topics = Topics("appliance", "Zoë / Front")
     people = [("0123456789abcdef0123", "Zoë / Front"), ("fedcba", "Ann")]
-    return topics, discovery.payloads(topics, "homeassistant", "Front door",
-                                      snapshots=snapshots, allow_enrol=allow_enrol,
-                                      people=people)
+    return topics, discovery.payloads(
+        topics,
+        "homeassistant",
+        "Front door",
+        snapshots=snapshots,
+        allow_enrol=allow_enrol,
+        people=people,
+    )
 
 
 def test_every_payload_is_well_formed():
@@ -72,10 +77,15 @@ def test_daemon_publishes_and_removes_person_entities(tmp_path, broker):
     ha.client.subscribe("homeassistant/#", qos=1)
     listener = Listener(broker.port, d.topics)
     d.start()
-    listener.wait_for(lambda: any(t == d.topics.status and p == b"online"
-                                  for _, t, p in listener.messages), 60)
-    listener.publish(d.topics.command("enroll"), d.signed(
-        "enroll", {"name": "Zoë / Front", "images": [b64(assets.path("astronaut.png"))]}, "e"))
+    listener.wait_for(
+        lambda: any(t == d.topics.status and p == b"online" for _, t, p in listener.messages), 60
+    )
+    listener.publish(
+        d.topics.command("enroll"),
+        d.signed(
+            "enroll", {"name": "Zoë / Front", "images": [b64(assets.path("astronaut.png"))]}, "e"
+        ),
+    )
     pid = listener.reply("enroll", "e")["result"]["person"]["id"]
     person_topic = discovery.removal(d.topics, "homeassistant", pid)
 
@@ -86,10 +96,8 @@ def test_daemon_publishes_and_removes_person_entities(tmp_path, broker):
     assert json.loads(cfg)["name"] == "Zoë / Front last seen"
     n = len(ha.messages)
     ha.publish("homeassistant/status", "online")  # HA restarted: discovery again
-    ha.wait_for(lambda: len([1 for _, t, _ in ha.messages[n:] if t.endswith("/config")]) > 5,
-                30)
-    listener.publish(d.topics.command("delete"), d.signed("delete", {"name": "Zoë / Front"},
-                                                          "d"))
+    ha.wait_for(lambda: len([1 for _, t, _ in ha.messages[n:] if t.endswith("/config")]) > 5, 30)
+    listener.publish(d.topics.command("delete"), d.signed("delete", {"name": "Zoë / Front"}, "d"))
     assert listener.reply("delete", "d")["ok"]
     ha.wait_for(lambda: [1 for _, t, p in ha.messages if t == person_topic and p == b""], 30)
     listener.close()

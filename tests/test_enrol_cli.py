@@ -32,7 +32,7 @@ def service(tmp_path, pipeline):
 
 def _stranger(group):
     """The largest face of the group photo, cut out so it is the only face."""
-    return group[0: group.shape[0] // 2, : group.shape[1] // 3]
+    return group[0 : group.shape[0] // 2, : group.shape[1] // 3]
 
 
 def test_enrol_then_identify_and_refuse_strangers(service, astronaut, group):
@@ -73,9 +73,15 @@ def test_gates_refuse_with_a_reason_and_change_nothing(service, astronaut, group
     assert service.gallery.counts() == (0, 0)
 
 
-@pytest.mark.parametrize("data", [b"", b"\xff\xd8\xff\xe0\x00\x10JFIF-truncated", b"GIF89a",
-                                  cv2.imencode(".png", np.zeros((20000, 20000), np.uint8))[1]
-                                  .tobytes()])
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"\xff\xd8\xff\xe0\x00\x10JFIF-truncated",
+        b"GIF89a",
+        cv2.imencode(".png", np.zeros((20000, 20000), np.uint8))[1].tobytes(),
+    ],
+)
 def test_bad_image_bytes_refused_gallery_unchanged(service, data):
     with pytest.raises(ImageError):
         service.enrol("Eileen", [data], "mqtt", "test")
@@ -128,10 +134,22 @@ def test_cli_enroll_from_dir_on_shared_photos(tmp_path, capsys, shared):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(f"storage:\n  state_dir: {tmp_path / 'state'}\n")
     assert main(["-c", str(cfg), "enroll", "--from-dir", str(people)]) == 0
-    assert main(["-c", str(cfg), "identify", "--json", str(ex / "obama2.jpg"),
-                 str(ex / "two_people.jpg"), str(ex / "lin-manuel-miranda.png")]) == 0
+    assert (
+        main(
+            [
+                "-c",
+                str(cfg),
+                "identify",
+                "--json",
+                str(ex / "obama2.jpg"),
+                str(ex / "two_people.jpg"),
+                str(ex / "lin-manuel-miranda.png"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
-    res = json.loads(out[out.index("{"):])["results"]
+    res = json.loads(out[out.index("{") :])["results"]
     assert [f["person"] for f in res[0]["faces"]] == ["obama"]
     assert {f["person"] for f in res[1]["faces"]} <= {"obama", "biden", "unknown"}
     assert [f["person"] for f in res[2]["faces"]] == ["unknown"]

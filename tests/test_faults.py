@@ -33,17 +33,24 @@ def _write(name: str, summary: dict[str, Any]) -> None:
 def _check_delivery(d: DaemonProcess, listener: Listener, timeout: float) -> dict[str, Any]:
     """Wait until every decided event has arrived, then compare ids and order."""
     waited = listener.wait_for(
-        lambda: (lambda dec: dec if set(dec) <= {e["event_id"] for e in listener.events()}
-                 else None)(d.decided()), timeout)
+        lambda: (
+            lambda dec: dec if set(dec) <= {e["event_id"] for e in listener.events()} else None
+        )(d.decided()),
+        timeout,
+    )
     ids = [e["event_id"] for e in listener.events()]
     decided = d.decided()  # read after the events: anything received must be in here
     unique = sorted(set(ids), key=ids.index)
     assert set(waited) <= set(unique), "a decided event never arrived"
     assert set(unique) <= set(decided), "an event arrived that the daemon never decided"
     assert unique == [i for i in decided if i in set(unique)], "first arrivals out of order"
-    return {"decided": len(waited), "received": len(ids), "unique": len(unique),
-            "duplicates": len(ids) - len(unique),
-            "replayed": sum(bool(e.get("replayed")) for e in listener.events())}
+    return {
+        "decided": len(waited),
+        "received": len(ids),
+        "unique": len(unique),
+        "duplicates": len(ids) - len(unique),
+        "replayed": sum(bool(e.get("replayed")) for e in listener.events()),
+    }
 
 
 def test_twenty_broker_outages_lose_nothing(tmp_path, broker):
@@ -67,8 +74,11 @@ def test_twenty_broker_outages_lose_nothing(tmp_path, broker):
     listener.close()
     assert d.proc is not None and d.proc.poll() is None, "the daemon died during the outages"
     d.stop()
-    summary |= {"outages": len(outages), "outage_s_total": round(sum(outages), 1),
-                "outage_s": outages}
+    summary |= {
+        "outages": len(outages),
+        "outage_s_total": round(sum(outages), 1),
+        "outage_s": outages,
+    }
     _write("faults_outages.json", summary)
     assert summary["decided"] >= 20  # the run really produced events throughout
 
@@ -85,11 +95,15 @@ def _gallery(state: Path) -> tuple[dict[str, int], int]:
     """People by name with their template count, and orphaned templates."""
     db = sqlite3.connect(state / "gallery.sqlite3")
     try:
-        people = dict(db.execute(
-            "SELECT p.name, COUNT(t.id) FROM persons p LEFT JOIN templates t "
-            "ON t.person_id = p.id GROUP BY p.id").fetchall())
-        orphans = db.execute("SELECT COUNT(*) FROM templates WHERE person_id NOT IN "
-                             "(SELECT id FROM persons)").fetchone()[0]
+        people = dict(
+            db.execute(
+                "SELECT p.name, COUNT(t.id) FROM persons p LEFT JOIN templates t "
+                "ON t.person_id = p.id GROUP BY p.id"
+            ).fetchall()
+        )
+        orphans = db.execute(
+            "SELECT COUNT(*) FROM templates WHERE person_id NOT IN (SELECT id FROM persons)"
+        ).fetchone()[0]
         return people, orphans
     finally:
         db.close()
@@ -125,8 +139,10 @@ def test_fifty_sigkills_and_power_cuts_keep_gallery_and_outbox_whole(tmp_path, b
         if kind in ("enrolment", "power cut"):  # a write in flight when the kill comes
             rid = f"{'kill' if kind == 'enrolment' else 'cut'}-{i}"
             sent.append(rid)
-            listener.publish(d.topics.command("enroll"), d.signed(
-                "enroll", {"name": f"Person {i}", "images": [photo], "force": True}, rid))
+            listener.publish(
+                d.topics.command("enroll"),
+                d.signed("enroll", {"name": f"Person {i}", "images": [photo], "force": True}, rid),
+            )
             # an enrolment takes a fraction of a second; a power cut may come later, with
             # the frame loop's events in flight instead
             time.sleep(rng.uniform(0.0, 0.6 if kind == "enrolment" else 3.0))
@@ -144,18 +160,25 @@ def test_fifty_sigkills_and_power_cuts_keep_gallery_and_outbox_whole(tmp_path, b
     # the 51st start: the outbox drains everything decided in all the runs before
     d.start()
     summary = _check_delivery(d, listener, 180)
-    acked = {json.loads(p)["request_id"] for _, t, p in list(listener.messages)
-             if t == d.topics.reply("enroll") and json.loads(p).get("ok")}
+    acked = {
+        json.loads(p)["request_id"]
+        for _, t, p in list(listener.messages)
+        if t == d.topics.reply("enroll") and json.loads(p).get("ok")
+    }
     listener.close()
     d.stop()
     people, orphans = _gallery(state)
     enrolled = {f"Person {r.split('-')[1]}" for r in acked}
     assert enrolled <= set(people), "an acknowledged enrolment was lost"
     assert orphans == 0 and all(n > 0 for n in people.values())
-    summary |= {"kills": sum(kinds.values()), "by_kind": dict(kinds),
-                "enrolments_sent": len(sent), "enrolments_acknowledged": len(acked),
-                "people_in_gallery": len(people),
-                "integrity_checks": "ok after every kill"}
+    summary |= {
+        "kills": sum(kinds.values()),
+        "by_kind": dict(kinds),
+        "enrolments_sent": len(sent),
+        "enrolments_acknowledged": len(acked),
+        "people_in_gallery": len(people),
+        "integrity_checks": "ok after every kill",
+    }
     _write("faults_kills.json", summary)
     assert summary["decided"] > 0 and acked
 
@@ -166,8 +189,11 @@ def _mount_tmpfs(where: Path, size: str) -> None:
     import pytest
 
     where.mkdir(parents=True, exist_ok=True)
-    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
-                       capture_output=True, text=True)
+    r = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+        capture_output=True,
+        text=True,
+    )
     if r.returncode:
         pytest.skip(f"cannot mount a size-limited tmpfs here (needs root): {r.stderr.strip()}")
 
@@ -207,16 +233,24 @@ def test_full_disk_keeps_recognising_sheds_oldest_and_never_corrupts(tmp_path, b
     state = tmp_path / "state"
     _mount_tmpfs(state, "8m")
     try:
-        d = DaemonProcess(tmp_path, broker.port, "demo",
-                          {"decision": {"cooldown_s": 0},
-                           # a reserve of a few events, so the test sees it run out
-                           "outbox": {"min_free_mb": 1, "reserve_mb": 0.02}})
+        d = DaemonProcess(
+            tmp_path,
+            broker.port,
+            "demo",
+            {
+                "decision": {"cooldown_s": 0},
+                # a reserve of a few events, so the test sees it run out
+                "outbox": {"min_free_mb": 1, "reserve_mb": 0.02},
+            },
+        )
         listener = Listener(broker.port, d.topics, durable=True)
         d.start()
         listener.wait_for(lambda: d.online_count(listener) >= 1, 60)
         photo = b64(assets.path("astronaut.png"))
-        listener.publish(d.topics.command("enroll"), d.signed(
-            "enroll", {"name": "Before", "images": [photo]}, "before"))
+        listener.publish(
+            d.topics.command("enroll"),
+            d.signed("enroll", {"name": "Before", "images": [photo]}, "before"),
+        )
         assert listener.reply("enroll", "before")["ok"]
         gallery_before = _gallery(state)
         broker.stop()
@@ -230,8 +264,10 @@ def test_full_disk_keeps_recognising_sheds_oldest_and_never_corrupts(tmp_path, b
         broker.start()
         listener.wait_for(lambda: _state(listener, d).get("storage", {}).get("low"), 30)
         st = _state(listener, d)
-        listener.publish(d.topics.command("enroll"), d.signed(
-            "enroll", {"name": "During", "images": [photo], "force": True}, "during"))
+        listener.publish(
+            d.topics.command("enroll"),
+            d.signed("enroll", {"name": "During", "images": [photo], "force": True}, "during"),
+        )
         during = listener.reply("enroll", "during")
         log = d.log_text()
         assert d.proc is not None and d.proc.poll() is None
@@ -246,8 +282,7 @@ def test_full_disk_keeps_recognising_sheds_oldest_and_never_corrupts(tmp_path, b
             out = _state(listener, d).get("outbox", {})
             lost = d.log_text().count("not stored")
             gone = out.get("dropped", 0) + lost
-            return out.get("depth", 1) == 0 and \
-                sum(i not in got for i in d.decided()) <= gone
+            return out.get("depth", 1) == 0 and sum(i not in got for i in d.decided()) <= gone
 
         listener.wait_for(delivered, 90)
         st_end = _state(listener, d)
@@ -259,14 +294,19 @@ def test_full_disk_keeps_recognising_sheds_oldest_and_never_corrupts(tmp_path, b
     finally:
         subprocess.run(["umount", "-l", str(state)], check=False)
     missing = [i for i in decided if i not in received]
-    summary = {"decided_while_full": decided_while_full,
-               "status_storage": st["storage"], "status_outbox": st["outbox"],
-               "status_outbox_end": st_end["outbox"],
-               "enrol_while_full": during.get("error") or during.get("result"),
-               "decided": len(decided), "received": len(received),
-               "not_delivered": len(missing),
-               "shed_log_lines": log.count("to make room"),
-               "lost_log_lines": log.count("not stored"), "df_after": df.splitlines()[-1]}
+    summary = {
+        "decided_while_full": decided_while_full,
+        "status_storage": st["storage"],
+        "status_outbox": st["outbox"],
+        "status_outbox_end": st_end["outbox"],
+        "enrol_while_full": during.get("error") or during.get("result"),
+        "decided": len(decided),
+        "received": len(received),
+        "not_delivered": len(missing),
+        "shed_log_lines": log.count("to make room"),
+        "lost_log_lines": log.count("not stored"),
+        "df_after": df.splitlines()[-1],
+    }
     _write("faults_full_disk.json", summary)
     # the gallery: whole, and a refused enrolment changed nothing
     assert people_full[0].keys() >= gallery_before[0].keys()
@@ -281,8 +321,11 @@ def test_full_disk_keeps_recognising_sheds_oldest_and_never_corrupts(tmp_path, b
 def _ffmpeg(*args: str) -> None:
     import subprocess
 
-    subprocess.run(["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", *args], check=True,
-                   stdin=subprocess.DEVNULL)
+    subprocess.run(
+        ["ffmpeg", "-hide_banner", "-loglevel", "error", "-y", *args],
+        check=True,
+        stdin=subprocess.DEVNULL,
+    )
 
 
 def _garbage_video(tmp: Path, shared: Path) -> Path:
@@ -290,13 +333,26 @@ def _garbage_video(tmp: Path, shared: Path) -> Path:
     stretch is all black, bytes in the middle are overwritten with noise, and it ends
     with real faces (the Hamilton clip) so recognition can be seen to carry on."""
     parts = []
-    for i, src in enumerate(("testsrc=size=640x480:rate=15", "testsrc=size=320x240:rate=15",
-                             "color=black:size=640x480:rate=15")):
+    for i, src in enumerate(
+        (
+            "testsrc=size=640x480:rate=15",
+            "testsrc=size=320x240:rate=15",
+            "color=black:size=640x480:rate=15",
+        )
+    ):
         parts.append(tmp / f"part{i}.ts")
         _ffmpeg("-f", "lavfi", "-i", src, "-t", "2", "-c:v", "mpeg2video", str(parts[-1]))
     parts.append(tmp / "part3.ts")
-    _ffmpeg("-i", str(shared / "scenes" / "examples" / "short_hamilton_clip.mp4"), "-an",
-            "-c:v", "mpeg2video", "-q:v", "3", str(parts[-1]))
+    _ffmpeg(
+        "-i",
+        str(shared / "scenes" / "examples" / "short_hamilton_clip.mp4"),
+        "-an",
+        "-c:v",
+        "mpeg2video",
+        "-q:v",
+        "3",
+        str(parts[-1]),
+    )
     video = tmp / "garbage.ts"
     data = bytearray(b"".join(p.read_bytes() for p in parts))
     rng = random.Random(3)
@@ -304,7 +360,7 @@ def _garbage_video(tmp: Path, shared: Path) -> Path:
     end = start + len(parts[1].read_bytes())  # ... into the second
     for _ in range(400):
         at = rng.randrange(start, end)
-        data[at:at + 64] = rng.randbytes(64)
+        data[at : at + 64] = rng.randbytes(64)
     video.write_bytes(bytes(data))
     return video
 
@@ -322,15 +378,20 @@ def test_garbage_frames_are_survived_and_recognition_goes_on(tmp_path, broker, s
     d = DaemonProcess(tmp_path, broker.port, str(video), {"decision": {"cooldown_s": 0}})
     listener = Listener(broker.port, d.topics)
     d.start()
-    listener.wait_for(lambda: len(listener.events()) >= 2 and d.log_text().count(
-        "ended after") >= 2, 120)
+    listener.wait_for(
+        lambda: len(listener.events()) >= 2 and d.log_text().count("ended after") >= 2, 120
+    )
     st = _state(listener, d)
     alive = d.proc is not None and d.proc.poll() is None
     listener.close()
     d.stop()
-    summary = {"loops": d.log_text().count("ended after"), "events": len(listener.events()),
-               "camera": st["camera"], "frames": st["counters"]["frames"],
-               "frame_errors": st["counters"]["frame_errors"]}
+    summary = {
+        "loops": d.log_text().count("ended after"),
+        "events": len(listener.events()),
+        "camera": st["camera"],
+        "frames": st["counters"]["frames"],
+        "frame_errors": st["counters"]["frame_errors"],
+    }
     _write("faults_garbage_frames.json", summary)
     assert alive and "Traceback" not in d.log_text()
     assert st["camera"]["frames_read"] > 100 and st["counters"]["frames"] > 100
@@ -357,21 +418,49 @@ def test_stalled_stream_is_reopened_within_stall_s(tmp_path, broker, shared):
 
     def serve() -> subprocess.Popen:
         return subprocess.Popen(
-            ["ffmpeg", "-hide_banner", "-loglevel", "error", "-re", "-stream_loop", "-1",
-             "-i", str(clip), "-an", "-c:v", "mjpeg", "-f", "mpjpeg", "-listen", "1", url],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            start_new_session=True)
+            [
+                "ffmpeg",
+                "-hide_banner",
+                "-loglevel",
+                "error",
+                "-re",
+                "-stream_loop",
+                "-1",
+                "-i",
+                str(clip),
+                "-an",
+                "-c:v",
+                "mjpeg",
+                "-f",
+                "mpjpeg",
+                "-listen",
+                "1",
+                url,
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
 
     stall_s = 3.0
     servers = [serve()]
     try:
-        d = DaemonProcess(tmp_path, broker.port, url, {
-            "camera": {"stall_s": stall_s, "reopen_max_s": 2.0},
-            "decision": {"cooldown_s": 0}})
+        d = DaemonProcess(
+            tmp_path,
+            broker.port,
+            url,
+            {"camera": {"stall_s": stall_s, "reopen_max_s": 2.0}, "decision": {"cooldown_s": 0}},
+        )
         listener = Listener(broker.port, d.topics)
         d.start()
-        listener.wait_for(lambda: _state(listener, d).get("camera", {}).get("state") == "ok"
-                          and _state(listener, d)["counters"]["frames"] > 20, 90)
+        listener.wait_for(
+            lambda: (
+                _state(listener, d).get("camera", {}).get("state") == "ok"
+                and _state(listener, d)["counters"]["frames"] > 20
+            ),
+            90,
+        )
         os.kill(servers[0].pid, signal.SIGSTOP)
         frozen = time.time()
         listener.wait_for(lambda: _state(listener, d)["camera"]["state"] == "reopening", 30)
@@ -381,9 +470,14 @@ def test_stalled_stream_is_reopened_within_stall_s(tmp_path, broker, shared):
         servers[0].wait(10)
         servers.append(serve())
         back = time.time()
-        listener.wait_for(lambda: _state(listener, d)["camera"]["state"] == "ok" and
-                          _state(listener, d)["counters"]["frames"]
-                          > st_stalled["counters"]["frames"] + 20, 60)
+        listener.wait_for(
+            lambda: (
+                _state(listener, d)["camera"]["state"] == "ok"
+                and _state(listener, d)["counters"]["frames"]
+                > st_stalled["counters"]["frames"] + 20
+            ),
+            60,
+        )
         recovered_s = time.time() - back
         n = len(listener.events())
         listener.wait_for(lambda: len(listener.events()) > n, 60)  # deciding again
@@ -394,9 +488,12 @@ def test_stalled_stream_is_reopened_within_stall_s(tmp_path, broker, shared):
             if p.poll() is None:
                 os.kill(p.pid, signal.SIGKILL)
             p.wait(10)
-    summary = {"stall_s": stall_s, "noticed_after_s": round(noticed_s, 1),
-               "frames_again_after_s": round(recovered_s, 1),
-               "camera_when_stalled": st_stalled["camera"]}
+    summary = {
+        "stall_s": stall_s,
+        "noticed_after_s": round(noticed_s, 1),
+        "frames_again_after_s": round(recovered_s, 1),
+        "camera_when_stalled": st_stalled["camera"],
+    }
     _write("faults_camera_stall.json", summary)
     # the read timeout is stall_s; status is published every second
     assert noticed_s <= stall_s + 3.0, summary
@@ -413,15 +510,20 @@ def test_command_flood_does_not_starve_the_frame_loop_and_no_secret_leaks(tmp_pa
 
     pw = tmp_path / "mqtt-password"
     pw.write_text("flood-test-password-7c1e")
-    d = DaemonProcess(tmp_path, broker.port, "demo", {
-        "decision": {"cooldown_s": 0},
-        "mqtt": {"username": "door", "password_file": str(pw)}})
+    d = DaemonProcess(
+        tmp_path,
+        broker.port,
+        "demo",
+        {"decision": {"cooldown_s": 0}, "mqtt": {"username": "door", "password_file": str(pw)}},
+    )
     listener = Listener(broker.port, d.topics)
     d.start()
     listener.wait_for(lambda: _state(listener, d).get("counters", {}).get("frames", 0) > 30, 60)
     photo = b64(assets.path("astronaut.png"))
-    listener.publish(d.topics.command("enroll"), d.signed(
-        "enroll", {"name": "Flood Test", "images": [photo]}, "enrol"))
+    listener.publish(
+        d.topics.command("enroll"),
+        d.signed("enroll", {"name": "Flood Test", "images": [photo]}, "enrol"),
+    )
     assert listener.reply("enroll", "enrol")["ok"]
     time.sleep(3)
     before = _state(listener, d)
@@ -429,18 +531,25 @@ def test_command_flood_does_not_starve_the_frame_loop_and_no_secret_leaks(tmp_pa
     attacker.max_queued_messages_set(0)
     attacker.connect("127.0.0.1", broker.port)
     attacker.loop_start()
-    forged = json.dumps({"body": json.loads(d.signed("delete", {"name": "Flood Test"}))["body"],
-                         "sig": "0" * 64}).encode()
-    payloads = [forged, b"{}", b"\xff\xfe junk", b'{"body": "{}", "sig": "x"}',
-                json.dumps({"body": "[" * 5000, "sig": "ab"}).encode()]
+    forged = json.dumps(
+        {"body": json.loads(d.signed("delete", {"name": "Flood Test"}))["body"], "sig": "0" * 64}
+    ).encode()
+    payloads = [
+        forged,
+        b"{}",
+        b"\xff\xfe junk",
+        b'{"body": "{}", "sig": "x"}',
+        json.dumps({"body": "[" * 5000, "sig": "ab"}).encode(),
+    ]
     names = ("enroll", "delete", "rename", "list", "set", "reload", "status", "nope")
     sent = 0
     t0 = time.time()
     while time.time() - t0 < 10.0:
         second = time.time()
         for _ in range(1100):
-            attacker.publish(d.topics.command(names[sent % len(names)]),
-                             payloads[sent % len(payloads)], qos=0)
+            attacker.publish(
+                d.topics.command(names[sent % len(names)]), payloads[sent % len(payloads)], qos=0
+            )
             sent += 1
         time.sleep(max(0.0, 1.0 - (time.time() - second)))
     flood_s = time.time() - t0
@@ -458,13 +567,18 @@ def test_command_flood_does_not_starve_the_frame_loop_and_no_secret_leaks(tmp_pa
     d.stop()
     log = d.log_text()
     frames = during["counters"]["frames"] - before["counters"]["frames"]
-    summary = {"sent": sent, "flood_s": round(flood_s, 1), "rate_per_s": round(sent / flood_s),
-               "fps_before": before["fps"], "fps_during": during["fps"],
-               "frames_during_flood": frames,
-               "frame_loop_fps_during": round(frames / (during["time"] - before["time"]), 1),
-               "refused": st["counters"]["commands_refused"],
-               "busy": st["counters"]["commands_busy"],
-               "events_after": st["counters"]["events"]}
+    summary = {
+        "sent": sent,
+        "flood_s": round(flood_s, 1),
+        "rate_per_s": round(sent / flood_s),
+        "fps_before": before["fps"],
+        "fps_during": during["fps"],
+        "frames_during_flood": frames,
+        "frame_loop_fps_during": round(frames / (during["time"] - before["time"]), 1),
+        "refused": st["counters"]["commands_refused"],
+        "busy": st["counters"]["commands_busy"],
+        "events_after": st["counters"]["events"],
+    }
     _write("faults_command_flood.json", summary)
     assert sent / flood_s >= 1000
     assert after["ok"] and [p["name"] for p in after["result"]["people"]] == ["Flood Test"]

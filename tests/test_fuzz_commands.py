@@ -66,46 +66,108 @@ TOPIC_NAMES = (*COMMANDS, "fly")  # "fly": a command the daemon does not know
 # and service.py (EnrolmentRefused), imageio/gallery errors (reported by class name),
 # and `busy` when the command queue is full. ValueError is what daemon.py reports for a
 # non-numeric `frames` (int("x")); handled, if not pretty.
-REJECT_CODES = {"too_large", "malformed", "no_key", "bad_signature", "unsigned",
-                "wrong_command", "wrong_device", "expired", "replayed", "unknown_command",
-                "invalid"}
-HANDLER_CODES = REJECT_CODES | {"busy", "no_face", "several_faces", "low_score", "too_small",
-                                "blurred", "not_frontal", "duplicate", "capture_timeout",
-                                "ImageError", "GalleryError", "ValueError"}
-LIVE_KEYS = ("recognition.stranger_accept", "recognition.threshold", "recognition.margin",
-             "recognition.mode", "decision.min_frames", "decision.cooldown_s",
-             "decision.unknown_frames")
+REJECT_CODES = {
+    "too_large",
+    "malformed",
+    "no_key",
+    "bad_signature",
+    "unsigned",
+    "wrong_command",
+    "wrong_device",
+    "expired",
+    "replayed",
+    "unknown_command",
+    "invalid",
+}
+HANDLER_CODES = REJECT_CODES | {
+    "busy",
+    "no_face",
+    "several_faces",
+    "low_score",
+    "too_small",
+    "blurred",
+    "not_frontal",
+    "duplicate",
+    "capture_timeout",
+    "ImageError",
+    "GalleryError",
+    "ValueError",
+}
+LIVE_KEYS = (
+    "recognition.stranger_accept",
+    "recognition.threshold",
+    "recognition.margin",
+    "recognition.mode",
+    "decision.min_frames",
+    "decision.cooldown_s",
+    "decision.unknown_frames",
+)
 
-FUZZ = settings(deadline=None, derandomize=True, database=None, print_blob=True,
-                suppress_health_check=list(HealthCheck))
+FUZZ = settings(
+    deadline=None,
+    derandomize=True,
+    database=None,
+    print_blob=True,
+    suppress_health_check=list(HealthCheck),
+)
 
 # --- images that are not what they claim ------------------------------------------------
 
 _PNG_BLANK = cv2.imencode(".png", np.zeros((32, 32, 3), np.uint8))[1].tobytes()  # no face
-_PNG_BOMB = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR" + (60000).to_bytes(4, "big") * 2
-             + b"\x08\x02\x00\x00\x00" + b"\x00" * 64)
-_JPEG_BOMB = (b"\xff\xd8\xff\xc0\x00\x11\x08" + (65000).to_bytes(2, "big") * 2
-              + b"\x03\x01\x22\x00\x02\x11\x01\x03\x11\x01" + b"\x00" * 64)
+_PNG_BOMB = (
+    b"\x89PNG\r\n\x1a\n\x00\x00\x00\x0dIHDR"
+    + (60000).to_bytes(4, "big") * 2
+    + b"\x08\x02\x00\x00\x00"
+    + b"\x00" * 64
+)
+_JPEG_BOMB = (
+    b"\xff\xd8\xff\xc0\x00\x11\x08"
+    + (65000).to_bytes(2, "big") * 2
+    + b"\x03\x01\x22\x00\x02\x11\x01\x03\x11\x01"
+    + b"\x00" * 64
+)
 _JPEG_REAL = cv2.imencode(".jpg", np.full((64, 64, 3), 128, np.uint8))[1].tobytes()
-IMAGE_BYTES = [_PNG_BLANK, _PNG_BLANK[:40], _PNG_BLANK[:-20], _PNG_BOMB, _JPEG_BOMB,
-               _JPEG_REAL[:30], _JPEG_REAL[:-40], b"GIF89a\x01\x00\x01\x00", b"\xff\xd8",
-               b"\x89PNG\r\n\x1a\n", b"", b"%PDF-1.4\n"]
+IMAGE_BYTES = [
+    _PNG_BLANK,
+    _PNG_BLANK[:40],
+    _PNG_BLANK[:-20],
+    _PNG_BOMB,
+    _JPEG_BOMB,
+    _JPEG_REAL[:30],
+    _JPEG_REAL[:-40],
+    b"GIF89a\x01\x00\x01\x00",
+    b"\xff\xd8",
+    b"\x89PNG\r\n\x1a\n",
+    b"",
+    b"%PDF-1.4\n",
+]
 
 # --- strategies -------------------------------------------------------------------------
 
-json_scalars = st.one_of(st.none(), st.booleans(), st.integers(),
-                         st.integers(-(10**400), 10**400), st.floats(), st.text(max_size=20))
-json_values = st.recursive(json_scalars, lambda c: st.one_of(
-    st.lists(c, max_size=4), st.dictionaries(st.text(max_size=8), c, max_size=4)),
-    max_leaves=6)
+json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(),
+    st.integers(-(10**400), 10**400),
+    st.floats(),
+    st.text(max_size=20),
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda c: st.one_of(
+        st.lists(c, max_size=4), st.dictionaries(st.text(max_size=8), c, max_size=4)
+    ),
+    max_leaves=6,
+)
 
 
 @functools.cache
 def huge(limit: int) -> st.SearchStrategy[str]:
     """Longer than any name may be (200); now and then as long as `limit`."""
     sizes = st.one_of(st.integers(201, 4096), st.sampled_from([65_536, limit]))
-    return st.builds(lambda n, ch: ch * n, sizes,
-                     st.sampled_from(["A", "é", "/", "\x00", "💥", "+#"]))
+    return st.builds(
+        lambda n, ch: ch * n, sizes, st.sampled_from(["A", "é", "/", "\x00", "💥", "+#"])
+    )
 
 
 @functools.cache
@@ -113,22 +175,39 @@ def hostile_names(limit: int) -> st.SearchStrategy[Any]:
     return st.one_of(
         st.text(max_size=40),
         st.text(alphabet=st.sampled_from(list("/+#\x00\n\t $ä中🙂\u202e\ud7ff.")), max_size=40),
-        st.sampled_from(["", "   ", "../../etc/passwd", "a/b", "+", "#", "x\x00y",
-                         "'; DROP TABLE persons; --", "\u202eevil", "%s%n"]),
-        huge(limit), json_values)
+        st.sampled_from(
+            [
+                "",
+                "   ",
+                "../../etc/passwd",
+                "a/b",
+                "+",
+                "#",
+                "x\x00y",
+                "'; DROP TABLE persons; --",
+                "\u202eevil",
+                "%s%n",
+            ]
+        ),
+        huge(limit),
+        json_values,
+    )
 
 
-IMAGES_B64 = st.builds(lambda b: base64.b64encode(b).decode(), st.one_of(
-    st.sampled_from(IMAGE_BYTES), st.binary(max_size=300)))
+IMAGES_B64 = st.builds(
+    lambda b: base64.b64encode(b).decode(),
+    st.one_of(st.sampled_from(IMAGE_BYTES), st.binary(max_size=300)),
+)
 PLAIN_NAMES = st.sampled_from(["Mallory", "Zoë / Front", "x/../y", "#", "名前"])
 
 
 @functools.cache
 def base64_images(limit: int) -> st.SearchStrategy[Any]:
     enc = IMAGES_B64
-    not_b64 = st.one_of(st.sampled_from(["%%%", "abc", "====", "AAAA=AAA", "é" * 8,
-                                         "data:image/png;base64,AAAA"]),
-                        st.text(max_size=30))
+    not_b64 = st.one_of(
+        st.sampled_from(["%%%", "abc", "====", "AAAA=AAA", "é" * 8, "data:image/png;base64,AAAA"]),
+        st.text(max_size=30),
+    )
     return st.one_of(enc, not_b64, huge(limit), json_values)
 
 
@@ -136,26 +215,47 @@ def _args(cmd: str, limit: int) -> st.SearchStrategy[Any]:
     names = hostile_names(limit)
     if cmd == "enroll":
         not_images = st.lists(IMAGES_B64, min_size=1, max_size=3)  # reach the decoder
-        images = st.one_of(not_images, not_images, st.lists(base64_images(limit), max_size=4),
-                           st.integers(11, 400).map(lambda n: ["AAAA"] * n), json_values)
-        photo = st.fixed_dictionaries({"name": st.one_of(PLAIN_NAMES, names), "images": images},
-                                      optional={"force": json_values, "meta": json_values})
+        images = st.one_of(
+            not_images,
+            not_images,
+            st.lists(base64_images(limit), max_size=4),
+            st.integers(11, 400).map(lambda n: ["AAAA"] * n),
+            json_values,
+        )
+        photo = st.fixed_dictionaries(
+            {"name": st.one_of(PLAIN_NAMES, names), "images": images},
+            optional={"force": json_values, "meta": json_values},
+        )
         # capture=true with a valid `frames` and name would really enrol whoever the demo
         # camera shows: a legitimate command. So `frames` is always out of range or mistyped.
         capture = st.fixed_dictionaries(
-            {"name": names, "capture": st.one_of(st.just(True), json_values),
-             "frames": st.one_of(st.sampled_from([0, -1, 11, 10**6, "x", "", 1.5e300, None,
-                                                  [], {}, math.inf, math.nan]),
-                                 st.integers(max_value=0), st.integers(min_value=11))})
+            {
+                "name": names,
+                "capture": st.one_of(st.just(True), json_values),
+                "frames": st.one_of(
+                    st.sampled_from(
+                        [0, -1, 11, 10**6, "x", "", 1.5e300, None, [], {}, math.inf, math.nan]
+                    ),
+                    st.integers(max_value=0),
+                    st.integers(min_value=11),
+                ),
+            }
+        )
         return st.one_of(photo, capture)
     if cmd == "delete":
         return st.fixed_dictionaries({}, optional={"name": names})
     if cmd == "rename":
         return st.fixed_dictionaries({}, optional={"name": names, "new_name": names})
     if cmd == "set":
-        return st.dictionaries(st.one_of(st.sampled_from(LIVE_KEYS), st.text(max_size=20),
-                                         st.sampled_from(["camera.source", "a.b.c", "."])),
-                               st.one_of(json_values, huge(limit)), max_size=3)
+        return st.dictionaries(
+            st.one_of(
+                st.sampled_from(LIVE_KEYS),
+                st.text(max_size=20),
+                st.sampled_from(["camera.source", "a.b.c", "."]),
+            ),
+            st.one_of(json_values, huge(limit)),
+            max_size=3,
+        )
     return json_values.map(lambda v: v if isinstance(v, dict) else {"x": v})
 
 
@@ -167,12 +267,20 @@ def args_for(cmd: str, limit: int) -> st.SearchStrategy[Any]:
 
 # ts as an offset from "now" (so generation does not depend on the clock), or as is.
 timestamps = st.one_of(
-    st.just(("now", 0.0)), st.tuples(st.just("now"), st.floats(-WINDOW_S + 5, WINDOW_S - 5)),
+    st.just(("now", 0.0)),
+    st.tuples(st.just("now"), st.floats(-WINDOW_S + 5, WINDOW_S - 5)),
     st.tuples(st.just("now"), st.floats(WINDOW_S + 5, 10 * 86400)),  # future
     st.tuples(st.just("now"), st.floats(-1e10, -WINDOW_S - 5)),  # expired
-    st.tuples(st.just("as is"), st.one_of(
-        st.sampled_from([math.nan, math.inf, -math.inf, 10**400, -(10**400), True, None,
-                         "1700000000", [0]]), json_values)))
+    st.tuples(
+        st.just("as is"),
+        st.one_of(
+            st.sampled_from(
+                [math.nan, math.inf, -math.inf, 10**400, -(10**400), True, None, "1700000000", [0]]
+            ),
+            json_values,
+        ),
+    ),
+)
 
 
 # In layer (a) these count as already used (a replay); each other nonce is new in each
@@ -180,11 +288,13 @@ timestamps = st.one_of(
 # uses a real daemon, so there the pool's nonces and the exact replays repeat for real.
 NONCE_POOL = [f"dup-nonce-{i:04d}" for i in range(8)]
 FRESH_NONCE = st.builds(lambda b: b.hex(), st.binary(min_size=8, max_size=32))
-nonces = st.one_of(st.sampled_from(NONCE_POOL), st.sampled_from(["", "short", "n" * 129]),
-                   json_values)
+nonces = st.one_of(
+    st.sampled_from(NONCE_POOL), st.sampled_from(["", "short", "n" * 129]), json_values
+)
 CMD_FLAWS = st.one_of(st.sampled_from(TOPIC_NAMES), json_values)
-DEVICE_FLAWS = st.one_of(st.sampled_from(["door2", "", "DOOR1", "door1/cmd", "+", "#"]),
-                         json_values)
+DEVICE_FLAWS = st.one_of(
+    st.sampled_from(["door2", "", "DOOR1", "door1/cmd", "+", "#"]), json_values
+)
 REQUEST_IDS = st.one_of(st.text(max_size=12), st.just("r" * 129), json_values)
 
 
@@ -197,19 +307,35 @@ def envelope(body_text: str, sig: Any) -> bytes:
 
 
 TOPICS = st.sampled_from(TOPIC_NAMES)
-KINDS = st.sampled_from(["bytes", "deep", "huge", "json", "envelope_types", "bad_sig",
-                         "signed", "signed", "signed", "signed_deep", "unsigned"])
+KINDS = st.sampled_from(
+    [
+        "bytes",
+        "deep",
+        "huge",
+        "json",
+        "envelope_types",
+        "bad_sig",
+        "signed",
+        "signed",
+        "signed",
+        "signed_deep",
+        "unsigned",
+    ]
+)
 RANDOM_BYTES = st.binary(max_size=2000)
 DEPTHS = st.tuples(st.integers(10, 200_000), st.integers(0, 200_000))
 NESTERS = st.sampled_from([("[", "]"), ('{"a":', "}")])
-ENVELOPES = st.fixed_dictionaries({}, optional={"body": json_values, "sig": json_values,
-                                                "extra": json_values})
-FLAWS = st.sampled_from(["none", "none", "none", "none", "cmd", "device", "ts", "nonce",
-                         "request_id", "missing"])
+ENVELOPES = st.fixed_dictionaries(
+    {}, optional={"body": json_values, "sig": json_values, "extra": json_values}
+)
+FLAWS = st.sampled_from(
+    ["none", "none", "none", "none", "cmd", "device", "ts", "nonce", "request_id", "missing"]
+)
 SHORT_TEXT = st.text(max_size=12)
 FIELDS = st.sampled_from(["args", "cmd", "device", "nonce", "request_id", "ts"])
-BAD_SIGS = st.one_of(st.sampled_from(["0" * 64, "mangled", "é" * 64, ""]), st.text(max_size=70),
-                     json_values)
+BAD_SIGS = st.one_of(
+    st.sampled_from(["0" * 64, "mangled", "é" * 64, ""]), st.text(max_size=70), json_values
+)
 
 
 @st.composite
@@ -233,12 +359,14 @@ def messages(draw: Any, key: bytes, limit: int) -> tuple[str, bytes]:
     # Mostly a valid envelope around hostile args; else one field hostile or missing.
     flaw = draw(FLAWS)
     how, ts = draw(timestamps) if flaw == "ts" else ("now", 0.0)
-    body = {"cmd": draw(CMD_FLAWS) if flaw == "cmd" else topic,
-            "device": draw(DEVICE_FLAWS) if flaw == "device" else DEVICE,
-            "ts": time.time() + ts if how == "now" else ts,
-            "nonce": draw(nonces) if flaw == "nonce" else draw(FRESH_NONCE),
-            "request_id": draw(REQUEST_IDS if flaw == "request_id" else SHORT_TEXT),
-            "args": draw(args_for(topic, limit))}
+    body = {
+        "cmd": draw(CMD_FLAWS) if flaw == "cmd" else topic,
+        "device": draw(DEVICE_FLAWS) if flaw == "device" else DEVICE,
+        "ts": time.time() + ts if how == "now" else ts,
+        "nonce": draw(nonces) if flaw == "nonce" else draw(FRESH_NONCE),
+        "request_id": draw(REQUEST_IDS if flaw == "request_id" else SHORT_TEXT),
+        "args": draw(args_for(topic, limit)),
+    }
     if flaw == "missing":
         del body[draw(FIELDS)]
     if kind == "signed_deep":
@@ -265,8 +393,9 @@ class FakeLink:
     def __init__(self) -> None:
         self.sent: list[tuple[str, dict[str, Any]]] = []
 
-    def publish(self, topic: str, payload: Any, qos: int = 0, retain: bool = False,
-                response: Any = None) -> None:
+    def publish(
+        self, topic: str, payload: Any, qos: int = 0, retain: bool = False, response: Any = None
+    ) -> None:
         self.sent.append((topic, json.loads(payload) if "/reply/" in topic else {}))
 
 
@@ -296,8 +425,9 @@ def daemonless(tmp_path_factory: pytest.TempPathFactory) -> Any:
 
     tmp = tmp_path_factory.mktemp("daemonless")
     cfg_file = tmp / "config.yaml"
-    cfg_file.write_text(json.dumps({"storage": {"state_dir": str(tmp / "state")},
-                                    "mqtt": {"device_id": DEVICE}}))
+    cfg_file.write_text(
+        json.dumps({"storage": {"state_dir": str(tmp / "state")}, "mqtt": {"device_id": DEVICE}})
+    )
     cfg = load(cfg_file)
     d = Daemon(cfg)
     d.service = FaceService.open(cfg)
@@ -307,8 +437,7 @@ def daemonless(tmp_path_factory: pytest.TempPathFactory) -> Any:
     d.link = FakeLink()
     d.camera = FakeCamera()
     d.tracker = Tracker(vote_rules(cfg))
-    d.service.enrol(demo.KNOWN_NAME, [read_image(assets.path("astronaut.png"))], "file",
-                    "test")
+    d.service.enrol(demo.KNOWN_NAME, [read_image(assets.path("astronaut.png"))], "file", "test")
     yield d
     d.outbox.close()
     d.service.close()
@@ -334,8 +463,9 @@ def check_verify(topic: str, payload: bytes, key: bytes) -> str:
     assert req["request_id"] is None or isinstance(req["request_id"], str)
     body = json.loads(json.loads(payload)["body"])  # accepted: it was signed, so re-read
     ts = body["ts"]
-    assert math.isfinite(ts) and abs(time.time() - ts) <= WINDOW_S + 1, \
+    assert math.isfinite(ts) and abs(time.time() - ts) <= WINDOW_S + 1, (
         f"accepted a command with ts {ts!r} outside the window"
+    )
     return "ok"
 
 
@@ -349,8 +479,16 @@ def test_verify_and_handler_fuzz(daemonless: Any) -> None:
     handler_codes: collections.Counter[str] = collections.Counter()
 
     assert check_verify("list", b"x" * (MAX_PAYLOAD + 1), d.key) == "too_large"
-    d._handle(Incoming(d.topics.command("enroll"), sign(d.key, "enroll", DEVICE, {
-        "name": "Big", "images": ["A" * (9 * 1024 * 1024)]}, "big"), None, None))
+    d._handle(
+        Incoming(
+            d.topics.command("enroll"),
+            sign(
+                d.key, "enroll", DEVICE, {"name": "Big", "images": ["A" * (9 * 1024 * 1024)]}, "big"
+            ),
+            None,
+            None,
+        )
+    )
     assert d.link.sent[-1][1]["error"]["code"] == "too_large"
 
     @settings(FUZZ, max_examples=FAST_MAX)
@@ -360,8 +498,9 @@ def test_verify_and_handler_fuzz(daemonless: Any) -> None:
         verify_codes[check_verify(topic, payload, d.key)] += 1
         with d.outbox.lock, d.outbox.db:  # one commit
             d.outbox.db.execute("DELETE FROM nonces")
-            d.outbox.db.executemany("INSERT INTO nonces VALUES (?, ?)",
-                                    [(n, time.time()) for n in NONCE_POOL])
+            d.outbox.db.executemany(
+                "INSERT INTO nonces VALUES (?, ?)", [(n, time.time()) for n in NONCE_POOL]
+            )
         d.link.sent.clear()
         d.capture = None
         d._handle(Incoming(d.topics.command(topic), payload, None, None))  # must not raise
@@ -380,8 +519,10 @@ def test_verify_and_handler_fuzz(daemonless: Any) -> None:
 
     run()
     n = sum(verify_codes.values()) - 1
-    print(f"\nlayer (a): {n} payloads; verify: {dict(verify_codes.most_common())}; "
-          f"handler: {dict(handler_codes.most_common())}")
+    print(
+        f"\nlayer (a): {n} payloads; verify: {dict(verify_codes.most_common())}; "
+        f"handler: {dict(handler_codes.most_common())}"
+    )
     assert n >= FAST_EXAMPLES
     assert d.service.gallery.persons() == before
     assert gallery_fingerprint(d.cfg.storage.path()) == fingerprint
@@ -394,11 +535,17 @@ def test_daemon_survives_fuzzed_commands(tmp_path: Path, broker: Any) -> None:
     d = DaemonProcess(tmp_path, broker.port, "demo")
     listener = Listener(broker.port, d.topics)
     d.start()
-    listener.wait_for(lambda: any(t == d.topics.status and p == b"online"
-                                  for _, t, p in listener.messages), 60)
-    listener.publish(d.topics.command("enroll"), d.signed(
-        "enroll", {"name": demo.KNOWN_NAME, "images": [b64(assets.path("astronaut.png"))]},
-        "enrol-0"))
+    listener.wait_for(
+        lambda: any(t == d.topics.status and p == b"online" for _, t, p in listener.messages), 60
+    )
+    listener.publish(
+        d.topics.command("enroll"),
+        d.signed(
+            "enroll",
+            {"name": demo.KNOWN_NAME, "images": [b64(assets.path("astronaut.png"))]},
+            "enrol-0",
+        ),
+    )
     assert listener.reply("enroll", "enrol-0", 60)["ok"]
     listener.publish(d.topics.command("list"), d.signed("list", {}, "list-before"))
     people = listener.reply("list", "list-before")["result"]["people"]
@@ -416,8 +563,9 @@ def test_daemon_survives_fuzzed_commands(tmp_path: Path, broker: Any) -> None:
     collect()
     signed = [m for m in payloads if b'"sig"' in m[1]]
     payloads += signed[:E2E_REPLAYS]  # exact replays: refused as replayed (or as before)
-    payloads.append(("enroll", d.signed("enroll", {"name": "Big", "images": [
-        "A" * (9 * 1024 * 1024)]}, "big")))
+    payloads.append(
+        ("enroll", d.signed("enroll", {"name": "Big", "images": ["A" * (9 * 1024 * 1024)]}, "big"))
+    )
     total = len(payloads)
 
     def replies() -> list[dict[str, Any]]:
@@ -428,24 +576,26 @@ def test_daemon_survives_fuzzed_commands(tmp_path: Path, broker: Any) -> None:
     t0 = time.time()
     sent = 0
     for i in range(0, total, BURST):
-        burst = payloads[i:i + BURST]
-        infos = [listener.client.publish(d.topics.command(name), p, qos=1)
-                 for name, p in burst]
+        burst = payloads[i : i + BURST]
+        infos = [listener.client.publish(d.topics.command(name), p, qos=1) for name, p in burst]
         for info in infos:
             info.wait_for_publish(30)
         sent += len(burst)
         with contextlib.suppress(TimeoutError):  # counted below: each must get a reply
-            listener.wait_for(lambda n=sent: len(replies()) - start >= n
-                              or d.proc.poll() is not None, 30)
+            listener.wait_for(
+                lambda n=sent: len(replies()) - start >= n or d.proc.poll() is not None, 30
+            )
         if d.proc.poll() is not None:
             break
     elapsed = time.time() - t0
     alive = d.proc.poll() is None
     got = replies()[start:]
     codes = collections.Counter("ok" if r["ok"] else r["error"]["code"] for r in got)
-    print(f"\nlayer (b): {sent} of {total} payloads published in {elapsed:.1f} s "
-          f"({sent / max(elapsed, 1e-9):.0f}/s), {len(got)} replies; by code: "
-          f"{dict(codes.most_common())}")
+    print(
+        f"\nlayer (b): {sent} of {total} payloads published in {elapsed:.1f} s "
+        f"({sent / max(elapsed, 1e-9):.0f}/s), {len(got)} replies; by code: "
+        f"{dict(codes.most_common())}"
+    )
     assert alive, "daemon died:\n" + d.log_text()[-3000:]
     listener.publish(d.topics.command("list"), d.signed("list", {}, "list-after"))
     after = listener.reply("list", "list-after", 60)["result"]["people"]

@@ -183,8 +183,12 @@ def test_kill_during_enrolment_leaves_gallery_consistent(tmp_path):
     start = 0
     env = {**os.environ, "PYTHONPATH": str(__import__("pathlib").Path(__file__).parents[1])}
     for _ in range(25):
-        proc = subprocess.Popen([sys.executable, "-c", CRASH_WRITER, str(path), str(start)],
-                                stdout=subprocess.PIPE, text=True, env=env)
+        proc = subprocess.Popen(
+            [sys.executable, "-c", CRASH_WRITER, str(path), str(start)],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         first = proc.stdout.readline()  # wait until it is writing
         acked.add(int(first))
         time.sleep(float(rng.uniform(0.0, 0.05)))

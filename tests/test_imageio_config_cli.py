@@ -98,9 +98,11 @@ def test_missing_secret_files_fail_at_start_naming_key_and_line(tmp_path, capsys
     key = tmp_path / "command-key"
     key.write_text("ab" * 32)
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(f"commands:\n  key_file: {key}\nmqtt:\n  tls: true\n"
-                   f"  ca_file: {tmp_path / 'no-ca.pem'}\n"
-                   f"  password_file: {tmp_path / 'no-password'}\n")
+    cfg.write_text(
+        f"commands:\n  key_file: {key}\nmqtt:\n  tls: true\n"
+        f"  ca_file: {tmp_path / 'no-ca.pem'}\n"
+        f"  password_file: {tmp_path / 'no-password'}\n"
+    )
     for argv in (["validate-config", str(cfg)], ["-c", str(cfg), "run"]):
         assert main(argv) == 2
         err = capsys.readouterr().err

@@ -48,16 +48,17 @@ def test_no_face_on_dogs(pipeline, shared):
     assert pipeline.faces(read_image(shared / "detection" / "dogs.jpg")) == []
 
 
-TONY = ['Tony_Blair_0018.jpg', 'Tony_Blair_0032.jpg']
-JEAN = 'Jean_Chretien_0002.jpg'
+TONY = ["Tony_Blair_0018.jpg", "Tony_Blair_0032.jpg"]
+JEAN = "Jean_Chretien_0002.jpg"
 
 
 def test_lfw_same_and_different_people(pipeline, shared):
     import cv2
 
     def emb(name):
-        img = cv2.copyMakeBorder(read_image(shared / "lfw" / "images" / name), 50, 50, 50, 50,
-                                 cv2.BORDER_CONSTANT)
+        img = cv2.copyMakeBorder(
+            read_image(shared / "lfw" / "images" / name), 50, 50, 50, 50, cv2.BORDER_CONSTANT
+        )
         faces = pipeline.faces(img)
         assert len(faces) == 1
         return faces[0].embedding
@@ -110,8 +111,12 @@ def test_fused_cosine_is_the_mean_of_the_members_cosines(shared):
         cosines = []
         for m in members:
             size = m.spec.size
-            u, v = (m.embed(cv2.resize(f.aligned, (size, size), interpolation=cv2.INTER_LINEAR)
-                            [None])[0] for f in (x, y))
+            u, v = (
+                m.embed(cv2.resize(f.aligned, (size, size), interpolation=cv2.INTER_LINEAR)[None])[
+                    0
+                ]
+                for f in (x, y)
+            )
             cosines.append(float(u @ v))
         assert np.isclose(float(x.embedding @ y.embedding), np.mean(cosines), atol=1e-5)
     assert float(a.embedding @ b.embedding) > float(a.embedding @ c.embedding) + 0.3

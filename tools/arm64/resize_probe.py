@@ -30,10 +30,15 @@ METHODS = ("area", "linear", "pyrdown_linear", "warp_affine")
 def resample(img: np.ndarray, method: str, rng: np.random.Generator) -> np.ndarray:
     if method == "warp_affine":
         a, s = rng.uniform(-0.3, 0.3), rng.uniform(0.3, 1.5)
-        m = np.array([[s * np.cos(a), -s * np.sin(a), rng.uniform(-50, 0)],
-                      [s * np.sin(a), s * np.cos(a), rng.uniform(-50, 0)]])
-        return cv2.warpAffine(img, m, (160, 160), flags=cv2.INTER_LINEAR,
-                              borderMode=cv2.BORDER_REPLICATE)
+        m = np.array(
+            [
+                [s * np.cos(a), -s * np.sin(a), rng.uniform(-50, 0)],
+                [s * np.sin(a), s * np.cos(a), rng.uniform(-50, 0)],
+            ]
+        )
+        return cv2.warpAffine(
+            img, m, (160, 160), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE
+        )
     h, w = img.shape[:2]
     scale = SIZE / max(h, w)
     nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
@@ -64,15 +69,14 @@ def probe(data: Path) -> dict[str, dict[str, str]]:
         vga = cv2.resize(img, (640, 480), interpolation=cv2.INTER_LINEAR)
         for k, im in enumerate((img, vga)):
             out[f"{f.relative_to(data)}#{k}"] = {
-                m: hashlib.sha256(resample(im, m, rng).tobytes()).hexdigest()[:16]
-                for m in METHODS}
+                m: hashlib.sha256(resample(im, m, rng).tobytes()).hexdigest()[:16] for m in METHODS
+            }
     return out
 
 
 def compare(a: dict[str, dict[str, str]], b: dict[str, dict[str, str]]) -> dict[str, int]:
     common = sorted(set(a) & set(b))
-    return {"images": len(common),
-            **{m: sum(a[k][m] != b[k][m] for k in common) for m in METHODS}}
+    return {"images": len(common), **{m: sum(a[k][m] != b[k][m] for k in common) for m in METHODS}}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -63,8 +63,9 @@ def detector_inputs(paths: list[Path]) -> Iterator[np.ndarray]:
         yield detector_normalise(x)[None]
 
 
-def aligned_faces(paths: list[Path], detector: FaceDetector, size: int, zoom: float,
-                  shift_y: float, pad: int = 50) -> list[np.ndarray]:
+def aligned_faces(
+    paths: list[Path], detector: FaceDetector, size: int, zoom: float, shift_y: float, pad: int = 50
+) -> list[np.ndarray]:
     """The largest face of each photo, aligned as the device aligns it; photos without
     a face are skipped."""
     tmpl = template(size, zoom, shift_y)

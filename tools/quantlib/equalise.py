@@ -42,8 +42,9 @@ def site_scales(site: PreluSite, pos: np.ndarray, neg: np.ndarray) -> ChannelSca
     return ChannelScales(into=into, out=out)
 
 
-def input_extremes(graph: TfliteGraph, sites: list[PreluSite],
-                   batches: Iterable[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+def input_extremes(
+    graph: TfliteGraph, sites: list[PreluSite], batches: Iterable[np.ndarray]
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """Per-channel max of x and of -x at each site's PReLU input, over all batches."""
     retracer = Retracer(graph)
     taps = [s.x for s in sites]

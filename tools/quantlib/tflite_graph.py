@@ -226,8 +226,13 @@ class Retracer:
         """Every PReLU with its producer and consumer where scales can move through them."""
         producers = {t: op for op in self.g.ops for t in op.outputs}
         return [
-            PreluSite(add, x, alpha, self._producer(x, producers.get(x)),
-                      self._consumer(self.g.ops[add].outputs[0]))
+            PreluSite(
+                add,
+                x,
+                alpha,
+                self._producer(x, producers.get(x)),
+                self._consumer(self.g.ops[add].outputs[0]),
+            )
             for add, (x, alpha) in self.prelu.items()
         ]
 
@@ -263,7 +268,8 @@ class Retracer:
             w = self.const(p.inputs[1])
             # CONV_2D weights are OHWI, DEPTHWISE_CONV_2D 1HWC: output channel first / last.
             self.overrides[p.inputs[1]] = (
-                w * into[:, None, None, None] if p.name == "CONV_2D" else w * into)
+                w * into[:, None, None, None] if p.name == "CONV_2D" else w * into
+            )
             if len(p.inputs) > 2 and p.inputs[2] >= 0:
                 self.overrides[p.inputs[2]] = self.const(p.inputs[2]) * into
             # The consumer's input channel is the last axis for both kinds.
@@ -295,8 +301,11 @@ class Retracer:
             if op.index in self.prelu:
                 x, alpha = self.prelu[op.index]
                 sc = self.scales.get(op.index)
-                out = (tf_prelu(env[x], alpha) if sc is None
-                       else tf_prelu_exact(env[x], alpha, sc.out / sc.into))
+                out = (
+                    tf_prelu(env[x], alpha)
+                    if sc is None
+                    else tf_prelu_exact(env[x], alpha, sc.out / sc.into)
+                )
             elif op.name == "DEQUANTIZE":
                 continue  # folded: consumers read the constant through `g.dequantized`
             elif op.name == "CONV_2D":
