@@ -419,32 +419,26 @@ def write_calibration(embedder: str, files: list[str], variants: dict[str, np.nd
 
 def print_identify_table(result: dict[str, Any]) -> None:
     cols = ("correct_accept", "wrong_person_accept", "stranger_accept", "false_reject")
-    print(
-        f"{'variant':8} {'entry':18} {'mode (target)':22} "
-        + " ".join(f"{c:>20}" for c in cols)
-        + "  thresholds",
-        file=sys.stderr,
-    )
+
+    def row(variant: str, entry: str, label: str, cells: list[Any], tail: Any) -> None:
+        print(
+            f"{variant:8} {entry:18} {label:22} "
+            + " ".join(f"{c:>20}" for c in cells)
+            + f"  {tail}",
+            file=sys.stderr,
+        )
+
+    row("variant", "entry", "mode (target)", list(cols), "thresholds")
     for variant, res in result["variants"].items():
         for entry, modes in res.items():
             for mode in ("access", "attendance"):
                 r = modes[mode]
                 label = f"{mode} ({r['target_stranger_accept']}%)"
-                print(
-                    f"{variant:8} {entry:18} {label:22} "
-                    + " ".join(f"{r[c]:>20}" for c in cols)
-                    + f"  {r['thresholds']}",
-                    file=sys.stderr,
-                )
+                row(variant, entry, label, [r[c] for c in cols], r["thresholds"])
     for weight, res in result.get("quality_weighting", {}).items():
         for entry, r in res.items():
             label = f"{weight[:22]} ({r['target_stranger_accept']}%)"
-            print(
-                f"{'qweight':8} {entry:18} {label:22} "
-                + " ".join(f"{r[c]:>20}" for c in cols)
-                + f"  {r['thresholds'][:2]}",
-                file=sys.stderr,
-            )
+            row("qweight", entry, label, [r[c] for c in cols], r["thresholds"][:2])
 
 
 def run_identify_folders(args: argparse.Namespace) -> dict[str, Any]:
