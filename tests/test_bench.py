@@ -94,6 +94,36 @@ def test_projection_is_macs_over_peak_and_measured_share(monkeypatch) -> None:
         1e3 / (det["ideal_ms_1_core"] + emb["ideal_ms_1_core"]), rel=0.01
     )
     assert next(iter(p["frames"])) == "facenet_1_face"
+    assert "fused_1_face" not in p["frames"]  # no member timed alone: no fused row
+
+
+def test_projection_gives_fused_members_their_own_share(monkeypatch) -> None:
+    monkeypatch.setattr(
+        bench,
+        "host_int8_peak",
+        lambda flags: {
+            "ghz": 1.0,
+            "int8_macs_per_cycle": 100,
+            "gmacs_per_core": 100.0,
+            "basis": "t",
+        },
+    )
+    macs = {"detector": 10**8, "facenet": 10**9, "mobilefacenet": 2 * 10**8}
+    stages = {"detect_invoke": {"cpu_ms": 4.0}, "embed_invoke": {"cpu_ms": 20.0}}
+    int8 = {"stages_ms": stages, "outside_models_share": 20.0}
+    # MobileFaceNet alone: 2e8 MACs in 8 ms = 25 GMAC/s, a quarter of the peak (not FaceNet's half)
+    p = bench.projection(macs, int8, "facenet", [], {"facenet": 21.0, "mobilefacenet": 8.0})
+    assert p["efficiency"]["mobilefacenet"]["share_of_peak"] == 0.25
+    assert p["efficiency"]["embedder"]["share_of_peak"] == 0.5  # FaceNet from its own system
+    mfn = p["models"]["mobilefacenet"]["pi5"]
+    assert mfn["realistic_ms_1_core"] == pytest.approx(4 * mfn["ideal_ms_1_core"], abs=0.1)
+    det, fn = p["models"]["detector"]["pi5"], p["models"]["facenet"]["pi5"]
+    fused = p["frames"]["fused_3_faces"]
+    expected_ms = det["realistic_ms_1_core"] + 3 * (
+        fn["realistic_ms_1_core"] + mfn["realistic_ms_1_core"]
+    )
+    assert fused["pi5_realistic_fps_1_core"] == pytest.approx(1e3 / expected_ms, rel=0.01)
+    assert fused["macs"] == 10**8 + 3 * (10**9 + 2 * 10**8)
 
 
 def test_pipeline_smoke_writes_macs_accuracy_and_projection(tmp_path: Path) -> None:
