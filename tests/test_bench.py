@@ -64,20 +64,23 @@ def test_accuracy_comes_from_the_matching_evaluation_file(tmp_path: Path) -> Non
     assert bench.lfw_accuracy("classic", "facenet", tmp_path)["lfw"] is None
 
 
-def test_projection_is_macs_over_peak_and_measured_share(monkeypatch) -> None:
-    monkeypatch.setattr(
-        bench,
-        "host_int8_peak",
-        lambda flags: {
-            "ghz": 1.0,
-            "int8_macs_per_cycle": 100,
-            "gmacs_per_core": 100.0,
-            "basis": "test",
-        },
-    )
-    macs = {"detector": 10**8, "facenet": 10**9, "mobilefacenet": 2 * 10**8}
-    stages = {"detect_invoke": {"cpu_ms": 4.0}, "embed_invoke": {"cpu_ms": 20.0}}
-    p = bench.projection(macs, {"stages_ms": stages, "outside_models_share": 20.0}, "facenet", [])
+# A host with a 100 GMAC/s int8 core, and an int8 FaceNet system timed on it: detector
+# 1e8 MACs in 4 ms (a quarter of the peak), FaceNet 1e9 MACs in 20 ms (half of it).
+MACS = {"detector": 10**8, "facenet": 10**9, "mobilefacenet": 2 * 10**8}
+INT8_1T = {
+    "stages_ms": {"detect_invoke": {"cpu_ms": 4.0}, "embed_invoke": {"cpu_ms": 20.0}},
+    "outside_models_share": 20.0,
+}
+
+
+@pytest.fixture
+def peak_100(monkeypatch) -> None:
+    peak = {"ghz": 1.0, "int8_macs_per_cycle": 100, "gmacs_per_core": 100.0, "basis": "test"}
+    monkeypatch.setattr(bench, "host_int8_peak", lambda flags: peak)
+
+
+def test_projection_is_macs_over_peak_and_measured_share(peak_100) -> None:
+    p = bench.projection(MACS, INT8_1T, "facenet", [])
     assert p["label"].startswith("PROJECTION")
     # 1e9 MACs in 20 ms = 50 GMAC/s = half of the 100 GMAC/s host peak
     assert p["efficiency"]["embedder"]["share_of_peak"] == 0.5
@@ -97,22 +100,9 @@ def test_projection_is_macs_over_peak_and_measured_share(monkeypatch) -> None:
     assert "fused_1_face" not in p["frames"]  # no member timed alone: no fused row
 
 
-def test_projection_gives_fused_members_their_own_share(monkeypatch) -> None:
-    monkeypatch.setattr(
-        bench,
-        "host_int8_peak",
-        lambda flags: {
-            "ghz": 1.0,
-            "int8_macs_per_cycle": 100,
-            "gmacs_per_core": 100.0,
-            "basis": "t",
-        },
-    )
-    macs = {"detector": 10**8, "facenet": 10**9, "mobilefacenet": 2 * 10**8}
-    stages = {"detect_invoke": {"cpu_ms": 4.0}, "embed_invoke": {"cpu_ms": 20.0}}
-    int8 = {"stages_ms": stages, "outside_models_share": 20.0}
+def test_projection_gives_fused_members_their_own_share(peak_100) -> None:
     # MobileFaceNet alone: 2e8 MACs in 8 ms = 25 GMAC/s, a quarter of the peak (not FaceNet's half)
-    p = bench.projection(macs, int8, "facenet", [], {"facenet": 21.0, "mobilefacenet": 8.0})
+    p = bench.projection(MACS, INT8_1T, "facenet", [], {"facenet": 21.0, "mobilefacenet": 8.0})
     assert p["efficiency"]["mobilefacenet"]["share_of_peak"] == 0.25
     assert p["efficiency"]["embedder"]["share_of_peak"] == 0.5  # FaceNet from its own system
     mfn = p["models"]["mobilefacenet"]["pi5"]
