@@ -354,9 +354,10 @@ def lfw_pipeline(args: argparse.Namespace) -> FacePipeline:
     )
 
 
-def lfw_embeddings(args: argparse.Namespace) -> tuple[list[str], dict[str, np.ndarray], int]:
+def lfw_embeddings(
+    args: argparse.Namespace, pipe: FacePipeline
+) -> tuple[list[str], dict[str, np.ndarray], int]:
     """Plain and flip-summed embeddings of every LFW image, cached per model version."""
-    pipe = lfw_pipeline(args)
     files = sorted(p.name for p in (args.data / "images").glob("*.jpg"))
     tag = pipe.embedder.spec.version + ("-float" if args.float else "")
     cache = ROOT / "build" / "eval" / f"lfw_embeddings_{tag}.npz"
@@ -382,8 +383,9 @@ def run_identify(args: argparse.Namespace) -> dict[str, Any]:
         return run_identify_folders(args)
     import identify_eval
 
-    files, variants, misses = lfw_embeddings(args)
-    quality = lfw_quality(lfw_pipeline(args), args.data, files)
+    pipe = lfw_pipeline(args)
+    files, variants, misses = lfw_embeddings(args, pipe)
+    quality = lfw_quality(pipe, args.data, files)
     result = identify_eval.run(variants, files, quality)
     result.update(
         {
