@@ -180,6 +180,13 @@ def device_calibration(
     return Calibration.from_scores(strs, margin, source).as_manifest(int(strs.size))
 
 
+def gallery_draws(full: Split, seed: int, n: int = 5, size: int = 100) -> list[list[str]]:
+    """The `gallery_100` draws: `n` random sets of `size` enrolled people, the same for a
+    given seed wherever they are measured."""
+    rng = np.random.default_rng(seed)
+    return [list(rng.choice(full.people, size, replace=False)) for _ in range(n)]
+
+
 def quality_weights(quality: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Template weights from the device's quality figures (appliance.quality), each in 0..1:
     pose alone, sharpness alone (blur against the median image's, capped at 1), and the
@@ -199,8 +206,7 @@ def weighted(
     """Quality-weighted centroids against the plain centroid, on enrol_2 and gallery_100
     (the same draws as `run`), with the same cross-validated thresholds."""
     full = make_split(files, 2)
-    rng = np.random.default_rng(seed)
-    subsets = [list(rng.choice(full.people, 100, replace=False)) for _ in range(5)]
+    subsets = gallery_draws(full, seed)
     out: dict[str, Any] = {}
     for name, w in quality_weights(quality).items():
         w = np.maximum(w, 1e-3).astype(np.float32)  # a zero weight would drop the template
@@ -243,11 +249,9 @@ def run(
                     mode: cross_validated(vecs, files, split, combine, t)
                     for mode, t in TARGETS.items()
                 }
-        rng = np.random.default_rng(seed)
         full = make_split(files, 2)
         draws, self_cal = [], []
-        for _ in range(5):
-            subset = list(rng.choice(full.people, 100, replace=False))
+        for subset in gallery_draws(full, seed):
             split = make_split(files, 2, subset)
             draws.append(
                 {
