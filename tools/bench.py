@@ -1314,48 +1314,20 @@ def projection_lines(proj: dict[str, Any]) -> list[str]:
             f"  host int8 peak {peak['gmacs_per_core']} GMAC/s/core ({peak['basis']}, "
             f"{peak['ghz']} GHz); share reached at 1 thread: {shares}"
         )
-    lines.append(
-        f"  {'model':<14}{'GMAC':>7}"
-        + "".join(
-            f"{pi + ' ' + k:>16}"
-            for pi in PI_PEAKS
-            for k in ("ideal 1c", "ideal 4c", "real 1c", "real 4c")
-        )
-        + "   (ms)"
-    )
+    cols = ("ideal 1c", "ideal 4c", "real 1c", "real 4c")
+    keys = ("ideal_{}_1_core", "ideal_{}_4_cores", "realistic_{}_1_core", "realistic_{}_4_cores")
+
+    def cells(get: Any, unit: str) -> str:
+        return "".join(f"{_num(get(pi, k.format(unit))):>16}" for pi in PI_PEAKS for k in keys)
+
+    header = "".join(f"{pi + ' ' + k:>16}" for pi in PI_PEAKS for k in cols)
+    lines.append(f"  {'model':<14}{'GMAC':>7}{header}   (ms)")
     for name, m in proj["models"].items():
-        cells = "".join(
-            f"{_num(m[pi][k]):>16}"
-            for pi in PI_PEAKS
-            for k in (
-                "ideal_ms_1_core",
-                "ideal_ms_4_cores",
-                "realistic_ms_1_core",
-                "realistic_ms_4_cores",
-            )
-        )
-        lines.append(f"  {name:<14}{m['gmac']:>7.3f}{cells}")
-    lines.append(
-        f"  {'frame':<21}"
-        + "".join(
-            f"{pi + ' ' + k:>16}"
-            for pi in PI_PEAKS
-            for k in ("ideal 1c", "ideal 4c", "real 1c", "real 4c")
-        )
-        + "   (fps)"
-    )
+        row = cells(lambda pi, k, m=m: m[pi][k], "ms")
+        lines.append(f"  {name:<14}{m['gmac']:>7.3f}{row}")
+    lines.append(f"  {'frame':<21}{header}   (fps)")
     for name, f in proj["frames"].items():
-        cells = "".join(
-            f"{_num(f[f'{pi}_{k}']):>16}"
-            for pi in PI_PEAKS
-            for k in (
-                "ideal_fps_1_core",
-                "ideal_fps_4_cores",
-                "realistic_fps_1_core",
-                "realistic_fps_4_cores",
-            )
-        )
-        lines.append(f"  {name:<21}{cells}")
+        lines.append(f"  {name:<21}{cells(lambda pi, k, f=f: f[f'{pi}_{k}'], 'fps')}")
     return lines
 
 
