@@ -188,3 +188,36 @@ class DaemonProcess:
 
 def b64(path: Path) -> str:
     return base64.b64encode(Path(path).read_bytes()).decode()
+
+
+def serve_mjpeg(video: Path, url: str) -> subprocess.Popen:
+    """ffmpeg as a one-client HTTP server streaming the file as MJPEG, looping.
+
+    (ffmpeg cannot serve RTSP to a player: its `-rtsp_flags listen` is for receiving a
+    published stream. HTTP exercises the same CAP_FFMPEG path, timeouts and reconnects.)
+    """
+    return subprocess.Popen(
+        [
+            "ffmpeg",
+            "-hide_banner",
+            "-loglevel",
+            "error",
+            "-re",
+            "-stream_loop",
+            "-1",
+            "-i",
+            str(video),
+            "-an",
+            "-c:v",
+            "mjpeg",
+            "-f",
+            "mpjpeg",
+            "-listen",
+            "1",
+            url,
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )

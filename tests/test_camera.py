@@ -34,6 +34,7 @@ from appliance.camera import (
     Picamera2Source,
     make_source,
 )
+from tests.daemon_harness import serve_mjpeg
 
 N_FRAMES, FPS, W, H = 20, 10.0, 160, 120
 
@@ -453,38 +454,6 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _serve(video: Path, url: str) -> subprocess.Popen:
-    """ffmpeg as a one-client HTTP server streaming the file as MJPEG, looping.
-
-    (ffmpeg cannot serve RTSP to a player: its `-rtsp_flags listen` is for receiving a
-    published stream. HTTP exercises the same CAP_FFMPEG path, timeouts and reconnects.)
-    """
-    return subprocess.Popen(
-        [
-            "ffmpeg",
-            "-hide_banner",
-            "-loglevel",
-            "error",
-            "-re",
-            "-stream_loop",
-            "-1",
-            "-i",
-            str(video),
-            "-c:v",
-            "mjpeg",
-            "-f",
-            "mpjpeg",
-            "-listen",
-            "1",
-            url,
-        ],
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-
-
 def _kill(p: subprocess.Popen) -> None:
     if p.poll() is None:
         os.kill(p.pid, signal.SIGKILL)
@@ -494,7 +463,7 @@ def _kill(p: subprocess.Popen) -> None:
 @pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs the ffmpeg binary")
 def test_stream_server_dies_hangs_and_returns(video: Path, cameras: list[Camera]) -> None:
     url = f"http://127.0.0.1:{_free_port()}/cam"
-    servers = [_serve(video, url)]
+    servers = [serve_mjpeg(video, url)]
     try:
         cam = Camera(
             lambda: OpenCVSource(url, 640, 480, realtime=True, timeout_s=2.0),
@@ -514,7 +483,7 @@ def test_stream_server_dies_hangs_and_returns(video: Path, cameras: list[Camera]
         # ... then it dies for good, and a new one starts on the same address.
         _kill(servers[0])
         time.sleep(0.5)
-        servers.append(_serve(video, url))
+        servers.append(serve_mjpeg(video, url))
         before = cam.frames_read
         assert _wait_for(lambda: cam.state == "ok" and cam.frames_read > before + 5, timeout=20)
         assert cam.reopens >= 1

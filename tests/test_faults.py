@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from appliance import assets
-from tests.daemon_harness import DaemonProcess, Listener, b64
+from tests.daemon_harness import DaemonProcess, Listener, b64, serve_mjpeg
 
 OUT = Path(__file__).resolve().parents[1] / "build" / "e2e"
 
@@ -405,7 +405,6 @@ def test_stalled_stream_is_reopened_within_stall_s(tmp_path, broker, shared):
     import shutil
     import signal
     import socket
-    import subprocess
 
     import pytest
 
@@ -416,35 +415,8 @@ def test_stalled_stream_is_reopened_within_stall_s(tmp_path, broker, shared):
         url = f"http://127.0.0.1:{s.getsockname()[1]}/cam"
     clip = shared / "scenes" / "examples" / "short_hamilton_clip.mp4"
 
-    def serve() -> subprocess.Popen:
-        return subprocess.Popen(
-            [
-                "ffmpeg",
-                "-hide_banner",
-                "-loglevel",
-                "error",
-                "-re",
-                "-stream_loop",
-                "-1",
-                "-i",
-                str(clip),
-                "-an",
-                "-c:v",
-                "mjpeg",
-                "-f",
-                "mpjpeg",
-                "-listen",
-                "1",
-                url,
-            ],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
-
     stall_s = 3.0
-    servers = [serve()]
+    servers = [serve_mjpeg(clip, url)]
     try:
         d = DaemonProcess(
             tmp_path,
@@ -468,7 +440,7 @@ def test_stalled_stream_is_reopened_within_stall_s(tmp_path, broker, shared):
         st_stalled = _state(listener, d)
         os.kill(servers[0].pid, signal.SIGKILL)
         servers[0].wait(10)
-        servers.append(serve())
+        servers.append(serve_mjpeg(clip, url))
         back = time.time()
         listener.wait_for(
             lambda: (
