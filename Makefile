@@ -39,7 +39,7 @@ $(VENV)/.dev: $(VENV)/.installed requirements-dev.txt
 	touch $@
 
 assets: $(VENV)/.installed
-	$(VENV)/bin/python -m appliance.assets >/dev/null
+	$(VENV)/bin/python -m appliance.camera.assets >/dev/null
 
 # The daemon on the camera (or the demo), a local broker if none answers, events printed.
 run: $(VENV)/.installed assets

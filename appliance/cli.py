@@ -10,15 +10,15 @@ import sys
 from pathlib import Path
 
 from appliance import __version__
-from appliance.config import Config, ConfigError, load
-from appliance.imageio import ImageError, read_image
-from appliance.runtime import ModelError
+from appliance.config.schema import Config, ConfigError, load
+from appliance.vision.imageio import ImageError, read_image
+from appliance.vision.runtime import ModelError
 
 log = logging.getLogger(__name__)
 
 
 def _pipeline(cfg: Config):
-    from appliance.pipeline import FacePipeline
+    from appliance.vision.pipeline import FacePipeline
 
     return FacePipeline.load(
         embedder=cfg.models.embedder,
@@ -30,7 +30,7 @@ def _pipeline(cfg: Config):
 
 def _thresholds(cfg: Config, people: int):
     """Thresholds for a gallery of `people` (1 for a photo-to-photo verify)."""
-    from appliance.thresholds import load_calibration, resolve
+    from appliance.identity.thresholds import load_calibration, resolve
 
     r = cfg.recognition
     cal = load_calibration(cfg.models.embedder, cfg.models.flip)
@@ -49,7 +49,7 @@ def cmd_sign(args: argparse.Namespace, cfg: Config) -> int:
     import base64
 
     from appliance.daemon import device_id
-    from appliance.signing import read_secret, sign
+    from appliance.transport.mqtt.signing import read_secret, sign
 
     key = read_secret(str(args.key_file or cfg.commands.key_file), "command-key")
     if key is None:
@@ -75,8 +75,8 @@ def cmd_status(args: argparse.Namespace, cfg: Config) -> int:
     from paho.mqtt.enums import CallbackAPIVersion
 
     from appliance.daemon import device_id
-    from appliance.signing import read_secret
-    from appliance.topics import Topics
+    from appliance.transport.mqtt.signing import read_secret
+    from appliance.transport.mqtt.topics import Topics
 
     topics = Topics(cfg.mqtt.prefix, device_id(cfg))
     got: dict[str, str] = {}
@@ -130,7 +130,7 @@ def cmd_detect(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def cmd_verify(args: argparse.Namespace, cfg: Config) -> int:
-    from appliance.similarity import cosine
+    from appliance.vision.similarity import cosine
 
     pipe = _pipeline(cfg)
     vecs = []
@@ -157,7 +157,7 @@ def cmd_verify(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def _service(cfg: Config):
-    from appliance.service import FaceService
+    from appliance.identity.recogniser import FaceService
 
     return FaceService.open(cfg, _pipeline(cfg))
 
@@ -171,7 +171,7 @@ def _images_in(folder: Path) -> list[Path]:
 def cmd_enroll(args: argparse.Namespace, cfg: Config) -> int:
     """Enrol one person from photos, or every `DIR/<name>/*.jpg` folder. Each person is
     one transaction: a refused photo refuses that person's whole batch, with the reason."""
-    from appliance.enrol import EnrolmentRefused
+    from appliance.identity.gates import EnrolmentRefused
 
     svc = _service(cfg)
     if args.from_dir:
@@ -199,11 +199,11 @@ def cmd_enroll(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def cmd_people(args: argparse.Namespace, cfg: Config) -> int:
-    from appliance.gallery import GalleryError
-    from appliance.service import open_gallery
+    from appliance.identity.recogniser import open_gallery
+    from appliance.store.gallery import GalleryError
 
     if args.action == "list":
-        from appliance.pipeline import embedder_version
+        from appliance.vision.pipeline import embedder_version
 
         version = embedder_version(cfg.models.embedder)
         with open_gallery(cfg) as g:
@@ -253,7 +253,7 @@ def cmd_identify(args: argparse.Namespace, cfg: Config) -> int:
 
 
 def cmd_gallery(args: argparse.Namespace, cfg: Config) -> int:
-    from appliance.gallery import GalleryError
+    from appliance.store.gallery import GalleryError
 
     svc = _service(cfg)
     try:

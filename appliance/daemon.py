@@ -25,20 +25,21 @@ from typing import Any
 import cv2
 import numpy as np
 
-from appliance import __version__, discovery
-from appliance.camera import Camera, make_source
-from appliance.config import Config, ConfigError, load
-from appliance.enrol import EnrolmentRefused, check_gates, pick_face
-from appliance.gallery import GalleryError, Template
-from appliance.imageio import ImageError
-from appliance.mqtt import Incoming, MqttLink, Settings, client_id
-from appliance.outbox import Outbox
-from appliance.pipeline import Face
+from appliance import __version__
+from appliance.camera.sources import Camera, make_source
+from appliance.config.schema import Config, ConfigError, load
+from appliance.identity.gates import EnrolmentRefused, check_gates, pick_face
+from appliance.identity.recogniser import FaceService
+from appliance.identity.tracker import Tracker, Verdict, VoteRules
 from appliance.sdnotify import Notifier
-from appliance.service import FaceService
-from appliance.signing import CommandRejected, read_secret, verify
-from appliance.topics import Topics, slug
-from appliance.tracker import Tracker, Verdict, VoteRules
+from appliance.store.gallery import GalleryError, Template
+from appliance.store.outbox import Outbox
+from appliance.transport.mqtt import discovery
+from appliance.transport.mqtt.link import Incoming, MqttLink, Settings, client_id
+from appliance.transport.mqtt.signing import CommandRejected, read_secret, verify
+from appliance.transport.mqtt.topics import Topics, slug
+from appliance.vision.imageio import ImageError
+from appliance.vision.pipeline import Face
 
 log = logging.getLogger(__name__)
 
@@ -242,8 +243,8 @@ class Daemon:
             self.service.cfg = self.cfg
             self.tracker.rules = vote_rules(self.cfg)
         with self.service.lock:
-            from appliance.matcher import Matcher
-            from appliance.service import COMBINE
+            from appliance.identity.matcher import Matcher
+            from appliance.identity.recogniser import COMBINE
 
             self.service.matcher = Matcher(
                 self.service.gallery.template_set(self.service.embedder), COMBINE
@@ -799,7 +800,7 @@ class Daemon:
         """Live settings (not written back to config.yaml; a restart restores the file's)."""
         if not args or set(args) - LIVE_SETTINGS:
             raise CommandRejected("malformed", f"settable: {', '.join(sorted(LIVE_SETTINGS))}", rid)
-        from appliance.config import parse
+        from appliance.config.schema import parse
 
         text = "\n".join(
             f"{k.split('.')[0]}:\n  {k.split('.')[1]}: {json.dumps(v)}" for k, v in args.items()

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from appliance import assets
-from appliance.imageio import read_image
+from appliance.camera import assets
+from appliance.vision.imageio import read_image
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
@@ -22,7 +22,7 @@ def shared() -> Path:
 
 @pytest.fixture(scope="session")
 def pipeline():
-    from appliance.pipeline import FacePipeline
+    from appliance.vision.pipeline import FacePipeline
 
     return FacePipeline.load(threads=2)
 

@@ -17,8 +17,8 @@ from typing import Any, ClassVar
 import paho.mqtt.client as paho
 from paho.mqtt.enums import CallbackAPIVersion
 
-from appliance.signing import sign
-from appliance.topics import Topics
+from appliance.transport.mqtt.signing import sign
+from appliance.transport.mqtt.topics import Topics
 
 ROOT = Path(__file__).resolve().parent.parent
 DEVICE = "door1"

@@ -2,11 +2,11 @@
 
 import numpy as np
 
-from appliance.align import ARCFACE_112, align, similarity, template
-from appliance.detect import Detection
-from appliance.quality import pose
-from appliance.runtime import Quant, pixel_lut
-from appliance.similarity import cosine, cosine_matrix, l2_normalize
+from appliance.vision.align import ARCFACE_112, align, similarity, template
+from appliance.vision.detect import Detection
+from appliance.vision.quality import pose
+from appliance.vision.runtime import Quant, pixel_lut
+from appliance.vision.similarity import cosine, cosine_matrix, l2_normalize
 
 
 def test_similarity_recovers_a_known_transform():

@@ -24,8 +24,8 @@ import cv2
 import numpy as np
 import pytest
 
-from appliance import camera
-from appliance.camera import (
+from appliance.camera import sources as camera
+from appliance.camera.sources import (
     Camera,
     CameraError,
     DemoSource,
@@ -207,7 +207,7 @@ class FakeSource:
 def test_open_failures_then_recovery(
     cameras: list[Camera], caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="appliance.camera")
+    caplog.set_level(logging.DEBUG, logger="appliance.camera.sources")
     made: list[FakeSource] = []
 
     def factory() -> FakeSource:

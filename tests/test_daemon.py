@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from appliance import assets, demo
+from appliance.camera import assets, demo
 from tests.daemon_harness import DaemonProcess, Listener, b64
 
 

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from appliance.detect import decode, iou, letterbox, ssd_anchors, weighted_nms
+from appliance.vision.detect import decode, iou, letterbox, ssd_anchors, weighted_nms
 
 
 def test_anchors_cover_grid_centres():

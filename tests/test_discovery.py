@@ -6,8 +6,8 @@ from __future__ import annotations
 import json
 import re
 
-from appliance import discovery
-from appliance.topics import Topics
+from appliance.transport.mqtt import discovery
+from appliance.transport.mqtt.topics import Topics
 from tests.daemon_harness import DaemonProcess, Listener, b64
 
 # Home Assistant 2024.3's device and state classes for the components used here.
@@ -70,7 +70,7 @@ def test_switched_off_features_are_removed():
 
 
 def test_daemon_publishes_and_removes_person_entities(tmp_path, broker):
-    from appliance import assets
+    from appliance.camera import assets
 
     d = DaemonProcess(tmp_path, broker.port, "demo")
     ha = Listener(broker.port, Topics("homeassistant", "x"))

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 
 from appliance.cli import main
-from appliance.config import Config, StorageConfig
-from appliance.enrol import EnrolmentRefused
-from appliance.imageio import ImageError
-from appliance.service import FaceService, open_gallery
+from appliance.config.schema import Config, StorageConfig
+from appliance.identity.gates import EnrolmentRefused
+from appliance.identity.recogniser import FaceService, open_gallery
+from appliance.vision.imageio import ImageError
 
 
 def _write(path, rgb):

@@ -18,7 +18,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from appliance import assets
+from appliance.camera import assets
 from tests.daemon_harness import DaemonProcess, Listener, b64, serve_mjpeg
 
 OUT = Path(__file__).resolve().parents[1] / "build" / "e2e"

@@ -3,7 +3,7 @@
 Two layers, both reproducible (`derandomize=True`, no example database):
 
 (a) fast, in process, 10,000 generated payloads: each goes through
-    `appliance.signing.verify` directly and through the daemon's own command handler
+    `appliance.transport.mqtt.signing.verify` directly and through the daemon's own command handler
     (`Daemon._handle`) on a daemon-less `Daemon` (real models, real gallery and outbox in
     SQLite, a fake MQTT link and camera). `verify` must return a dict or raise
     `CommandRejected` with a code; an accepted body must have a finite, fresh `ts`. The
@@ -49,9 +49,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from appliance import assets, demo
-from appliance.signing import MAX_PAYLOAD, CommandRejected, sign, verify
-from appliance.topics import COMMANDS
+from appliance.camera import assets, demo
+from appliance.transport.mqtt.signing import MAX_PAYLOAD, CommandRejected, sign, verify
+from appliance.transport.mqtt.topics import COMMANDS
 from tests.daemon_harness import DEVICE, DaemonProcess, Listener, b64
 
 FAST_EXAMPLES = 10_000
@@ -416,12 +416,12 @@ def gallery_fingerprint(state: Path) -> str:
 
 @pytest.fixture(scope="module")
 def daemonless(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    from appliance.config import load
+    from appliance.config.schema import load
     from appliance.daemon import Daemon, vote_rules
-    from appliance.imageio import read_image
-    from appliance.outbox import Outbox
-    from appliance.service import FaceService
-    from appliance.tracker import Tracker
+    from appliance.identity.recogniser import FaceService
+    from appliance.identity.tracker import Tracker
+    from appliance.store.outbox import Outbox
+    from appliance.vision.imageio import read_image
 
     tmp = tmp_path_factory.mktemp("daemonless")
     cfg_file = tmp / "config.yaml"
@@ -470,7 +470,7 @@ def check_verify(topic: str, payload: bytes, key: bytes) -> str:
 
 
 def test_verify_and_handler_fuzz(daemonless: Any) -> None:
-    from appliance.mqtt import Incoming
+    from appliance.transport.mqtt.link import Incoming
 
     d = daemonless
     before = d.service.gallery.persons()

@@ -13,9 +13,9 @@ import time
 import numpy as np
 import pytest
 
-from appliance.gallery import SCHEMA_VERSION, Gallery, GalleryError, Template
-from appliance.matcher import Matcher, Thresholds, decide
-from appliance.thresholds import Calibration, resolve
+from appliance.identity.matcher import Matcher, Thresholds, decide
+from appliance.identity.thresholds import Calibration, resolve
+from appliance.store.gallery import SCHEMA_VERSION, Gallery, GalleryError, Template
 
 V = "facenet-test"
 
@@ -162,7 +162,7 @@ def test_threshold_grows_with_the_gallery_and_meets_its_target():
 
 CRASH_WRITER = r"""
 import sys, numpy as np
-from appliance.gallery import Gallery, Template
+from appliance.store.gallery import Gallery, Template
 g = Gallery(sys.argv[1])
 i = int(sys.argv[2])
 while True:

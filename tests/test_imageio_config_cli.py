@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from appliance.cli import main
-from appliance.config import ConfigError, parse
-from appliance.imageio import ImageError, decode_image
+from appliance.config.schema import ConfigError, parse
+from appliance.vision.imageio import ImageError, decode_image
 
 
 def _png(h, w):

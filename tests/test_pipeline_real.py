@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from appliance.imageio import read_image
+from appliance.vision.imageio import read_image
 
 
 def test_astronaut_one_face_in_the_right_place(pipeline, astronaut):
@@ -81,7 +81,7 @@ def test_scene_photos_find_the_people(pipeline, shared):
 
 @pytest.mark.parametrize("name", ["mobilefacenet"])
 def test_second_embedder_loads_and_embeds(name, astronaut):
-    from appliance.pipeline import FacePipeline
+    from appliance.vision.pipeline import FacePipeline
 
     pipe = FacePipeline.load(embedder=name)
     f = pipe.faces(astronaut)[0]
@@ -95,7 +95,7 @@ def test_fused_cosine_is_the_mean_of_the_members_cosines(shared):
     and thresholds need no change."""
     import cv2
 
-    from appliance.pipeline import FacePipeline, embedder_version
+    from appliance.vision.pipeline import FacePipeline, embedder_version
 
     fused = FacePipeline.load(embedder="fused")
     assert fused.embedder.spec.dim == 128 + 192

@@ -40,9 +40,9 @@ import numpy as np  # noqa: E402
 # no litert), so the appliance is imported only in the product venv.
 PEER_WORKER = __name__ == "__main__" and sys.argv[1:2] == ["peer-worker"]
 if not PEER_WORKER:
-    from appliance.gallery import Gallery, Template, TemplateSet
-    from appliance.matcher import Matcher, Thresholds
-    from appliance.service import COMBINE
+    from appliance.identity.matcher import Matcher, Thresholds
+    from appliance.identity.recogniser import COMBINE
+    from appliance.store.gallery import Gallery, Template, TemplateSet
 
 DIM = 320  # the fused embedder's (the device default): FaceNet 128 + MobileFaceNet 192
 
@@ -146,7 +146,7 @@ def compose_visits_clip(lfw: Path, out: Path, people: int = 20) -> list[tuple[st
     """
     import cv2
 
-    from appliance.imageio import read_image
+    from appliance.vision.imageio import read_image
 
     by_name: dict[str, list[Path]] = {}
     for f in sorted(lfw.glob("*_0*.jpg")):
@@ -198,8 +198,8 @@ def bench_time_to_event(
     import paho.mqtt.client as paho
     from paho.mqtt.enums import CallbackAPIVersion
 
-    from appliance.signing import sign
-    from appliance.topics import Topics
+    from appliance.transport.mqtt.signing import sign
+    from appliance.transport.mqtt.topics import Topics
 
     work = Path(tempfile.mkdtemp(prefix="tte-"))
     with socket.socket() as s:
@@ -370,7 +370,7 @@ def library_versions() -> dict[str, str]:
 
     import cv2
 
-    from appliance.runtime import runtime_version
+    from appliance.vision.runtime import runtime_version
 
     out = {
         "runtime": runtime_version(),
@@ -454,7 +454,7 @@ def compose_frames(patches: list[np.ndarray]) -> dict[int, np.ndarray]:
 
 
 def asset_path(name: str) -> Path:
-    from appliance import assets
+    from appliance.camera import assets
 
     return assets.path(name)
 
@@ -484,7 +484,7 @@ def bench_appliance(
     """
     import cv2
 
-    from appliance.pipeline import FacePipeline
+    from appliance.vision.pipeline import FacePipeline
 
     t0 = time.perf_counter()
     kw = {"embedder": embedder} if embedder else {}
@@ -815,8 +815,8 @@ def rss_probe(threads: int) -> dict[str, Any]:
     """
     import cv2
 
-    from appliance.config import ModelsConfig
-    from appliance.pipeline import FacePipeline
+    from appliance.config.schema import ModelsConfig
+    from appliance.vision.pipeline import FacePipeline
 
     # The daemon's default embedder (fused: both embedders loaded, 320-d templates).
     pipe = FacePipeline.load(embedder=ModelsConfig().embedder, threads=threads)
@@ -1052,7 +1052,7 @@ def bench_pipeline(
     """Every system on the same frames, at 1 thread and at all cores, one run."""
     import subprocess
 
-    from appliance.pipeline import FacePipeline
+    from appliance.vision.pipeline import FacePipeline
 
     cores = os.cpu_count() or 1
     thread_counts = sorted({1, cores})

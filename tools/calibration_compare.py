@@ -51,11 +51,11 @@ import cv2  # noqa: E402
 import evaluate  # noqa: E402
 import numpy as np  # noqa: E402
 
-from appliance.detect import FaceDetector  # noqa: E402
-from appliance.embed import Embedder, EmbedderSpec  # noqa: E402
-from appliance.imageio import read_image  # noqa: E402
-from appliance.pipeline import DEFAULT_EMBEDDER, MODELS_DIR, FacePipeline, load_manifest  # noqa: E402
-from appliance.runtime import TfliteModel  # noqa: E402
+from appliance.vision.detect import FaceDetector  # noqa: E402
+from appliance.vision.embed import Embedder, EmbedderSpec  # noqa: E402
+from appliance.vision.imageio import read_image  # noqa: E402
+from appliance.vision.pipeline import DEFAULT_EMBEDDER, MODELS_DIR, FacePipeline, load_manifest  # noqa: E402
+from appliance.vision.runtime import TfliteModel  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data"
 VIDEO = "scenes/examples/short_hamilton_clip.mp4"

@@ -43,18 +43,18 @@ sys.path.insert(0, str(ROOT / "tools"))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from appliance.align import ARCFACE_112, align  # noqa: E402
-from appliance.detect import Detection, FaceDetector, iou  # noqa: E402
-from appliance.imageio import read_image  # noqa: E402
-from appliance.pipeline import (  # noqa: E402
+from appliance.vision.align import ARCFACE_112, align  # noqa: E402
+from appliance.vision.detect import Detection, FaceDetector, iou  # noqa: E402
+from appliance.vision.imageio import read_image  # noqa: E402
+from appliance.vision.pipeline import (  # noqa: E402
     DEFAULT_EMBEDDER,
     MODELS_DIR,
     FacePipeline,
     load_manifest,
 )
-from appliance.quality import measure  # noqa: E402
-from appliance.runtime import TfliteModel  # noqa: E402
-from appliance.similarity import l2_normalize  # noqa: E402
+from appliance.vision.quality import measure  # noqa: E402
+from appliance.vision.runtime import TfliteModel  # noqa: E402
+from appliance.vision.similarity import l2_normalize  # noqa: E402
 
 FLOAT_DIR = ROOT / "build" / "float-models"
 PAD = 50
@@ -116,7 +116,7 @@ def lfw_crops(pipe: FacePipeline, images: list[Path]) -> tuple[np.ndarray, int]:
 
 
 def lfw_quality(pipe: FacePipeline, data: Path, files: list[str]) -> dict[str, np.ndarray]:
-    """The device's quality figures (appliance.quality) of each LFW face, cached per
+    """The device's quality figures (appliance.vision.quality) of each LFW face, cached per
     detector and crop size; a face the detector missed gets score 0."""
     tag = f"{pipe.detector.version}-{pipe.embedder.spec.size}"
     cache = ROOT / "build" / "eval" / f"lfw_quality_{tag}.npz"
@@ -447,8 +447,8 @@ def run_identify_folders(args: argparse.Namespace) -> dict[str, Any]:
     """Enrol train/<name>/*, identify every face of test/*: the tutorials' knn layout."""
     import tempfile
 
-    from appliance.config import Config, EnrolmentConfig, StorageConfig
-    from appliance.service import FaceService
+    from appliance.config.schema import Config, EnrolmentConfig, StorageConfig
+    from appliance.identity.recogniser import FaceService
 
     with tempfile.TemporaryDirectory() as tmp:
         # Tutorial photos are small; keep the gates but accept the small faces they have.

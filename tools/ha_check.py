@@ -1,7 +1,7 @@
 """Check the appliance's MQTT discovery against a real, headless Home Assistant.
 
-Why: the discovery payloads (appliance/discovery.py) are only unit-tested against what
-we *think* Home Assistant accepts. A payload that HA silently rejects (wrong key, bad
+Why: the discovery payloads (appliance/transport/mqtt/discovery.py) are only unit-tested
+against what we *think* Home Assistant accepts. A payload that HA silently rejects (wrong key, bad
 template, a device block that splits the device) does not show up in any of our tests,
 only in a user's dashboard. This script runs the whole chain for real:
 
@@ -68,9 +68,11 @@ from paho.mqtt.enums import CallbackAPIVersion
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from appliance import __version__, assets, discovery  # noqa: E402
-from appliance.signing import sign  # noqa: E402
-from appliance.topics import Topics  # noqa: E402
+from appliance import __version__  # noqa: E402
+from appliance.camera import assets  # noqa: E402
+from appliance.transport.mqtt import discovery  # noqa: E402
+from appliance.transport.mqtt.signing import sign  # noqa: E402
+from appliance.transport.mqtt.topics import Topics  # noqa: E402
 
 DEVICE = "door1"
 PREFIX = "homeassistant"

@@ -4,7 +4,7 @@ stranger is let in, at thresholds chosen without looking at the test queries.
 Protocol (issue 3): identities with 3+ images are enrolled with their first 1 (or 2)
 images and queried with the rest; single-image identities are strangers. Identities are
 split in two halves by a hash of the name; the thresholds for one half come from the
-calibration curve measured on the other half's strangers (appliance.thresholds), and the
+calibration curve measured on the other half's strangers (appliance.identity.thresholds), and the
 counts of both halves are pooled. `gallery_100` draws 100 enrolled people at random
 (5 draws); there every image of a person not drawn is a stranger too, and the curve is
 measured as the device's is, on all 747 people, then mapped to 100
@@ -19,12 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from appliance.gallery import TemplateSet
-from appliance.matcher import Matcher, Thresholds, decide
-from appliance.thresholds import DEFAULT_MARGIN, Calibration
+from appliance.identity.matcher import Matcher, Thresholds, decide
+from appliance.identity.thresholds import DEFAULT_MARGIN, Calibration
+from appliance.store.gallery import TemplateSet
 
 TARGETS = {"access": 0.001, "attendance": 0.01}
-COMBINE = "centroid"  # what the device uses (appliance.service): it measured best, below
+COMBINE = (
+    "centroid"  # what the device uses (appliance.identity.recogniser): it measured best, below
+)
 
 
 def identity(filename: str) -> str:
@@ -188,7 +190,7 @@ def gallery_draws(full: Split, seed: int, n: int = 5, size: int = 100) -> list[l
 
 
 def quality_weights(quality: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Template weights from the device's quality figures (appliance.quality), each in 0..1:
+    """Template weights from the device's quality figures (appliance.vision.quality), each in 0..1:
     pose alone, sharpness alone (blur against the median image's, capped at 1), and the
     product of those with the detector score."""
     sharp = np.minimum(1.0, quality["blur"] / float(np.median(quality["blur"])))

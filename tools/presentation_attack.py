@@ -56,12 +56,12 @@ sys.path.insert(0, str(ROOT))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
-from appliance import config as config_mod  # noqa: E402
-from appliance.config import Config, StorageConfig  # noqa: E402
-from appliance.enrol import EnrolmentRefused  # noqa: E402
-from appliance.imageio import read_image  # noqa: E402
-from appliance.pipeline import Face, FacePipeline  # noqa: E402
-from appliance.service import FaceService  # noqa: E402
+from appliance.config import schema as config_mod  # noqa: E402
+from appliance.config.schema import Config, StorageConfig  # noqa: E402
+from appliance.identity.gates import EnrolmentRefused  # noqa: E402
+from appliance.identity.recogniser import FaceService  # noqa: E402
+from appliance.vision.imageio import read_image  # noqa: E402
+from appliance.vision.pipeline import Face, FacePipeline  # noqa: E402
 
 W, H = 640, 480  # config.yaml camera.width/height defaults
 LFW_EYES = 45.0  # typical eye distance (px) in a 150x150 LFW crop, measured by the detector

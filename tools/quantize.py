@@ -38,9 +38,9 @@ import numpy as np  # noqa: E402
 from quantlib import calibration as cal  # noqa: E402
 from quantlib.sources import SOURCES, fetch, sha256_file  # noqa: E402
 
-from appliance.detect import BOXES_OUTPUT, SCORES_OUTPUT, FaceDetector, iou  # noqa: E402
-from appliance.embed import Embedder, EmbedderSpec  # noqa: E402
-from appliance.runtime import TfliteModel, runtime_version  # noqa: E402
+from appliance.vision.detect import BOXES_OUTPUT, SCORES_OUTPUT, FaceDetector, iou  # noqa: E402
+from appliance.vision.embed import Embedder, EmbedderSpec  # noqa: E402
+from appliance.vision.runtime import TfliteModel, runtime_version  # noqa: E402
 
 log = logging.getLogger("quantize")
 
@@ -395,7 +395,7 @@ def main(argv: list[str] | None = None) -> int:
         return check(built, args.out, out_dir, agree)
     manifest["models"].update(built)
     # Score fusion is no model of its own: the device runs the members and concatenates
-    # their unit vectors (appliance.embed.FusedEmbedder); `evaluate.py identify
+    # their unit vectors (appliance.vision.embed.FusedEmbedder); `evaluate.py identify
     # --embedder fused --write-calibration` adds its measured open-set curve here.
     manifest["models"].setdefault("fused", {})
     manifest["models"]["fused"].update(FUSION)

@@ -29,11 +29,14 @@ sys.path.insert(0, str(ROOT))
 import paho.mqtt.client as paho  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
-from appliance import assets, demo  # noqa: E402
-from appliance.config import load  # noqa: E402
+from appliance.camera import (  # noqa: E402
+    assets,
+    demo,
+)
+from appliance.config.schema import load  # noqa: E402
 from appliance.daemon import device_id  # noqa: E402
-from appliance.signing import sign  # noqa: E402
-from appliance.topics import Topics  # noqa: E402
+from appliance.transport.mqtt.signing import sign  # noqa: E402
+from appliance.transport.mqtt.topics import Topics  # noqa: E402
 
 RUN = ROOT / "build" / "run"
 

@@ -35,8 +35,8 @@ sys.path.insert(0, str(ROOT))
 import paho.mqtt.client as paho  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
-from appliance.signing import sign  # noqa: E402
-from appliance.topics import Topics  # noqa: E402
+from appliance.transport.mqtt.signing import sign  # noqa: E402
+from appliance.transport.mqtt.topics import Topics  # noqa: E402
 from tools.run_demo import start_mosquitto  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data" / "scenes" / "examples"

@@ -23,9 +23,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from appliance.imageio import read_image  # noqa: E402
-from appliance.pipeline import FacePipeline  # noqa: E402
-from appliance.runtime import runtime_version  # noqa: E402
+from appliance.vision.imageio import read_image  # noqa: E402
+from appliance.vision.pipeline import FacePipeline  # noqa: E402
+from appliance.vision.runtime import runtime_version  # noqa: E402
 
 # Whole scenes (several sizes, several faces, one with none) and LFW crops padded as in
 # tests/test_pipeline_real.py, so the detector sees a face with context around it.

@@ -8,7 +8,7 @@ Run it on both (on aarch64 inside `tools/arm64/run.sh shell SUITE`), then compar
 For every photo (dlib's detection set, the scenes, every 25th LFW crop padded as in the
 evaluation) and a 640x480 rescale of it, it hashes the detector-sized image made by
 INTER_AREA, by INTER_LINEAR, and by pyrDown halvings then INTER_LINEAR (what
-`appliance.detect.letterbox` does), plus a bilinear warpAffine as the aligner uses.
+`appliance.vision.detect.letterbox` does), plus a bilinear warpAffine as the aligner uses.
 It is why the letterbox no longer uses INTER_AREA (tools/arm64/README.md).
 """
 

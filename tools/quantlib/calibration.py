@@ -15,12 +15,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from appliance.align import align, template
-from appliance.detect import FaceDetector, letterbox
-from appliance.detect import normalise as detector_normalise
-from appliance.embed import EmbedderSpec
-from appliance.embed import normalise as embedder_normalise
-from appliance.imageio import read_image
+from appliance.vision.align import align, template
+from appliance.vision.detect import FaceDetector, letterbox
+from appliance.vision.detect import normalise as detector_normalise
+from appliance.vision.embed import EmbedderSpec
+from appliance.vision.embed import normalise as embedder_normalise
+from appliance.vision.imageio import read_image
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png"}
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from appliance.gallery import TemplateSet
+from appliance.store.gallery import TemplateSet
 
 COMBINE = ("best", "centroid")
 

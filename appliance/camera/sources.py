@@ -202,7 +202,7 @@ class OpenCVSource:
 
 
 class DemoSource:
-    """The built-in demo scene (appliance.demo), played at DEMO_FPS like a real camera."""
+    """The built-in demo scene (appliance.camera.demo), played at DEMO_FPS like a real camera."""
 
     def __init__(self, realtime: bool = True) -> None:
         self.name = "demo"
@@ -212,7 +212,7 @@ class DemoSource:
         self._pacer = _Pacer(None)
 
     def open(self) -> None:
-        from appliance import demo
+        from appliance.camera import demo
 
         self._frames = demo.frames()
         self._pacer = _Pacer(self.fps if self.realtime else None)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from appliance.runtime import TfliteModel, pixel_lut
+from appliance.vision.runtime import TfliteModel, pixel_lut
 
 # Keypoint order of BlazeFace (subject's right eye is on the image's left).
 RIGHT_EYE, LEFT_EYE, NOSE, MOUTH, RIGHT_EAR, LEFT_EAR = range(6)

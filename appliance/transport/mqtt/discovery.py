@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from appliance import __version__
-from appliance.topics import Topics, slug
+from appliance.transport.mqtt.topics import Topics, slug
 
 EVENT_TYPES = ["granted", "denied", "unknown", "check_in", "check_out"]
 ORIGIN = {

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from appliance.matcher import Thresholds
+from appliance.identity.matcher import Thresholds
 
 DEFAULT_TARGETS = {"access": 0.001, "attendance": 0.01}  # stranger-accept rate per visit
 DEFAULT_MARGIN = 0.05
@@ -87,7 +87,7 @@ class Calibration:
 
 def load_calibration(embedder: str, flip: bool) -> Calibration | None:
     """The curve measured for this embedder (and flip setting), if the manifest has one."""
-    from appliance.pipeline import load_manifest
+    from appliance.vision.pipeline import load_manifest
 
     entry = load_manifest()["models"][embedder].get("open_set", {})
     cal = entry.get("flip" if flip else "plain")

@@ -7,18 +7,39 @@ Stages are plain objects over numpy arrays; nothing here does I/O beyond loading
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from appliance.detect import Detection, FaceDetector
-from appliance.embed import Embedder, EmbedderSpec, FusedEmbedder, fused_version
-from appliance.quality import Quality, measure
-from appliance.runtime import ModelError, TfliteModel
+from appliance.vision.detect import Detection, FaceDetector
+from appliance.vision.embed import Embedder, EmbedderSpec, FusedEmbedder, fused_version
+from appliance.vision.quality import Quality, measure
+from appliance.vision.runtime import ModelError, TfliteModel
 
-MODELS_DIR = Path(__file__).resolve().parent.parent / "models"
+
+def find_models_dir() -> Path:
+    """Where the int8 models and their manifest live.
+
+    `$APPLIANCE_MODELS` when set (an installation that keeps them elsewhere); else the
+    nearest `models/manifest.json` above this package: the checkout an editable install
+    points at, however deep the package's own folders are nested.
+    """
+    env = os.environ.get("APPLIANCE_MODELS")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve()
+    for folder in here.parents:
+        if (folder / "models" / "manifest.json").is_file():
+            return folder / "models"
+    raise ModelError(
+        f"no models/manifest.json above {here.parent}; set APPLIANCE_MODELS to the models folder"
+    )
+
+
+MODELS_DIR = find_models_dir()
 DEFAULT_EMBEDDER = "facenet"
 
 

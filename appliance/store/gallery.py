@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from appliance.sqlite import connect, transaction
+from appliance.store.sqlite import connect, transaction
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from appliance import assets
-from appliance.imageio import read_image
+from appliance.camera import assets
+from appliance.vision.imageio import read_image
 
 WIDTH, HEIGHT = 640, 480
 KNOWN_NAME = "astronaut"

@@ -18,8 +18,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from appliance.detect import iou
-from appliance.matcher import Match
+from appliance.identity.matcher import Match
+from appliance.vision.detect import iou
 
 
 @dataclass(frozen=True)

@@ -22,8 +22,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from appliance.outbox import Outbox
-from appliance.topics import Topics
+from appliance.store.outbox import Outbox
+from appliance.transport.mqtt.topics import Topics
 
 log = logging.getLogger(__name__)
 

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from appliance.sqlite import connect, transaction
+from appliance.store.sqlite import connect, transaction
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

@@ -147,7 +147,7 @@ class OutboxConfig:
     max_events: int = _opt(10000, range=(10, 10_000_000))
     max_age_days: float = _opt(7.0, range=(0.01, 3650.0))
     # Below this much free space on the state directory's filesystem the outbox stops
-    # growing: it drops its oldest events to make room (see appliance/outbox.py).
+    # growing: it drops its oldest events to make room (see appliance/store/outbox.py).
     min_free_mb: float = _opt(50.0, range=(0.0, 1_000_000.0))
     # Room kept free inside the outbox file, so events can still be stored (and the
     # oldest shed for new ones) on a disk that something else has filled.

@@ -16,13 +16,13 @@ from typing import Any
 import cv2
 import numpy as np
 
-from appliance.config import Config
-from appliance.enrol import EnrolmentRefused, check_gates, pick_face
-from appliance.gallery import Gallery, Person, Template
-from appliance.imageio import decode_image, read_image
-from appliance.matcher import Match, Matcher, Thresholds
-from appliance.pipeline import Face, FacePipeline
-from appliance.thresholds import load_calibration, resolve
+from appliance.config.schema import Config
+from appliance.identity.gates import EnrolmentRefused, check_gates, pick_face
+from appliance.identity.matcher import Match, Matcher, Thresholds
+from appliance.identity.thresholds import load_calibration, resolve
+from appliance.store.gallery import Gallery, Person, Template
+from appliance.vision.imageio import decode_image, read_image
+from appliance.vision.pipeline import Face, FacePipeline
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from appliance.detect import LEFT_EYE, MOUTH, NOSE, RIGHT_EYE
+from appliance.vision.detect import LEFT_EYE, MOUTH, NOSE, RIGHT_EYE
 
 # The ArcFace/InsightFace 112x112 template (image-left eye first), with the two mouth
 # corners merged into the mouth centre that BlazeFace predicts.

@@ -6,8 +6,8 @@ need 40"), not a code. Gates run on what the pipeline already measured.
 
 from __future__ import annotations
 
-from appliance.config import EnrolmentConfig
-from appliance.pipeline import Face
+from appliance.config.schema import EnrolmentConfig
+from appliance.vision.pipeline import Face
 
 
 class EnrolmentRefused(ValueError):

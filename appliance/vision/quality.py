@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 import cv2
 import numpy as np
 
-from appliance.detect import LEFT_EYE, MOUTH, NOSE, RIGHT_EYE, Detection
+from appliance.vision.detect import LEFT_EYE, MOUTH, NOSE, RIGHT_EYE, Detection
 
 
 @dataclass(frozen=True)

@@ -64,7 +64,7 @@ def path(name: str) -> Path:
     """The verified local file for `name`; raises AssetError if it was never fetched."""
     p = cache_dir() / name
     if not p.exists():
-        raise AssetError(f"{name} not in {cache_dir()}: run `python -m appliance.assets`")
+        raise AssetError(f"{name} not in {cache_dir()}: run `python -m appliance.camera.assets`")
     if _sha(p.read_bytes()) != ASSETS[name].sha256:
         raise AssetError(f"{p}: sha256 mismatch; delete it and fetch again")
     return p

@@ -13,10 +13,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from appliance.align import align, template
-from appliance.detect import Detection
-from appliance.runtime import TfliteModel, pixel_lut
-from appliance.similarity import l2_normalize
+from appliance.vision.align import align, template
+from appliance.vision.detect import Detection
+from appliance.vision.runtime import TfliteModel, pixel_lut
+from appliance.vision.similarity import l2_normalize
 
 
 @dataclass(frozen=True)
