@@ -24,9 +24,9 @@ import cv2
 import numpy as np
 import pytest
 
-from appliance.camera import sources as camera
+from appliance.camera import sources
+from appliance.camera.grabber import Camera
 from appliance.camera.sources import (
-    Camera,
     CameraError,
     DemoSource,
     FrameSource,
@@ -207,7 +207,7 @@ class FakeSource:
 def test_open_failures_then_recovery(
     cameras: list[Camera], caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.DEBUG, logger="appliance.camera.sources")
+    caplog.set_level(logging.DEBUG, logger="appliance.camera.grabber")
     made: list[FakeSource] = []
 
     def factory() -> FakeSource:
@@ -390,7 +390,7 @@ def test_picamera2_errors() -> None:
     with pytest.raises(CameraError, match="picamera2"):
         Picamera2Source(64, 48, module=types.SimpleNamespace(Picamera2=NoCamera)).open()
     try:
-        import picamera2  # noqa: F401
+        sources._import_picamera2()
     except ImportError:
         with pytest.raises(CameraError, match="not installed"):
             Picamera2Source(64, 48).open()
@@ -425,13 +425,13 @@ def test_make_source(video: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     with pytest.raises(CameraError, match=r"no_such_clip\.mp4"):
         make_source(str(missing), 640, 480, True)
 
-    monkeypatch.setattr(camera, "picamera2_available", lambda: False)
-    monkeypatch.setattr(camera, "DEFAULT_V4L2", str(tmp_path / "video0"))
+    monkeypatch.setattr(sources, "picamera2_available", lambda: False)
+    monkeypatch.setattr(sources, "DEFAULT_V4L2", str(tmp_path / "video0"))
     assert isinstance(make_source("auto", 640, 480, True), DemoSource)
     (tmp_path / "video0").touch()
     auto = make_source("auto", 640, 480, True)
     assert isinstance(auto, OpenCVSource) and auto.spec == str(tmp_path / "video0")
-    monkeypatch.setattr(camera, "picamera2_available", lambda: True)
+    monkeypatch.setattr(sources, "picamera2_available", lambda: True)
     assert isinstance(make_source("auto", 640, 480, True), Picamera2Source)
 
 
