@@ -191,7 +191,6 @@ def bench_time_to_event(
     import base64
     import secrets
     import shutil
-    import socket
     import subprocess
     import threading
 
@@ -200,20 +199,12 @@ def bench_time_to_event(
 
     from appliance.transport.mqtt.signing import sign
     from appliance.transport.mqtt.topics import Topics
+    from tools.broker import Broker
 
     work = Path(tempfile.mkdtemp(prefix="tte-"))
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    import getpass
-
-    (work / "m.conf").write_text(
-        f"listener {port} 127.0.0.1\nallow_anonymous true\nuser {getpass.getuser()}\n"
-    )
-    broker = subprocess.Popen(
-        [shutil.which("mosquitto") or "/usr/sbin/mosquitto", "-c", str(work / "m.conf")],
-        stderr=subprocess.DEVNULL,
-    )
+    broker = Broker(work, persistence=False)
+    broker.start()
+    port = broker.port
     key = secrets.token_hex(32)
     (work / "key").write_text(key)
     source = work / f"clip{clip.suffix}"
@@ -241,7 +232,6 @@ def bench_time_to_event(
             enrolled.append(bool(json.loads(m.payload).get("ok")))
             replied.set()
 
-    time.sleep(0.5)
     sub = paho.Client(CallbackAPIVersion.VERSION2)
     sub.on_message = on_message
     sub.on_connect = lambda c, u, f, r, p: c.subscribe(f"{topics.base}/#", qos=1)
@@ -276,7 +266,7 @@ def bench_time_to_event(
         daemon.terminate()
         daemon.wait(30)
         sub.loop_stop()
-        broker.terminate()
+        broker.stop()
     granted = [(t, e) for t, e in got if e["decision"] == "granted" and e["name"] in names]
     lat = np.array([t - e["first_seen"] for t, e in granted])
     shutil.rmtree(work, ignore_errors=True)

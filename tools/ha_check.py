@@ -45,13 +45,11 @@ from __future__ import annotations
 
 import argparse
 import base64
-import getpass
 import json
 import os
 import secrets
 import shutil
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -73,28 +71,12 @@ from appliance.camera import assets  # noqa: E402
 from appliance.transport.mqtt import discovery  # noqa: E402
 from appliance.transport.mqtt.signing import sign  # noqa: E402
 from appliance.transport.mqtt.topics import Topics  # noqa: E402
+from tools.broker import Broker, free_port  # noqa: E402
 
 DEVICE = "door1"
 PREFIX = "homeassistant"
 PERSON = "astronaut"
 HA_NAME = "HA Visitor"  # typed into the enrol text by an HA automation, then the button
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_port(port: int, timeout: float) -> bool:
-    end = time.time() + timeout
-    while time.time() < end:
-        try:
-            socket.create_connection(("127.0.0.1", port), 0.2).close()
-            return True
-        except OSError:
-            time.sleep(0.1)
-    return False
 
 
 def log(msg: str) -> None:
@@ -324,18 +306,10 @@ def scenario(
     final_hist: dict[str, list[tuple[str, dict[str, Any]]]] = {}
     uid2eid: dict[str, str] = {}
     # --- broker -------------------------------------------------------------------
-    mport = free_port()
-    (work / "mqtt").mkdir(exist_ok=True)
-    conf = work / "mosquitto.conf"
-    conf.write_text(
-        f"listener {mport} 127.0.0.1\nallow_anonymous true\n"
-        f"persistence false\nuser {getpass.getuser()}\n"
-    )
-    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    procs.start("mosquitto", [exe, "-c", str(conf)], work / "mosquitto.log")
-    if not wait_port(mport, 10):
-        raise RuntimeError("mosquitto did not start: " + (work / "mosquitto.log").read_text())
-    log(f"mosquitto on 127.0.0.1:{mport}")
+    broker = out["broker"] = Broker(work, persistence=False)  # main stops it after procs
+    broker.start()
+    mport = broker.port
+    log(f"mosquitto on {broker.host}:{mport}")
 
     # --- appliance daemon ---------------------------------------------------------
     key = secrets.token_hex(32).encode()
@@ -659,6 +633,8 @@ def main() -> int:
         if out.get("client"):
             out["client"].close()
         procs.stop_all()
+        if out.get("broker"):
+            out["broker"].stop()
     return finish(results, work, t0, args.workdir, out.get("uid2eid", {}), out.get("hist", {}))
 
 

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import os
 import secrets
-import shutil
 import signal
 import socket
 import subprocess
@@ -37,6 +36,7 @@ from appliance.config.schema import load  # noqa: E402
 from appliance.daemon import device_id  # noqa: E402
 from appliance.transport.mqtt.signing import sign  # noqa: E402
 from appliance.transport.mqtt.topics import Topics  # noqa: E402
+from tools.broker import Broker, BrokerError  # noqa: E402
 
 RUN = ROOT / "build" / "run"
 
@@ -49,36 +49,18 @@ def reachable(host: str, port: int) -> bool:
         return False
 
 
-def start_mosquitto() -> tuple[subprocess.Popen, int]:
-    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-    if not Path(exe).exists():
-        sys.exit(
-            "no MQTT broker answers and mosquitto is not installed: "
-            "sudo apt-get install mosquitto (make run does this when it can)"
-        )
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    conf = RUN / "mosquitto.conf"
-    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-    proc = subprocess.Popen(
-        [exe, "-c", str(conf)], stdout=(RUN / "mosquitto.log").open("wb"), stderr=subprocess.STDOUT
-    )
-    for _ in range(100):
-        if reachable("127.0.0.1", port):
-            return proc, port
-        time.sleep(0.05)
-    sys.exit(f"mosquitto did not start; see {RUN / 'mosquitto.log'}")
-
-
 def main() -> int:
     RUN.mkdir(parents=True, exist_ok=True)
     base = load(ROOT / "config.yaml")
     broker = None
     host, port = base.mqtt.host, base.mqtt.port
     if not reachable(host, port):
-        broker, port = start_mosquitto()
-        host = "127.0.0.1"
+        try:
+            broker = Broker(RUN, persistence=False)
+            broker.start()
+        except BrokerError as e:
+            sys.exit(f"no MQTT broker answers at {host}:{port} and {e}")
+        host, port = broker.host, broker.port
         print(
             f"run: no broker at {base.mqtt.host}:{base.mqtt.port}; started Mosquitto on "
             f"{host}:{port}",
@@ -130,7 +112,7 @@ def main() -> int:
     rc = daemon.wait()
     sub.loop_stop()
     if broker:
-        broker.terminate()
+        broker.stop()
     return rc
 
 

@@ -37,7 +37,7 @@ from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from appliance.transport.mqtt.signing import sign  # noqa: E402
 from appliance.transport.mqtt.topics import Topics  # noqa: E402
-from tools.run_demo import start_mosquitto  # noqa: E402
+from tools.broker import Broker, BrokerError  # noqa: E402
 
 SHARED = ROOT.parent / "shared" / "data" / "scenes" / "examples"
 DEVICE = "soak"
@@ -64,8 +64,12 @@ def main(argv: list[str] | None = None) -> int:
 
     work = ROOT / "build" / "soak"
     work.mkdir(parents=True, exist_ok=True)
-    (ROOT / "build" / "run").mkdir(parents=True, exist_ok=True)
-    broker, port = start_mosquitto()
+    try:
+        broker = Broker(work, persistence=False)
+        broker.start()
+    except BrokerError as e:
+        sys.exit(str(e))
+    port = broker.port
     clip = SHARED / "short_hamilton_clip.mp4"
     source = str(clip) if clip.exists() else "demo"
     key = secrets.token_hex(32)
@@ -138,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
             daemon.terminate()
             daemon.wait(30)
         sub.loop_stop()
-        broker.terminate()
+        broker.stop()
     base = next((s for s in samples if s["t_s"] >= a.warmup), samples[0])
     last = samples[-1]
     rss_growth = (last["rss_kb"] - base["rss_kb"]) / 1024
