@@ -177,7 +177,7 @@ class DaemonProcess:
         return [
             line.split("decision ")[1].split(":")[0]
             for line in self.log_text().splitlines()
-            if "appliance.daemon: decision " in line
+            if "appliance.access.decider: decision " in line
         ]
 
     def online_count(self, listener: Listener) -> int:

@@ -13,7 +13,7 @@ import pytest
 from appliance.cli import main
 from appliance.config.schema import Config, StorageConfig
 from appliance.identity.gates import EnrolmentRefused
-from appliance.identity.recogniser import FaceService, open_gallery
+from appliance.identity.recogniser import Recogniser, open_gallery
 from appliance.vision.imageio import ImageError
 
 
@@ -25,7 +25,7 @@ def _write(path, rgb):
 @pytest.fixture
 def service(tmp_path, pipeline):
     cfg = Config(storage=StorageConfig(str(tmp_path / "state")))
-    svc = FaceService(cfg, pipeline, open_gallery(cfg))
+    svc = Recogniser(cfg, pipeline, open_gallery(cfg))
     yield svc
     svc.close()
 

@@ -110,7 +110,7 @@ def _gallery(state: Path) -> tuple[dict[str, int], int]:
 
 
 def _ready_count(d: DaemonProcess) -> int:
-    return d.log_text().count("appliance.daemon: ready: ")
+    return d.log_text().count("appliance.app: ready: ")
 
 
 def test_fifty_sigkills_and_power_cuts_keep_gallery_and_outbox_whole(tmp_path, broker):

@@ -2,9 +2,9 @@
 
 Two layers, both reproducible (`derandomize=True`, no example database):
 
-(a) fast, in process, 10,000 generated payloads: each goes through
-    `appliance.transport.mqtt.signing.verify` directly and through the daemon's own command handler
-    (`Daemon._handle`) on a daemon-less `Daemon` (real models, real gallery and outbox in
+(a) fast, in process, 10,000 generated payloads: each goes through `verify`
+    directly and through the daemon's own MQTT command adapter, bus and command service
+    on an `App` that is built but not started (real models, real gallery and outbox in
     SQLite, a fake MQTT link and camera). `verify` must return a dict or raise
     `CommandRejected` with a code; an accepted body must have a finite, fresh `ts`. The
     handler must never raise and must answer with `ok` or an error code from the
@@ -62,10 +62,9 @@ BURST = 50
 WINDOW_S = 120.0  # commands.max_age_s default
 TOPIC_NAMES = (*COMMANDS, "fly")  # "fly": a command the daemon does not know
 
-# Every code a refusal may carry: signing.py and daemon.py (CommandRejected), enrol.py
-# and service.py (EnrolmentRefused), imageio/gallery errors (reported by class name),
-# and `busy` when the command queue is full. ValueError is what daemon.py reports for a
-# non-numeric `frames` (int("x")); handled, if not pretty.
+# Every code a refusal may carry: signing.py (CommandRejected), control/commands.py
+# (CommandError), gates.py and recogniser.py (EnrolmentRefused), imageio/gallery errors
+# (reported by class name), and `busy` when the command queue is full.
 REJECT_CODES = {
     "too_large",
     "malformed",
@@ -416,11 +415,10 @@ def gallery_fingerprint(state: Path) -> str:
 
 @pytest.fixture(scope="module")
 def daemonless(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """The real door (App: command service, bus, recogniser, outbox, MQTT command
+    adapter) built from a config but not started: no camera thread, no broker."""
+    from appliance.app import App
     from appliance.config.schema import load
-    from appliance.daemon import Daemon, vote_rules
-    from appliance.identity.recogniser import FaceService
-    from appliance.identity.tracker import Tracker
-    from appliance.store.outbox import Outbox
     from appliance.vision.imageio import read_image
 
     tmp = tmp_path_factory.mktemp("daemonless")
@@ -428,19 +426,24 @@ def daemonless(tmp_path_factory: pytest.TempPathFactory) -> Any:
     cfg_file.write_text(
         json.dumps({"storage": {"state_dir": str(tmp / "state")}, "mqtt": {"device_id": DEVICE}})
     )
-    cfg = load(cfg_file)
-    d = Daemon(cfg)
-    d.service = FaceService.open(cfg)
-    d.outbox = Outbox(tmp / "state" / "outbox.sqlite3")
+    d = App(load(cfg_file), cfg_file)
     d.outbox.db.execute("PRAGMA synchronous=OFF")  # speed: no fsync per nonce in this test
     d.key = b"fuzz-key-" + bytes(range(48, 71))
     d.link = FakeLink()
     d.camera = FakeCamera()
-    d.tracker = Tracker(vote_rules(cfg))
-    d.service.enrol(demo.KNOWN_NAME, [read_image(assets.path("astronaut.png"))], "file", "test")
+    d.recogniser.enrol(demo.KNOWN_NAME, [read_image(assets.path("astronaut.png"))], "file", "test")
     yield d
     d.outbox.close()
-    d.service.close()
+    d.recogniser.close()
+
+
+def handle(d: Any, topic: str, payload: bytes) -> None:
+    """What the daemon does with one message: the MQTT adapter (network thread), then
+    the frame loop draining the bus into the command service."""
+    from appliance.transport.mqtt.link import Incoming
+
+    d.mqtt_commands.on_message(Incoming(d.topics.command(topic), payload, None, None))
+    d.bus.drain(d.service.execute)
 
 
 def check_verify(topic: str, payload: bytes, key: bytes) -> str:
@@ -470,24 +473,17 @@ def check_verify(topic: str, payload: bytes, key: bytes) -> str:
 
 
 def test_verify_and_handler_fuzz(daemonless: Any) -> None:
-    from appliance.transport.mqtt.link import Incoming
-
     d = daemonless
-    before = d.service.gallery.persons()
+    before = d.recogniser.gallery.persons()
     fingerprint = gallery_fingerprint(d.cfg.storage.path())
     verify_codes: collections.Counter[str] = collections.Counter()
     handler_codes: collections.Counter[str] = collections.Counter()
 
     assert check_verify("list", b"x" * (MAX_PAYLOAD + 1), d.key) == "too_large"
-    d._handle(
-        Incoming(
-            d.topics.command("enroll"),
-            sign(
-                d.key, "enroll", DEVICE, {"name": "Big", "images": ["A" * (9 * 1024 * 1024)]}, "big"
-            ),
-            None,
-            None,
-        )
+    handle(
+        d,
+        "enroll",
+        sign(d.key, "enroll", DEVICE, {"name": "Big", "images": ["A" * (9 * 1024 * 1024)]}, "big"),
     )
     assert d.link.sent[-1][1]["error"]["code"] == "too_large"
 
@@ -501,13 +497,13 @@ def test_verify_and_handler_fuzz(daemonless: Any) -> None:
             d.outbox.db.executemany(
                 "INSERT INTO nonces VALUES (?, ?)", [(n, time.time()) for n in NONCE_POOL]
             )
+        d.capture.cancel()
         d.link.sent.clear()
-        d.capture = None
-        d._handle(Incoming(d.topics.command(topic), payload, None, None))  # must not raise
+        handle(d, topic, payload)  # must not raise
         replies = [b for t, b in d.link.sent if "/reply/" in t]
         assert len(replies) <= 1
         if not replies:  # only a capture that started answers later
-            assert d.capture is not None
+            assert d.capture.active
             handler_codes["deferred"] += 1
             return
         r = replies[0]
@@ -524,7 +520,7 @@ def test_verify_and_handler_fuzz(daemonless: Any) -> None:
         f"handler: {dict(handler_codes.most_common())}"
     )
     assert n >= FAST_EXAMPLES
-    assert d.service.gallery.persons() == before
+    assert d.recogniser.gallery.persons() == before
     assert gallery_fingerprint(d.cfg.storage.path()) == fingerprint
 
 

@@ -448,7 +448,7 @@ def run_identify_folders(args: argparse.Namespace) -> dict[str, Any]:
     import tempfile
 
     from appliance.config.schema import Config, EnrolmentConfig, StorageConfig
-    from appliance.identity.recogniser import FaceService
+    from appliance.identity.recogniser import Recogniser
 
     with tempfile.TemporaryDirectory() as tmp:
         # Tutorial photos are small; keep the gates but accept the small faces they have.
@@ -456,7 +456,7 @@ def run_identify_folders(args: argparse.Namespace) -> dict[str, Any]:
             storage=StorageConfig(tmp),
             enrolment=EnrolmentConfig(min_eye_distance=15.0, min_frontal=0.3),
         )
-        svc = FaceService.open(cfg, FacePipeline.load(embedder=args.embedder, threads=args.threads))
+        svc = Recogniser.open(cfg, FacePipeline.load(embedder=args.embedder, threads=args.threads))
         enrolled, refused = {}, {}
         for d in sorted((args.data / "train").iterdir()):
             ok = 0

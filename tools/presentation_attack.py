@@ -8,7 +8,7 @@ SECURITY.md must say what happens at the door when a printed or on-screen photo 
 Nobody here has a camera pointed at a printout, so the attack is simulated: held-out LFW
 photos of enrolled people are "recaptured" as a print, a low-resolution print and a phone
 screen inside a 640x480 door scene, and every simulated frame goes through the device's
-own code (FaceService: detect -> align -> the daemon's per-frame gates -> embed -> the
+own code (Recogniser: detect -> align -> the daemon's per-frame gates -> embed -> the
 open-set match with the thresholds config.yaml and the model manifest give). The same
 photo pasted into the same scene without any recapture artifact is the genuine baseline,
 so the difference between rows is what the recapture chain alone changes. It is a proxy
@@ -59,7 +59,7 @@ import numpy as np  # noqa: E402
 from appliance.config import schema as config_mod  # noqa: E402
 from appliance.config.schema import Config, StorageConfig  # noqa: E402
 from appliance.identity.gates import EnrolmentRefused  # noqa: E402
-from appliance.identity.recogniser import FaceService  # noqa: E402
+from appliance.identity.recogniser import Recogniser  # noqa: E402
 from appliance.vision.imageio import read_image  # noqa: E402
 from appliance.vision.pipeline import Face, FacePipeline  # noqa: E402
 
@@ -398,7 +398,7 @@ def padded(path: Path) -> np.ndarray:
 
 
 def enrol(
-    svc: FaceService,
+    svc: Recogniser,
     images: Path,
     groups: dict[str, list[str]],
     want: int,
@@ -451,7 +451,7 @@ def pick(faces: list[Face], p: Placement) -> Face | None:
 
 
 def judge(
-    svc: FaceService, cfg: Config, frame: np.ndarray, p: Placement, truth: str | None, cues: bool
+    svc: Recogniser, cfg: Config, frame: np.ndarray, p: Placement, truth: str | None, cues: bool
 ) -> dict[str, Any]:
     """One frame through the device's per-frame path: detect, align, the daemon's gates
     (decision.min_eye_distance, min_frontal), embed, match."""
@@ -577,7 +577,7 @@ def main(argv: list[str] | None = None) -> int:
             flip=cfg.models.flip,
             score_threshold=cfg.detector.score_threshold,
         )
-        svc = FaceService.open(cfg, pipe)
+        svc = Recogniser.open(cfg, pipe)
         rng = np.random.default_rng(args.seed)
         groups = lfw_groups(images)
         people, queries, refused = enrol(

@@ -1,8 +1,11 @@
-"""Recognition as a service: pipeline + gallery + matcher + thresholds behind one lock.
+"""The recogniser: pipeline + gallery + matcher + thresholds, and the one gallery writer.
 
-The CLI and the daemon both use this, so enrolment, the duplicate check and the open-set
-decision are written once. The lock lets an MQTT enrolment run while the frame loop
-matches: the matcher is swapped under the lock, never half-updated.
+The CLI (no daemon running) and the daemon's command service both use this, so
+enrolment, the duplicate check and the open-set decision are written once. Every change
+to the gallery goes through a method here and publishes a domain event, so what follows
+from it (Home Assistant, retained topics) cannot be forgotten by a route. A change made
+by another process (an old CLI, a restored backup) is noticed through SQLite's
+`data_version` and published the same way (`refresh`).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ import cv2
 import numpy as np
 
 from appliance.config.schema import Config
+from appliance.control.events import DomainEvents, PersonDeleted, PersonEnrolled, PersonRenamed
 from appliance.identity.gates import EnrolmentRefused, check_gates, pick_face
 from appliance.identity.matcher import Match, Matcher, Thresholds
 from appliance.identity.thresholds import load_calibration, resolve
@@ -49,15 +53,24 @@ def open_gallery(cfg: Config) -> Gallery:
     return Gallery(cfg.storage.path() / GALLERY_FILE)
 
 
-class FaceService:
-    def __init__(self, cfg: Config, pipeline: FacePipeline, gallery: Gallery) -> None:
+class Recogniser:
+    def __init__(
+        self,
+        cfg: Config,
+        pipeline: FacePipeline,
+        gallery: Gallery,
+        events: DomainEvents | None = None,
+    ) -> None:
         self.cfg = cfg
+        self.events = events or DomainEvents()
         self.pipeline = pipeline
         self.gallery = gallery
         self.embedder = pipeline.embedder.spec.version
         self.lock = threading.RLock()
         self.calibration = load_calibration(pipeline.embedder.spec.name, pipeline.embedder.flip)
         self.matcher = Matcher(gallery.template_set(self.embedder), COMBINE)
+        self._known = {p.id: p for p in gallery.persons()}
+        self._data_version = gallery.data_version()
         stale = [p.name for p in gallery.persons(self.embedder) if p.stale_templates]
         if stale:
             log.warning(
@@ -66,7 +79,9 @@ class FaceService:
             )
 
     @classmethod
-    def open(cls, cfg: Config, pipeline: FacePipeline | None = None) -> FaceService:
+    def open(
+        cls, cfg: Config, pipeline: FacePipeline | None = None, events: DomainEvents | None = None
+    ) -> Recogniser:
         if pipeline is None:
             pipeline = FacePipeline.load(
                 embedder=cfg.models.embedder,
@@ -74,7 +89,7 @@ class FaceService:
                 flip=cfg.models.flip,
                 score_threshold=cfg.detector.score_threshold,
             )
-        return cls(cfg, pipeline, open_gallery(cfg))
+        return cls(cfg, pipeline, open_gallery(cfg), events)
 
     def thresholds(self) -> Thresholds:
         r = self.cfg.recognition
@@ -111,12 +126,19 @@ class FaceService:
         elif isinstance(image, (str, Path)):
             image = read_image(image)
         face = pick_face(self.pipeline.faces(image), largest)
+        return face, self.template_of(face, source)
+
+    def template_of(self, face: Face, source: str) -> Template:
+        """A gated template from a face the pipeline found (a photo or a camera frame);
+        the only place a thumbnail is made, and only when `keep_thumbnails` says so."""
         check_gates(face, self.cfg.enrolment)
+        if face.embedding is None:
+            face.embedding = self.pipeline.embedder.embed(face.aligned[None])[0]
         thumb = None
         if self.cfg.enrolment.keep_thumbnails:
             thumb = cv2.imencode(".jpg", cv2.cvtColor(face.aligned, cv2.COLOR_RGB2BGR))[1]
             thumb = thumb.tobytes()
-        return face, Template(face.embedding, self.embedder, source, face.quality.as_dict(), thumb)
+        return Template(face.embedding, self.embedder, source, face.quality.as_dict(), thumb)
 
     def enrol(
         self,
@@ -130,20 +152,34 @@ class FaceService:
     ) -> Person:
         """Gate every photo, check for duplicates, then store all or nothing."""
         templates = [self.template_from(img, source, largest)[1] for img in images]
+        return self.store(name, templates, actor, force, meta)
+
+    def store(
+        self,
+        name: str,
+        templates: list[Template],
+        actor: str,
+        force: bool = False,
+        meta: dict[str, Any] | None = None,
+    ) -> Person:
+        """Check for duplicates, then store all templates or none; publishes the change."""
         with self.lock:
             if not force:
                 self._duplicate_check(name, templates)
+            new = not any(p.name.casefold() == name.strip().casefold() for p in self._people())
             person = self.gallery.enrol(
                 name, templates, actor, meta, self.cfg.enrolment.max_templates
             )
             self._reload_person(person)
+            self._seen_own_write(person)
         log.info(
             "enrolled %d template(s) for person %s (source %s, by %s)",
             len(templates),
             person.id,
-            source,
+            templates[0].source,
             actor,
         )
+        self.events.publish(PersonEnrolled(person, new, actor))
         return person
 
     def _duplicate_check(self, name: str, templates: list[Template]) -> None:
@@ -170,18 +206,70 @@ class FaceService:
 
     def rename(self, who: str, new_name: str, actor: str) -> Person:
         with self.lock:
+            old = self.gallery.find(who)
             person = self.gallery.rename(who, new_name, actor)
             self.matcher.rename(person.id, person.name)
+            self._seen_own_write(person)
+        self.events.publish(PersonRenamed(person, old.name, actor))
         return person
 
     def delete(self, who: str, actor: str) -> Person:
         with self.lock:
             person = self.gallery.delete(who, actor)
             self.matcher.remove(person.id)
+            self._known.pop(person.id, None)
+            self._data_version = self.gallery.data_version()
+        self.events.publish(PersonDeleted(person, actor))
         return person
+
+    def import_(self, data: dict[str, Any], actor: str) -> int:
+        with self.lock:
+            n = self.gallery.import_(data, self.embedder, actor, self.cfg.enrolment.max_templates)
+        self.refresh(force=True, actor=actor)
+        return n
+
+    def group_of(self, person_id: str) -> str | None:
+        """The person's access group (meta "group"), from memory: no query per decision."""
+        p = self._known.get(person_id)
+        g = p.meta.get("group") if p is not None else None
+        return g if isinstance(g, str) else None
+
+    # --- changes made outside this process -------------------------------------------
+
+    def _people(self) -> list[Person]:
+        return list(self._known.values())
+
+    def _seen_own_write(self, person: Person) -> None:
+        self._known[person.id] = person
+        self._data_version = self.gallery.data_version()
+
+    def refresh(self, force: bool = False, actor: str = "file") -> bool:
+        """Reload the matcher if another connection changed the gallery file (SQLite's
+        `data_version` moves only for other connections' commits), and publish what
+        changed as domain events. Cheap enough to call every frame-loop pass."""
+        version = self.gallery.data_version()
+        if not force and version == self._data_version:
+            return False
+        with self.lock:
+            self._data_version = version
+            self.matcher = Matcher(self.gallery.template_set(self.embedder), COMBINE)
+            now = {p.id: p for p in self.gallery.persons()}
+            before, self._known = self._known, now
+        for pid, p in before.items():
+            if pid not in now:
+                self.events.publish(PersonDeleted(p, actor))
+        for pid, p in now.items():
+            old = before.get(pid)
+            if old is None or old.templates != p.templates or old.updated != p.updated:
+                if old is not None and old.name != p.name:
+                    self.events.publish(PersonRenamed(p, old.name, actor))
+                else:
+                    self.events.publish(PersonEnrolled(p, old is None, actor))
+        log.info("gallery changed on disk: %d people now", self.matcher.size)
+        return True
 
     def close(self) -> None:
         self.gallery.close()
 
 
-__all__ = ["EnrolmentRefused", "FaceService", "Identified"]
+__all__ = ["EnrolmentRefused", "Identified", "Recogniser"]

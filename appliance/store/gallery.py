@@ -226,6 +226,10 @@ class Gallery:
             for r in rows
         ]
 
+    def data_version(self) -> int:
+        """Moves when another connection (another process) commits to the file."""
+        return int(self.db.execute("PRAGMA data_version").fetchone()[0])
+
     def counts(self) -> tuple[int, int]:
         p = self.db.execute("SELECT COUNT(*) FROM persons").fetchone()[0]
         t = self.db.execute("SELECT COUNT(*) FROM templates").fetchone()[0]
@@ -287,13 +291,7 @@ class Gallery:
                         now,
                     ),
                 )
-            embedder = templates[0].embedder
-            excess = db.execute(
-                "SELECT id FROM templates WHERE person_id = ? AND embedder = ? "
-                "ORDER BY id DESC LIMIT -1 OFFSET ?",
-                (pid, embedder, max_templates),
-            ).fetchall()
-            db.executemany("DELETE FROM templates WHERE id = ?", excess)
+            excess = self._trim(db, pid, templates[0].embedder, max_templates)
             self._audit(
                 db,
                 actor,
@@ -301,11 +299,22 @@ class Gallery:
                 pid,
                 {
                     "templates": len(templates),
-                    "dropped_oldest": len(excess),
+                    "dropped_oldest": excess,
                     "sources": sorted({t.source for t in templates}),
                 },
             )
         return self.find(pid)
+
+    @staticmethod
+    def _trim(db: sqlite3.Connection, pid: str, embedder: str, max_templates: int) -> int:
+        """Drop a person's oldest templates of `embedder` beyond `max_templates`."""
+        excess = db.execute(
+            "SELECT id FROM templates WHERE person_id = ? AND embedder = ? "
+            "ORDER BY id DESC LIMIT -1 OFFSET ?",
+            (pid, embedder, max_templates),
+        ).fetchall()
+        db.executemany("DELETE FROM templates WHERE id = ?", excess)
+        return len(excess)
 
     def rename(self, name_or_id: str, new_name: str, actor: str) -> Person:
         new_name = new_name.strip()
@@ -431,7 +440,10 @@ class Gallery:
                             now,
                         ),
                     )
-                self._audit(db, actor, "import", pid, {"templates": len(tpls)})
+                dropped = self._trim(db, pid, embedder, max_templates)
+                self._audit(
+                    db, actor, "import", pid, {"templates": len(tpls), "dropped_oldest": dropped}
+                )
         return len(parsed)
 
     def integrity(self) -> str:

@@ -65,7 +65,9 @@ class Outbox:
         self.max_age_s = max_age_s
         self.min_free_bytes = min_free_bytes
         self.reserve_bytes = reserve_bytes
-        self.db = connect(self.path)
+        # secure_delete: a redacted or delivered event's bytes are overwritten, not left
+        # in free pages (events name people).
+        self.db = connect(self.path, "secure_delete=ON")
         self.db.executescript("""
             CREATE TABLE IF NOT EXISTS outbox (
                 seq INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -257,6 +259,33 @@ class Outbox:
             self._bump(db, "delivered", 1)
 
         self._write(ack)
+
+    def redact_person(self, person_id: str, name: str) -> int:
+        """Erase a deleted person's name from events not yet delivered: they still
+        arrive (nothing is lost), with the anonymous id only. Returns how many changed."""
+
+        def redact(db: sqlite3.Connection) -> int:
+            rows = db.execute("SELECT seq, payload FROM outbox").fetchall()
+            changed = 0
+            for seq, text in rows:
+                payload = json.loads(text)
+                hit = False
+                if payload.get("person_id") == person_id and payload.get("name") is not None:
+                    payload["name"], hit = None, True
+                if payload.get("candidate") == name:
+                    payload["candidate"], hit = None, True
+                if hit:
+                    changed += 1
+                    db.execute(
+                        "UPDATE outbox SET payload = ? WHERE seq = ?", (json.dumps(payload), seq)
+                    )
+            return changed
+
+        n = self._write(redact)
+        if n:
+            with self.lock:
+                self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return n
 
     def depth(self) -> int:
         with self.lock:

@@ -182,6 +182,19 @@ def entities(
         t = ha_topics(topics)
         out.append(
             Entity(
+                "sensor",
+                "last_enrolment",
+                {
+                    "name": "Last enrolment",
+                    "state_topic": topics.enrolment,
+                    "value_template": "{{ value_json.result }}",
+                    "json_attributes_topic": topics.enrolment,
+                    "icon": "mdi:account-plus-outline",
+                },
+            )
+        )
+        out.append(
+            Entity(
                 "text",
                 "enrol_name",
                 {
@@ -204,23 +217,29 @@ def entities(
                 },
             )
         )
-    for pid, name in people:
-        out.append(
-            Entity(
-                "sensor",
-                person_object_id(pid),
-                {
-                    "name": f"{name} last seen",
-                    "state_topic": person_last_seen_topic(topics, pid),
-                    "device_class": "timestamp",
-                    "icon": "mdi:account-clock",
-                },
-            )
-        )
+    out.extend(person_entity(topics, pid, name) for pid, name in people)
     return out
 
 
-OPTIONAL = {("image", "snapshot"), ("text", "enrol_name"), ("button", "enrol")}
+def person_entity(topics: Topics, person_id: str, name: str) -> Entity:
+    return Entity(
+        "sensor",
+        person_object_id(person_id),
+        {
+            "name": f"{name} last seen",
+            "state_topic": person_last_seen_topic(topics, person_id),
+            "device_class": "timestamp",
+            "icon": "mdi:account-clock",
+        },
+    )
+
+
+OPTIONAL = {
+    ("image", "snapshot"),
+    ("text", "enrol_name"),
+    ("button", "enrol"),
+    ("sensor", "last_enrolment"),
+}
 
 
 def config_topic(prefix: str, node: str, e: Entity) -> str:
@@ -239,26 +258,35 @@ def payloads(
     """(config topic, retained payload) for every entity; empty payloads remove the
     optional entities that do not apply (a feature switched off)."""
     node = slug(topics.device)
-    dev = device_block(topics, device_name)
-    avail = [
-        {"topic": topics.status, "payload_available": "online", "payload_not_available": "offline"}
-    ]
     present = entities(topics, snapshots=snapshots, allow_enrol=allow_enrol, people=people)
-    out = []
-    for e in present:
-        cfg = {
-            **e.config,
-            "unique_id": f"{node}_{e.object_id}",
-            "object_id": f"{node}_{e.object_id}",
-            "device": dev,
-            "origin": ORIGIN,
-            "availability": avail,
-        }
-        out.append((config_topic(prefix, node, e), json.dumps(cfg, sort_keys=True)))
+    out = [_config(topics, prefix, device_name, e) for e in present]
     have = {(e.component, e.object_id) for e in present}
     for comp, oid in sorted(OPTIONAL - have):
         out.append((config_topic(prefix, node, Entity(comp, oid, {})), ""))
     return out
+
+
+def _config(topics: Topics, prefix: str, device_name: str, e: Entity) -> tuple[str, str]:
+    node = slug(topics.device)
+    avail = [
+        {"topic": topics.status, "payload_available": "online", "payload_not_available": "offline"}
+    ]
+    cfg = {
+        **e.config,
+        "unique_id": f"{node}_{e.object_id}",
+        "object_id": f"{node}_{e.object_id}",
+        "device": device_block(topics, device_name),
+        "origin": ORIGIN,
+        "availability": avail,
+    }
+    return config_topic(prefix, node, e), json.dumps(cfg, sort_keys=True)
+
+
+def person_payload(
+    topics: Topics, prefix: str, device_name: str, person_id: str, name: str
+) -> tuple[str, str]:
+    """One person's entity alone: enrolling someone does not resend everyone's."""
+    return _config(topics, prefix, device_name, person_entity(topics, person_id, name))
 
 
 def removal(topics: Topics, prefix: str, person_id: str) -> str:

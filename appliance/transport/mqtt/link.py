@@ -22,7 +22,9 @@ from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from appliance.config.schema import MqttConfig
 from appliance.store.outbox import Outbox
+from appliance.transport.mqtt.signing import read_secret
 from appliance.transport.mqtt.topics import Topics
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,67 @@ class Settings:
     keepalive: int
     reconnect_max_s: float
 
+    @classmethod
+    def from_config(cls, m: MqttConfig, client_id: str) -> Settings:
+        password = read_secret(m.password_file, "mqtt-password")
+        return cls(
+            m.host,
+            m.port,
+            m.protocol,
+            client_id,
+            m.username or None,
+            password or None,
+            m.tls,
+            m.ca_file,
+            m.cert_file,
+            m.key_file,
+            m.tls_insecure,
+            m.keepalive,
+            m.reconnect_max_s,
+        )
+
+
+def _client(s: Settings) -> paho.Client:
+    """A paho client with the credentials and TLS of `s` (the daemon's and the CLI's)."""
+    client = paho.Client(
+        CallbackAPIVersion.VERSION2,
+        client_id=s.client_id,
+        protocol=paho.MQTTv5 if s.protocol == "5" else paho.MQTTv311,
+    )
+    if s.username:
+        client.username_pw_set(s.username, s.password.decode() if s.password else None)
+    if s.tls:
+        client.tls_set(
+            ca_certs=s.ca_file or None,
+            certfile=s.cert_file or None,
+            keyfile=s.key_file or None,
+            cert_reqs=ssl.CERT_REQUIRED,
+        )
+        client.tls_insecure_set(s.tls_insecure)
+    return client
+
+
+def read_retained(s: Settings, topics: list[str], timeout: float) -> dict[str, bytes]:
+    """The retained messages on `topics` (those that arrive within `timeout`); for
+    `appliance status`, which needs no key: it only reads what the daemon publishes."""
+    got: dict[str, bytes] = {}
+    done = threading.Event()
+    client = _client(s)
+
+    def on_message(c: Any, u: Any, msg: paho.MQTTMessage) -> None:
+        got[msg.topic] = bytes(msg.payload)
+        if all(t in got for t in topics):
+            done.set()
+
+    client.on_message = on_message
+    client.on_connect = lambda c, u, f, r, p: c.subscribe([(t, 0) for t in topics])
+    client.connect(s.host, s.port)  # OSError when the broker is not there
+    client.loop_start()
+    done.wait(timeout)
+    client.loop_stop()
+    client.disconnect()
+    return got
+
 
 class MqttLink:
     def __init__(
@@ -69,24 +132,8 @@ class MqttLink:
         self.subscriptions = subscriptions  # beyond commands, e.g. homeassistant/status
         self.on_other = on_other
         self.on_connected = on_connected
-        v5 = settings.protocol == "5"
-        self.v5 = v5
-        self.client = paho.Client(
-            CallbackAPIVersion.VERSION2,
-            client_id=settings.client_id,
-            protocol=paho.MQTTv5 if v5 else paho.MQTTv311,
-        )
-        if settings.username:
-            pw = settings.password.decode() if settings.password else None
-            self.client.username_pw_set(settings.username, pw)
-        if settings.tls:
-            self.client.tls_set(
-                ca_certs=settings.ca_file or None,
-                certfile=settings.cert_file or None,
-                keyfile=settings.key_file or None,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
-            self.client.tls_insecure_set(settings.tls_insecure)
+        self.v5 = settings.protocol == "5"
+        self.client = _client(settings)
         self.client.will_set(topics.status, "offline", qos=1, retain=True)
         self.client.reconnect_delay_set(1, max(1, int(settings.reconnect_max_s)))
         self.client.on_connect = self._on_connect

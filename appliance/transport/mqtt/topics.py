@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import socket
 from dataclasses import dataclass
 
 COMMANDS = ("enroll", "delete", "rename", "list", "set", "reload", "status")
@@ -12,6 +13,11 @@ _SAFE = re.compile(r"[^a-zA-Z0-9_-]+")
 def slug(text: str) -> str:
     """A topic- and object-id-safe form of any name ("Zoë / Front" -> "Zo_Front")."""
     return _SAFE.sub("_", text).strip("_") or "x"
+
+
+def device_id(configured: str) -> str:
+    """The device's name in topics: `mqtt.device_id`, else the host name."""
+    return slug(configured or socket.gethostname())
 
 
 @dataclass(frozen=True)
@@ -42,6 +48,10 @@ class Topics:
     @property
     def snapshot(self) -> str:
         return f"{self.base}/snapshot"
+
+    @property
+    def enrolment(self) -> str:  # the last camera enrolment's result, retained
+        return f"{self.base}/enrolment"
 
     def command(self, name: str) -> str:
         return f"{self.base}/cmd/{name}"

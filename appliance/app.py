@@ -1,0 +1,339 @@
+"""The composition root: build every component from the Config, start them in order,
+stop them in reverse. Nothing else constructs adapters, so a test or a tool builds the
+same door with other parts (a fake link, no camera) without a second wiring."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from appliance import __version__
+from appliance.access.decider import Decider
+from appliance.access.events import Origin
+from appliance.access.policy import AccessPolicy, Rules
+from appliance.camera.grabber import Camera
+from appliance.camera.sources import make_source
+from appliance.config.schema import Config
+from appliance.control.bus import CommandBus, Jobs
+from appliance.control.events import Decided, DomainEvents, PersonDeleted, SettingsChanged
+from appliance.control.service import CommandService
+from appliance.control.settings import LiveSettings
+from appliance.frame_loop import FrameLoop
+from appliance.health import Health, Meter
+from appliance.identity.capture import CaptureSessions
+from appliance.identity.recogniser import Recogniser
+from appliance.identity.tracker import Tracker, VoteRules
+from appliance.sdnotify import Notifier
+from appliance.store.outbox import Outbox
+from appliance.transport.local import LocalServer, socket_path
+from appliance.transport.mqtt.commands import MqttCommands, Verifier
+from appliance.transport.mqtt.homeassistant import HomeAssistantBridge
+from appliance.transport.mqtt.link import MqttLink, Settings, client_id
+from appliance.transport.mqtt.signing import read_secret
+from appliance.transport.mqtt.state import RetainedState
+from appliance.transport.mqtt.topics import Topics, device_id
+
+log = logging.getLogger(__name__)
+
+QUEUE = 100  # commands waiting for the frame loop; more answer `busy`
+
+
+def vote_rules(cfg: Config) -> VoteRules:
+    d = cfg.decision
+    return VoteRules(
+        d.min_frames,
+        max(d.unknown_frames, d.min_frames),
+        max(d.max_frames, d.min_frames),
+        d.track_iou,
+        d.max_missed,
+    )
+
+
+class App:
+    """One door: recognition, decisions, commands, MQTT, Home Assistant, the local socket."""
+
+    def __init__(
+        self,
+        cfg: Config,
+        config_path: Path | None = None,
+        source: str | None = None,
+        max_frames: int = 0,
+        recogniser: Recogniser | None = None,
+    ) -> None:
+        self.source = source or cfg.camera.source
+        self.device = device_id(cfg.mqtt.device_id)
+        self.topics = Topics(cfg.mqtt.prefix, self.device)
+        self.boot = uuid.uuid4().hex
+        self.stop = threading.Event()
+        self.reload_requested = threading.Event()
+        self.notifier = Notifier()
+        self.events = DomainEvents()
+        self.jobs = Jobs()
+        self.bus = CommandBus(QUEUE)
+        self.settings = LiveSettings(cfg, config_path, self.events)
+        state = cfg.storage.path()
+        state.mkdir(parents=True, exist_ok=True)
+        self.recogniser = recogniser or Recogniser.open(cfg, events=self.events)
+        self.recogniser.events = self.events
+        self.recogniser.thresholds()  # fail at start, not on the first face, if uncalibrated
+        o = cfg.outbox
+        self.outbox = Outbox(
+            state / "outbox.sqlite3",
+            o.max_events,
+            o.max_age_days * 86400,
+            int(o.min_free_mb * 1e6),
+            int(o.reserve_mb * 1e6),
+        )
+        self.key = read_secret(cfg.commands.key_file, "command-key")
+        if cfg.commands.require_signature and self.key is None:
+            log.warning(
+                "no command key (commands.key_file or credential 'command-key'): "
+                "every command will be refused"
+            )
+        self.tracker = Tracker(vote_rules(cfg))
+        c = cfg.camera
+        self.camera = Camera(
+            lambda: make_source(self.source, c.width, c.height, c.realtime, c.stall_s),
+            reopen_max_s=c.reopen_max_s,
+            stall_s=c.stall_s,
+        )
+        self.stats = {"events": 0, "suppressed": 0}
+        self.policy = AccessPolicy(Rules.from_config(cfg))
+        models = {
+            "detector": self.recogniser.pipeline.detector.version,
+            "embedder": self.recogniser.embedder,
+            "appliance": __version__,
+        }
+        self.origin = Origin(cfg.recognition.mode, self.source, self.device, models)
+        self.decider = Decider(
+            self.policy, self.origin, self.recogniser.group_of, self.events, self.stats
+        )
+        self.capture = CaptureSessions(self.recogniser, self.events, cfg.commands.capture_timeout_s)
+        self.meter = Meter()
+        self._build_mqtt(cfg, state)
+        self.service = CommandService(
+            self.recogniser, self.settings, self.capture, self.health.status, self.reload
+        )
+        self.local = LocalServer(socket_path(cfg), self.bus)
+        self.loop = FrameLoop(
+            camera=self.camera,
+            recogniser=self.recogniser,
+            tracker=self.tracker,
+            decider=self.decider,
+            capture=self.capture,
+            bus=self.bus,
+            jobs=self.jobs,
+            run_command=self.service.execute,
+            notifier=self.notifier,
+            meter=self.meter,
+            gates=lambda: self.cfg.decision,
+            stall_s=lambda: self.cfg.camera.stall_s,
+            max_frames=max_frames,
+        )
+        self._subscribe()
+        self._next_state = 0.0
+
+    @property
+    def cfg(self) -> Config:
+        return self.settings.cfg
+
+    def _build_mqtt(self, cfg: Config, state: Path) -> None:
+        self.link_settings = Settings.from_config(cfg.mqtt, client_id(self.device))
+        publish = self._publish
+        self.ha = HomeAssistantBridge(
+            cfg.homeassistant,
+            self.topics,
+            publish,
+            self.jobs,
+            self.bus,
+            lambda: [(p.id, p.name) for p in self.recogniser.gallery.persons()],
+            state,
+            snapshots=cfg.decision.snapshot,
+        )
+        self.retained = RetainedState(
+            self.topics,
+            publish,
+            self.jobs,
+            snapshots=cfg.decision.snapshot,
+            last_seen_clear_delay_s=5.0 if cfg.homeassistant.discovery else 0.0,
+            on_change=lambda: self.jobs.call_soon(self.publish_state),
+        )
+        self.mqtt_commands = MqttCommands(self.topics, self.bus, self._verifier, publish)
+        self.link = MqttLink(
+            self.link_settings,
+            self.topics,
+            self.mqtt_commands.on_message,
+            subscriptions=self.ha.subscriptions(),
+            on_other=self.ha.on_message,
+            on_connected=lambda: self.jobs.call_soon(self._on_connected),
+        )
+        self.health = Health(
+            device=self.device,
+            boot=self.boot,
+            mode=lambda: self.cfg.recognition.mode,
+            meter=self.meter,
+            parts={
+                "camera": self.camera.status,
+                "mqtt": lambda: self.link.state,
+                "outbox": lambda: {
+                    "depth": self.outbox.depth(),
+                    **self.outbox.counters(),
+                    "error": self.outbox.last_error,
+                },
+                "gallery": lambda: {
+                    "people": self.recogniser.matcher.size,
+                    "templates": self.recogniser.matcher.template_count,
+                },
+                "thresholds": lambda: self.recogniser.thresholds().as_dict(),
+                "last_person": lambda: self.retained.last_person,
+            },
+            counters=self._counters,
+            free_bytes=self.outbox.free_bytes,
+            min_free_bytes=lambda: self.cfg.outbox.min_free_mb * 1e6,
+            state_dir=str(state),
+        )
+
+    def _publish(self, topic: str, payload: Any, **kw: Any) -> Any:
+        return self.link.publish(topic, payload, **kw)
+
+    def _verifier(self) -> Verifier:
+        c = self.cfg.commands
+        return Verifier(
+            self.device, self.key, c.require_signature, c.max_age_s, self.outbox.nonce_seen
+        )
+
+    def _counters(self) -> dict[str, int]:
+        return {
+            "frames": self.loop.frames,
+            "events": self.stats["events"],
+            "suppressed": self.stats["suppressed"],
+            "commands": self.service.counts["commands"],
+            "commands_refused": self.service.counts["commands_refused"]
+            + self.mqtt_commands.refused,
+            "commands_busy": self.bus.busy,
+            "frame_errors": self.loop.frame_errors,
+        }
+
+    def _subscribe(self) -> None:
+        """Who follows what. The order matters once: the outbox stores a decision
+        before anything publishes about it (an event logged is an event kept)."""
+        ev = self.events
+        ev.subscribe(
+            Decided,
+            lambda e: self.outbox.add(
+                e.payload["event_id"], self.topics.event, e.payload, self.boot
+            ),
+        )
+        self.retained.subscribe(ev)
+        self.ha.subscribe(ev)
+        ev.subscribe(PersonDeleted, self._erase)
+        ev.subscribe(SettingsChanged, self._settings_changed)
+
+    def _erase(self, e: PersonDeleted) -> None:
+        self.policy.forget(e.person.id)
+        n = self.outbox.redact_person(e.person.id, e.person.name)
+        if n:
+            log.info("erased person %s from %d undelivered event(s)", e.person.id, n)
+
+    def _settings_changed(self, e: SettingsChanged) -> None:
+        self.recogniser.cfg = e.cfg
+        self.tracker.rules = vote_rules(e.cfg)
+        self.policy.rules = Rules.from_config(e.cfg)
+        self.origin = Origin(e.cfg.recognition.mode, self.source, self.device, self.origin.models)
+        self.decider.origin = self.origin
+
+    def _on_connected(self) -> None:
+        self.retained.on_connected()
+        self.ha.publish_all()
+
+    # --- lifecycle -------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.camera.start()
+        self.link.start()
+        self.delivery = threading.Thread(
+            target=self.link.deliver, args=(self.outbox, self.stop), name="outbox", daemon=True
+        )
+        self.delivery.start()
+        self.local.start()
+
+    def wait_ready(self, timeout: float = 20.0) -> None:
+        """READY when models and gallery are loaded (the constructor did that), MQTT is
+        connected and the camera gives frames, or either is in its retry loop with
+        status reported."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end and not self.stop.is_set():
+            if self.link.connected.is_set() and self.camera.state == "ok":
+                break
+            time.sleep(0.05)
+        status = f"camera {self.camera.state}, mqtt {self.link.state}"
+        self.notifier.ready(f"running; {status}")
+        log.info(
+            "ready: %s, %d people enrolled, device %s",
+            status,
+            self.recogniser.matcher.size,
+            self.device,
+        )
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, lambda *_: self.stop.set())
+        signal.signal(signal.SIGINT, lambda *_: self.stop.set())
+        signal.signal(signal.SIGHUP, lambda *_: self.reload_requested.set())
+        self.start()
+        try:
+            self.wait_ready()
+            self.loop.run(self.stop, self._between)
+        finally:
+            self.shutdown()
+        return 0
+
+    def _between(self) -> None:
+        if self.reload_requested.is_set():
+            self.reload_requested.clear()
+            self.reload()
+        now = time.monotonic()
+        if now >= self._next_state:
+            self.publish_state()
+            self._next_state = now + self.cfg.mqtt.state_interval_s
+
+    def publish_state(self) -> None:
+        try:
+            st = self.health.status()
+        except Exception:
+            log.exception("status failed")
+            return
+        self.link.publish(self.topics.state, json.dumps(st), qos=0, retain=True)
+        self.notifier.status(self.health.summary(st))
+
+    def reload(self) -> int:
+        """SIGHUP or the `reload` command: re-read the config's live settings and the
+        gallery. Models, camera and broker settings need a restart (logged)."""
+        self.notifier.reloading()
+        if not self.settings.reload():
+            self.notifier.ready("running; reload refused: config errors")
+            return self.recogniser.matcher.size
+        self.recogniser.refresh(force=True, actor="reload")
+        log.info("reloaded: %d people", self.recogniser.matcher.size)
+        self.notifier.ready("running; reloaded")
+        return self.recogniser.matcher.size
+
+    def shutdown(self) -> None:
+        self.notifier.stopping()
+        self.stop.set()
+        self.local.stop()
+        self.capture.cancel("the daemon is stopping")
+        self.loop.finish()
+        self.jobs.run_all()  # e.g. a deleted person's last-seen topic still to clear
+        self.camera.stop()
+        self.delivery.join(timeout=5)
+        self.publish_state()
+        self.link.stop()
+        self.outbox.close()
+        self.recogniser.close()
+        log.info("stopped: %d frames, %d events", self.loop.frames, self.stats["events"])

@@ -1,0 +1,182 @@
+"""Typed commands: what any transport (MQTT, the local socket, later HTTP) may ask.
+
+A transport authenticates the caller its own way, then turns the request into one of
+these with `from_args`, so a web page, a signed MQTT message and the CLI all run the same
+validated command. Errors are one type, `CommandError(code, message)`, mapped to a reply
+once per transport.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass, field
+from typing import Any
+
+MAX_IMAGES = 10
+MAX_IMAGE_B64 = 8 * 1024 * 1024
+MAX_NAME = 200
+
+
+class CommandError(Exception):
+    """A refused command; nothing was changed. `code` is stable, `message` is for people."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Enrol:
+    name: str
+    images: tuple[bytes, ...]
+    force: bool = False
+    largest: bool = False
+    meta: dict[str, Any] | None = None
+    source: str = "mqtt"  # where the photos came from: mqtt | file | http
+
+
+@dataclass(frozen=True)
+class CaptureEnrol:
+    """Enrol whoever stands at the door, from the camera; completes later."""
+
+    name: str
+    frames: int = 3
+    force: bool = False
+    meta: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True)
+class Delete:
+    who: str
+
+
+@dataclass(frozen=True)
+class Rename:
+    who: str
+    new_name: str
+
+
+@dataclass(frozen=True)
+class ListPeople:
+    pass
+
+
+@dataclass(frozen=True)
+class SetLive:
+    values: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Reload:
+    pass
+
+
+@dataclass(frozen=True)
+class Status:
+    pass
+
+
+@dataclass(frozen=True)
+class ExportGallery:
+    pass
+
+
+@dataclass(frozen=True)
+class ImportGallery:
+    data: dict[str, Any]
+
+
+Command = (
+    Enrol
+    | CaptureEnrol
+    | Delete
+    | Rename
+    | ListPeople
+    | SetLive
+    | Reload
+    | Status
+    | ExportGallery
+    | ImportGallery
+)
+
+
+def _text(args: dict[str, Any], key: str) -> str:
+    v = args.get(key)
+    if not isinstance(v, str) or not v.strip() or len(v) > MAX_NAME:
+        raise CommandError(
+            "malformed", f"'{key}' must be a non-empty string (at most {MAX_NAME} characters)"
+        )
+    return v
+
+
+def _meta(args: dict[str, Any]) -> dict[str, Any] | None:
+    meta = args.get("meta") or {}
+    if not isinstance(meta, dict):
+        raise CommandError("malformed", "'meta' must be an object")
+    return meta or None
+
+
+def _images(args: dict[str, Any]) -> tuple[bytes, ...]:
+    images = args.get("images")
+    if not isinstance(images, list) or not 1 <= len(images) <= MAX_IMAGES:
+        raise CommandError(
+            "malformed", f"'images' must be a list of 1..{MAX_IMAGES} base64 JPEG/PNG strings"
+        )
+    raw = []
+    for i, b in enumerate(images):
+        if not isinstance(b, str) or len(b) > MAX_IMAGE_B64:
+            raise CommandError(
+                "too_large" if isinstance(b, str) else "malformed",
+                f"image {i}: must be base64 text of at most {MAX_IMAGE_B64} characters",
+            )
+        try:
+            raw.append(base64.b64decode(b, validate=True))
+        except (binascii.Error, ValueError) as exc:
+            raise CommandError("malformed", f"image {i}: not base64: {exc}") from exc
+    return tuple(raw)
+
+
+def _enrol(args: dict[str, Any], source: str) -> Enrol | CaptureEnrol:
+    name, force, meta = _text(args, "name"), bool(args.get("force", False)), _meta(args)
+    if args.get("capture"):
+        n = args.get("frames", 3)
+        if not isinstance(n, int) or isinstance(n, bool) or not 1 <= n <= 10:
+            raise CommandError("malformed", "'frames' must be 1..10")
+        return CaptureEnrol(name, n, force, meta)
+    return Enrol(name, _images(args), force, bool(args.get("largest", False)), meta, source)
+
+
+def _import(args: dict[str, Any]) -> ImportGallery:
+    data = args.get("data")
+    if not isinstance(data, dict):
+        raise CommandError("malformed", "'data' must be a gallery export object")
+    return ImportGallery(data)
+
+
+# Command names as the transports spell them (MQTT topics, socket requests).
+NAMES = ("enroll", "delete", "rename", "list", "set", "reload", "status", "export", "import")
+
+
+def from_args(name: str, args: dict[str, Any], source: str = "mqtt") -> Command:
+    """The typed command for `name` and its JSON arguments, or CommandError."""
+    if name == "enroll":
+        return _enrol(args, source)
+    if name == "delete":
+        return Delete(_text(args, "name"))
+    if name == "rename":
+        return Rename(_text(args, "name"), _text(args, "new_name"))
+    if name == "list":
+        return ListPeople()
+    if name == "set":
+        return SetLive(dict(args))
+    if name == "reload":
+        return Reload()
+    if name == "status":
+        return Status()
+    if name == "export":
+        return ExportGallery()
+    if name == "import":
+        return _import(args)
+    raise CommandError("unknown_command", f"unknown command {name!r}")

@@ -1,0 +1,98 @@
+"""The command service: every change, from every transport, runs here (frame loop only).
+
+One handler per typed command. The recogniser and the settings publish what changed as
+domain events, so this module does not call Home Assistant, MQTT or anything else by
+hand. Library errors become `CommandError` here, once, for every transport.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+from collections.abc import Callable
+from concurrent.futures import Future
+from typing import Any
+
+from appliance.control import commands as c
+from appliance.control.commands import CommandError
+from appliance.control.settings import LiveSettings
+from appliance.identity.capture import CaptureSessions
+from appliance.identity.gates import EnrolmentRefused
+from appliance.identity.recogniser import Recogniser
+from appliance.store.gallery import GalleryError
+from appliance.vision.imageio import ImageError
+
+log = logging.getLogger(__name__)
+
+
+class CommandService:
+    def __init__(
+        self,
+        recogniser: Recogniser,
+        settings: LiveSettings,
+        capture: CaptureSessions,
+        status: Callable[[], dict[str, Any]],
+        reload: Callable[[], int],
+    ) -> None:
+        self.recogniser = recogniser
+        self.settings = settings
+        self.capture = capture
+        self.status = status
+        self.reload = reload
+        self.counts = {"commands": 0, "commands_refused": 0}
+
+    def execute(self, cmd: c.Command, actor: str) -> Any:
+        """The command's result (a JSON-able dict), a Future for a capture, or
+        CommandError; nothing is changed when it raises."""
+        try:
+            result = self._run(cmd, actor)
+        except CommandError:
+            self.counts["commands_refused"] += 1
+            raise
+        except EnrolmentRefused as exc:
+            self.counts["commands_refused"] += 1
+            raise CommandError(exc.code, exc.reason) from exc
+        except (ImageError, GalleryError, ValueError) as exc:
+            self.counts["commands_refused"] += 1
+            raise CommandError(type(exc).__name__, str(exc)) from exc
+        except sqlite3.Error as exc:  # disk full, I/O error: the transaction rolled back
+            self.counts["commands_refused"] += 1
+            log.error("command %s: storage error: %s", type(cmd).__name__, exc)
+            raise CommandError("storage", f"storage error ({exc}); nothing was changed") from exc
+        self.counts["commands"] += 1
+        return result
+
+    def _run(self, cmd: c.Command, actor: str) -> Any:
+        r = self.recogniser
+        if isinstance(cmd, c.Enrol):
+            person = r.enrol(
+                cmd.name,
+                list(cmd.images),
+                cmd.source,
+                actor,
+                force=cmd.force,
+                largest=cmd.largest,
+                meta=cmd.meta,
+            )
+            return {"person": person.as_dict()}
+        if isinstance(cmd, c.CaptureEnrol):
+            fut: Future[Any] = self.capture.start(cmd, actor)
+            return fut
+        if isinstance(cmd, c.Delete):
+            return {"deleted": r.delete(cmd.who, actor).id}
+        if isinstance(cmd, c.Rename):
+            return {"person": r.rename(cmd.who, cmd.new_name, actor).as_dict()}
+        if isinstance(cmd, c.ListPeople):
+            return {"people": [p.as_dict() for p in r.gallery.persons(r.embedder)]}
+        if isinstance(cmd, c.SetLive):
+            self.settings.set(cmd.values)
+            return {"thresholds": r.thresholds().as_dict()}
+        if isinstance(cmd, c.Reload):
+            return {"people": self.reload()}
+        if isinstance(cmd, c.Status):
+            return self.status()
+        if isinstance(cmd, c.ExportGallery):
+            return r.gallery.export(r.embedder)
+        if isinstance(cmd, c.ImportGallery):
+            return {"imported": r.import_(cmd.data, actor)}
+        raise CommandError("unknown_command", f"unknown command {type(cmd).__name__}")

@@ -1,0 +1,167 @@
+"""The frame loop: the only thread that runs the models and writes the gallery.
+
+Each pass: run due side jobs, ping the watchdog (only while the camera is alive), run
+queued commands, notice gallery changes made by another process, then one frame:
+detect -> track -> gates -> align -> embed -> match -> vote -> decide. Commands and
+jobs run between frames, so a TFLite interpreter is never used by two threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from appliance.access.decider import Decider
+from appliance.camera.grabber import Camera, Frame
+from appliance.config.schema import DecisionConfig
+from appliance.control.bus import CommandBus, Jobs
+from appliance.health import Meter
+from appliance.identity.capture import CaptureSessions
+from appliance.identity.recogniser import Recogniser
+from appliance.identity.tracker import Tracker
+from appliance.sdnotify import Notifier
+from appliance.vision.pipeline import Face
+
+log = logging.getLogger(__name__)
+
+GALLERY_CHECK_S = 0.25  # how often another process's gallery change is looked for
+
+
+class FrameLoop:
+    def __init__(
+        self,
+        *,
+        camera: Camera,
+        recogniser: Recogniser,
+        tracker: Tracker,
+        decider: Decider,
+        capture: CaptureSessions,
+        bus: CommandBus,
+        jobs: Jobs,
+        run_command: Callable[[Any, str], Any],
+        notifier: Notifier,
+        meter: Meter,
+        gates: Callable[[], DecisionConfig],
+        stall_s: Callable[[], float],
+        max_frames: int = 0,
+    ) -> None:
+        self.camera = camera
+        self.recogniser = recogniser
+        self.tracker = tracker
+        self.decider = decider
+        self.capture = capture
+        self.bus = bus
+        self.jobs = jobs
+        self.run_command = run_command
+        self.notifier = notifier
+        self.meter = meter
+        self.gates = gates  # the live decision settings: who is worth embedding
+        self.stall_s = stall_s
+        self.max_frames = max_frames
+        self.frames = 0
+        self.frame_errors = 0
+        self._hung_logged = False
+
+    def run(self, stop: Any, between: Callable[[], None]) -> None:
+        """Until `stop` is set; `between` runs once a pass (state publishing, reload)."""
+        dog = self.notifier.watchdog_interval()
+        next_dog = next_check = 0.0
+        while not stop.is_set():
+            self.jobs.run_due()
+            now = time.monotonic()
+            if dog is not None and now >= next_dog and self._camera_alive():
+                self.notifier.watchdog()  # from the frame loop: a hung pipeline is restarted
+                next_dog = now + dog
+            self.bus.drain(self.run_command)
+            if now >= next_check:
+                self.recogniser.refresh()
+                next_check = now + GALLERY_CHECK_S
+            between()
+            frame = self.camera.latest(timeout=0.2)
+            if frame is None:
+                self.expire()
+                continue
+            try:
+                self.process(frame)
+            except Exception:  # one bad frame must not take the door down
+                self.frame_errors += 1
+                if self.frame_errors in (1, 10, 100) or self.frame_errors % 1000 == 0:
+                    log.exception("frame %d failed (%d so far)", frame.index, self.frame_errors)
+            if self.max_frames and self.frames >= self.max_frames:
+                stop.set()
+
+    def expire(self) -> None:
+        for v in self.tracker.expire():
+            self.decider.on_verdict(v)
+
+    def finish(self) -> None:
+        """At shutdown: decide the visits still open, so none is lost."""
+        for v in self.tracker.expire_all():
+            self.decider.on_verdict(v)
+
+    def _camera_alive(self) -> bool:
+        """False once a camera read has hung for 3x `camera.stall_s`: the watchdog ping
+        is then withheld, so systemd restarts the service (the only cure for a driver
+        stuck inside read()). A camera that fails and reopens is alive: unplugged, it
+        retries with backoff and says so in status instead of restarting in a loop."""
+        blocked = self.camera.blocked_s()
+        hung = blocked > 3 * self.stall_s()
+        if hung and not self._hung_logged:
+            log.error(
+                "camera read blocked for %.0f s; withholding the watchdog ping so "
+                "systemd restarts the service",
+                blocked,
+            )
+        self._hung_logged = hung
+        return not hung
+
+    def process(self, frame: Frame) -> None:
+        pipe = self.recogniser.pipeline
+        gates = self.gates()
+        t0 = time.perf_counter()
+        dets = pipe.detector.detect(frame.image)
+        t1 = time.perf_counter()
+        wall = time.time() - (time.monotonic() - frame.captured)
+        tracks = self.tracker.update([d.box for d in dets], frame.index, wall)
+        faces = pipe.faces(frame.image, embed=False, detections=dets)
+        by_det = {id(f.detection): f for f in faces}
+        todo: list[tuple[Face, Any]] = []
+        for d, tr in zip(dets, tracks, strict=True):
+            f = by_det[id(d)]
+            q = f.quality
+            if (
+                tr.decided
+                or q.eye_distance < gates.min_eye_distance
+                or q.frontal < gates.min_frontal
+            ):
+                continue
+            todo.append((f, tr))
+        t2 = time.perf_counter()
+        if todo:
+            vecs = pipe.embedder.embed(np.stack([f.aligned for f, _ in todo]))
+            t3 = time.perf_counter()
+            matches = self.recogniser.match(vecs)
+            for (f, tr), m, v in zip(todo, matches, vecs, strict=True):
+                f.embedding = v
+                verdict = self.tracker.vote(tr, m, f.quality.score * f.quality.frontal)
+                if verdict:
+                    self.decider.on_verdict(verdict, f)
+        else:
+            t3 = t2
+        t4 = time.perf_counter()
+        if self.capture.active:
+            self.capture.step(faces)
+        self.expire()
+        self.frames += 1
+        for name, a, b in (
+            ("detect", t0, t1),
+            ("align", t1, t2),
+            ("embed", t2, t3),
+            ("match_decide", t3, t4),
+        ):
+            self.meter.stage(name, b - a)
+        self.meter.tick()
