@@ -15,18 +15,12 @@ from pathlib import Path
 
 import pytest
 
+from tools import bench
+from tools.benchmarks import projection
+from tools.benchmarks.accuracy import lfw_accuracy
+from tools.benchmarks.time_to_event import bench_time_to_event, compose_visits_clip
+
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def _tool(name: str):
-    spec = importlib.util.spec_from_file_location(name, ROOT / "tools" / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules[name] = mod
-    spec.loader.exec_module(mod)
-    return mod
-
-
-bench = _tool("bench")
 
 
 def _lfw_json(path: Path, **kw) -> None:
@@ -53,15 +47,13 @@ def test_accuracy_comes_from_the_matching_evaluation_file(tmp_path: Path) -> Non
     _lfw_json(
         tmp_path / "lfw_fr.json", embedder="face_recognition", precision="float", accuracy_mean=98.0
     )
-    ours = bench.lfw_accuracy("appliance_int8", "facenet", tmp_path)
+    ours = lfw_accuracy("appliance_int8", "facenet", tmp_path)
     assert ours["lfw"]["accuracy_mean"] == 99.0
     assert ours["source"].endswith("lfw_facenet.json")
-    assert (
-        bench.lfw_accuracy("face_recognition", "facenet", tmp_path)["lfw"]["accuracy_mean"] == 98.0
-    )
-    missing = bench.lfw_accuracy("appliance_float", "facenet", tmp_path)
+    assert lfw_accuracy("face_recognition", "facenet", tmp_path)["lfw"]["accuracy_mean"] == 98.0
+    missing = lfw_accuracy("appliance_float", "facenet", tmp_path)
     assert missing["lfw"] is None and "--float" in missing["reason"]
-    assert bench.lfw_accuracy("classic", "facenet", tmp_path)["lfw"] is None
+    assert lfw_accuracy("classic", "facenet", tmp_path)["lfw"] is None
 
 
 # A host with a 100 GMAC/s int8 core, and an int8 FaceNet system timed on it: detector
@@ -76,11 +68,11 @@ INT8_1T = {
 @pytest.fixture
 def peak_100(monkeypatch) -> None:
     peak = {"ghz": 1.0, "int8_macs_per_cycle": 100, "gmacs_per_core": 100.0, "basis": "test"}
-    monkeypatch.setattr(bench, "host_int8_peak", lambda flags: peak)
+    monkeypatch.setattr(projection, "host_int8_peak", lambda flags: peak)
 
 
 def test_projection_is_macs_over_peak_and_measured_share(peak_100) -> None:
-    p = bench.projection(MACS, INT8_1T, "facenet", [])
+    p = projection.projection(MACS, INT8_1T, "facenet", [])
     assert p["label"].startswith("PROJECTION")
     # 1e9 MACs in 20 ms = 50 GMAC/s = half of the 100 GMAC/s host peak
     assert p["efficiency"]["embedder"]["share_of_peak"] == 0.5
@@ -102,7 +94,7 @@ def test_projection_is_macs_over_peak_and_measured_share(peak_100) -> None:
 
 def test_projection_gives_fused_members_their_own_share(peak_100) -> None:
     # MobileFaceNet alone: 2e8 MACs in 8 ms = 25 GMAC/s, a quarter of the peak (not FaceNet's half)
-    p = bench.projection(MACS, INT8_1T, "facenet", [], {"facenet": 21.0, "mobilefacenet": 8.0})
+    p = projection.projection(MACS, INT8_1T, "facenet", [], {"facenet": 21.0, "mobilefacenet": 8.0})
     assert p["efficiency"]["mobilefacenet"]["share_of_peak"] == 0.25
     assert p["efficiency"]["embedder"]["share_of_peak"] == 0.5  # FaceNet from its own system
     mfn = p["models"]["mobilefacenet"]["pi5"]
@@ -217,9 +209,9 @@ def test_time_to_event_smoke_through_the_real_daemon(shared: Path, tmp_path: Pat
     """Four LFW people walk up in the composed clip; the real daemon, a real broker and a
     subscriber measure at least one granted visit. Shape only: the latency is not judged."""
     clip = tmp_path / "visits.avi"
-    enrol = bench.compose_visits_clip(shared / "lfw" / "images", clip, people=4)
+    enrol = compose_visits_clip(shared / "lfw" / "images", clip, people=4)
     assert len(enrol) == 4 and clip.stat().st_size > 0
-    r = bench.bench_time_to_event(clip, enrol, appearances=1)
+    r = bench_time_to_event(clip, enrol, appearances=1)
     assert r["appearances"] >= 1, r
     assert r["enrolled"] + r["enrolment_refused"] == 4
     assert 0 < r["p50_s"] <= r["p95_s"]

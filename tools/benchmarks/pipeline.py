@@ -1,0 +1,248 @@
+"""pipeline: every system (ours int8, fused and float, face_recognition, MTCNN + Keras
+FaceNet) on the same 640x480 frames; per-stage and end-to-end timings at 1 thread and
+at all cores, the speed ratios, model MAC counts, peak RSS and the last time-to-event."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from appliance.identity.matcher import Thresholds
+from tools.benchmarks.common import BENCH, ROOT, machine_full, stats
+from tools.benchmarks.frames import FRAME_H, FRAME_W, compose_frames, face_patches
+from tools.benchmarks.matching import random_matcher
+from tools.benchmarks.peers import run_peer
+from tools.benchmarks.projection import model_macs
+from tools.benchmarks.summary import annotate
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of everything on the timed path of the appliance."""
+    from importlib import metadata
+
+    import cv2
+
+    from appliance.vision.runtime import runtime_version
+
+    out = {
+        "runtime": runtime_version(),
+        "opencv": cv2.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+    with contextlib.suppress(metadata.PackageNotFoundError):
+        out["appliance"] = metadata.version("appliance")
+    return out
+
+
+def bench_appliance(
+    frames: dict[int, np.ndarray],
+    threads: int,
+    repeats: int,
+    float_dir: Path | None = None,
+    embedder: str | None = None,
+) -> dict[str, Any]:
+    """Per-stage and end-to-end timings of FacePipeline at `threads`.
+
+    Stages are timed on the 1-face frame with the exact calls `faces()` makes, so their
+    sum can be checked against end to end; the model invokes are also timed alone, to
+    measure the share of time spent outside them.
+    """
+    import cv2
+
+    from appliance.vision.pipeline import FacePipeline
+
+    t0 = time.perf_counter()
+    kw = {"embedder": embedder} if embedder else {}
+    pipe = FacePipeline.load(threads=threads, float_models_dir=float_dir, **kw)
+    load_ms = (time.perf_counter() - t0) * 1e3
+    det, emb = pipe.detector, pipe.embedder
+    members = getattr(emb, "members", [emb])  # a fused embedder invokes each member
+    rng = np.random.default_rng(0)
+    th = Thresholds(0.6, 0.05)
+    m1k = random_matcher(1_000, emb.spec.dim, rng)
+    m10k = random_matcher(10_000, emb.spec.dim, rng)
+    bgr = frames[1]
+    rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    x, lb = det.prepare(rgb)
+    dets = det.detect(rgb)
+    if not dets:
+        raise RuntimeError("the appliance found no face in the 1-face frame")
+    crops = np.stack([emb.align(rgb, d) for d in dets[:1]])
+    per_member = emb.member_crops(crops) if len(members) > 1 else [crops]
+    prepared = [m._prepare(c) for m, c in zip(members, per_member, strict=True)]
+    q = emb.embed(crops)
+    raw = det.raw(x)
+    stages = {
+        "convert": stats(lambda: det.prepare(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)), repeats),
+        "detect": stats(lambda: det.postprocess(*det.raw(x), lb, rgb.shape), repeats),
+        "detect_invoke": stats(lambda: det.model.run(x), repeats),
+        "detect_decode": stats(lambda: det.postprocess(*raw, lb, rgb.shape), repeats),
+        "align": stats(lambda: emb.align(rgb, dets[0]), repeats),
+        "embed": stats(lambda: emb.embed(crops), repeats),
+        "embed_invoke": stats(
+            lambda: [m.model.run(x) for m, x in zip(members, prepared, strict=True)], repeats
+        ),
+        "match_1000": stats(lambda: m1k.match(q, th), repeats),
+        "match_10000": stats(lambda: m10k.match(q, th), repeats),
+    }
+    stages["match"] = stages["match_1000"]
+    if len(members) > 1:  # each member alone too, for its own share of the int8 peak
+        for m, mx in zip(members, prepared, strict=True):
+            stages[f"embed_invoke_{m.spec.name}"] = stats(
+                lambda m=m, mx=mx: m.model.run(mx), repeats
+            )
+
+    def frame_fn(f: np.ndarray) -> Any:
+        def run() -> None:
+            faces = pipe.faces(cv2.cvtColor(f, cv2.COLOR_BGR2RGB))
+            if faces:
+                m1k.match(np.stack([fc.embedding for fc in faces]), th)
+
+        return run
+
+    e2e = {}
+    for n, f in frames.items():
+        s = stats(frame_fn(f), repeats)
+        s["fps"] = round(1e3 / s["median_ms"], 2)
+        s["faces_found"] = len(pipe.faces(cv2.cvtColor(f, cv2.COLOR_BGR2RGB)))
+        e2e[str(n)] = s
+    invokes = stages["detect_invoke"]["median_ms"] + stages["embed_invoke"]["median_ms"]
+    outside = 100 * (1 - invokes / e2e["1"]["median_ms"])
+    return {
+        "threads": threads,
+        "model_load_ms": round(load_ms, 1),
+        "models": {
+            "detector": det.model.path.name,
+            "embedder": "+".join(m.model.path.name for m in members),
+        },
+        "stages_ms": stages,
+        "end_to_end": e2e,
+        "outside_models_share": round(outside, 1),
+    }
+
+
+def bench_pipeline(
+    repeats: int, peer_repeats: int, peers: bool, lfw: Path | None
+) -> dict[str, Any]:
+    """Every system on the same frames, at 1 thread and at all cores, one run."""
+    import subprocess
+
+    from appliance.vision.pipeline import FacePipeline
+
+    cores = os.cpu_count() or 1
+    thread_counts = sorted({1, cores})
+    probe = FacePipeline.load(threads=1)
+    frames = compose_frames(face_patches(probe, lfw))
+    float_dir = ROOT / "build" / "float-models"
+    systems: dict[str, dict[str, Any]] = {
+        "appliance_int8": {},
+        "appliance_fused": {},
+        "appliance_float": {},
+        "face_recognition": {},
+        "classic": {},
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        npz = Path(tmp) / "frames.npz"
+        np.savez(npz, **{str(k): v for k, v in frames.items()})
+        for t in thread_counts:
+            key = f"threads_{t}"
+            systems["appliance_int8"][key] = bench_appliance(frames, t, repeats)
+            systems["appliance_fused"][key] = bench_appliance(frames, t, repeats, embedder="fused")
+            if float_dir.is_dir():
+                systems["appliance_float"][key] = bench_appliance(frames, t, repeats, float_dir)
+            else:
+                systems["appliance_float"][key] = {"error": f"{float_dir} missing"}
+            for peer in ("face_recognition", "classic"):
+                systems[peer][key] = (
+                    run_peer(peer, npz, t, peer_repeats)
+                    if peers
+                    else {"error": "skipped (--no-peers)"}
+                )
+    rss = json.loads(
+        subprocess.run(
+            [sys.executable, str(BENCH), "rss-probe"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        .stdout.strip()
+        .splitlines()[-1]
+    )
+    manifest = json.loads((ROOT / "models" / "manifest.json").read_text())["models"]
+    macs = {
+        name: model_macs(ROOT / "models" / e["file"]) for name, e in manifest.items() if "file" in e
+    }
+
+    def fps(system: str) -> float | None:
+        r = systems[system].get("threads_1", {})
+        return r.get("end_to_end", {}).get("1", {}).get("fps")
+
+    ours = fps("appliance_int8")
+    ratios = {}
+    for name, key in (
+        ("face_recognition", "vs_face_recognition"),
+        ("classic", "vs_classic"),
+        ("appliance_float", "vs_float"),
+    ):
+        other = fps(name)
+        ratios[key] = round(ours / other, 2) if ours and other else None
+    fused = fps("appliance_fused")  # the device default: one MobileFaceNet invoke more
+    for name in ("face_recognition", "classic"):
+        other = fps(name)
+        ratios[f"fused_vs_{name}"] = round(fused / other, 2) if fused and other else None
+    tte_path = ROOT / "build" / "bench" / "time-to-event.json"
+    tte: dict[str, Any] = {
+        "p50": None,
+        "p95": None,
+        "note": "run `tools/bench.py time-to-event` first",
+    }
+    if tte_path.is_file():
+        runs = json.loads(tte_path.read_text())["time_to_event"]
+        t = runs.get("visits") or runs.get("clip") or {}
+        if t.get("appearances"):
+            tte = {
+                "p50": round(t["p50_s"] * 1e3),
+                "p95": round(t["p95_s"] * 1e3),
+                "appearances": t["appearances"],
+                "what": t["source"],
+                "source": str(tte_path.relative_to(ROOT)),
+            }
+        if runs.get("clip", {}).get("appearances"):
+            c = runs["clip"]
+            tte["real_clip"] = {
+                "p50": round(c["p50_s"] * 1e3),
+                "p95": round(c["p95_s"] * 1e3),
+                "appearances": c["appearances"],
+                "what": c["source"],
+            }
+    one = systems["appliance_int8"]["threads_1"]
+    return annotate(
+        {
+            "machine": machine_full(),
+            "versions": library_versions(),
+            "thread_counts": thread_counts,
+            "repeats": repeats,
+            "peer_repeats": peer_repeats,
+            "frame": f"{FRAME_W}x{FRAME_H} BGR, faces 160 px patches, gradient background",
+            "embedder": probe.embedder.spec.name,
+            "macs": macs,
+            "systems": systems,
+            "ratios": ratios,
+            "rss_mb": rss["rss_mb"],
+            "rss_probe": rss,
+            "outside_models_share": one["outside_models_share"],
+            "time_to_event_ms": tte,
+            "note": "median over repeated runs after warm-up; min/max beside it. "
+            "Shared machine: see machine.load_average before trusting small gaps.",
+        }
+    )
