@@ -182,8 +182,11 @@ class MqttLink:
         self.state = "connected"
         self.last_error = None
         self.connected_since = time.time()
-        client.publish(self.topics.status, "online", qos=1, retain=True)
+        # Subscribe before announcing `online`: the broker handles one connection's packets
+        # in order, so a controller that waits for `online` and then sends a command
+        # cannot send it before the subscription exists (it would be lost).
         client.subscribe([(self.topics.command_filter, 1)] + [(t, 1) for t in self.subscriptions])
+        client.publish(self.topics.status, "online", qos=1, retain=True)
         self.connected.set()
         if self.on_connected:
             self.on_connected()
