@@ -186,6 +186,29 @@ class DaemonProcess:
             return sum(t == self.topics.status and p == b"online" for _, t, p in listener.messages)
 
 
+def retained(port: int, seconds: float = 2.0) -> dict[str, bytes]:
+    """What a subscriber connecting now is given for `#`: the broker's retained messages
+    (an empty retained payload is no message)."""
+    got: dict[str, bytes] = {}
+    lock = threading.Lock()
+    client = paho.Client(CallbackAPIVersion.VERSION2, protocol=paho.MQTTv5)
+
+    def on_message(c: Any, u: Any, msg: paho.MQTTMessage) -> None:
+        if msg.retain:
+            with lock:
+                got[msg.topic] = bytes(msg.payload)
+
+    client.on_message = on_message
+    client.on_connect = lambda c, u, f, r, p: c.subscribe("#", qos=1)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    time.sleep(seconds)
+    client.loop_stop()
+    client.disconnect()
+    with lock:
+        return {t: p for t, p in got.items() if p}
+
+
 def b64(path: Path) -> str:
     return base64.b64encode(Path(path).read_bytes()).decode()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 from appliance.transport.mqtt import discovery
 from appliance.transport.mqtt.topics import Topics
@@ -33,7 +34,7 @@ def _all(snapshots=True, allow_enrol=True):
 
 def test_every_payload_is_well_formed():
     topics, items = _all()
-    published = {topics.event, topics.state, topics.last_person, topics.snapshot}
+    published = {topics.event, topics.state, topics.last_person, topics.snapshot, topics.enrolment}
     published |= set(discovery.ha_topics(topics).values())
     seen_ids = set()
     for topic, payload in items:
@@ -66,7 +67,7 @@ def test_every_payload_is_well_formed():
 def test_switched_off_features_are_removed():
     _, items = _all(snapshots=False, allow_enrol=False)
     empty = {t.split("/")[1] for t, p in items if p == ""}
-    assert empty == {"image", "text", "button"}
+    assert empty == {"image", "text", "button", "sensor"}  # sensor: the last enrolment
 
 
 def test_daemon_publishes_and_removes_person_entities(tmp_path, broker):
@@ -94,6 +95,23 @@ def test_daemon_publishes_and_removes_person_entities(tmp_path, broker):
 
     cfg = ha.wait_for(lambda: configs().get(person_topic), 30)
     assert json.loads(cfg)["name"] == "Zoë / Front last seen"
+    # A second person: only their entity is sent, not everyone's again.
+    time.sleep(1.0)
+    n0 = len(ha.messages)
+    listener.publish(
+        d.topics.command("enroll"),
+        d.signed(
+            "enroll",
+            {"name": "Twin", "images": [b64(assets.path("astronaut.png"))], "force": True},
+            "e2",
+        ),
+    )
+    pid2 = listener.reply("enroll", "e2")["result"]["person"]["id"]
+    second = discovery.removal(d.topics, "homeassistant", pid2)
+    ha.wait_for(lambda: [1 for _, t, _ in ha.messages[n0:] if t == second], 30)
+    time.sleep(1.0)
+    sent = [t for _, t, _ in ha.messages[n0:] if t.endswith("/config")]
+    assert sent == [second], sent
     n = len(ha.messages)
     ha.publish("homeassistant/status", "online")  # HA restarted: discovery again
     ha.wait_for(lambda: len([1 for _, t, _ in ha.messages[n:] if t.endswith("/config")]) > 5, 30)

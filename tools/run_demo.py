@@ -28,14 +28,10 @@ sys.path.insert(0, str(ROOT))
 import paho.mqtt.client as paho  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
-from appliance.camera import (  # noqa: E402
-    assets,
-    demo,
-)
+from appliance.camera import assets, demo  # noqa: E402
 from appliance.config.schema import load  # noqa: E402
-from appliance.daemon import device_id  # noqa: E402
 from appliance.transport.mqtt.signing import sign  # noqa: E402
-from appliance.transport.mqtt.topics import Topics  # noqa: E402
+from appliance.transport.mqtt.topics import Topics, device_id  # noqa: E402
 from tools.broker import Broker, BrokerError  # noqa: E402
 
 RUN = ROOT / "build" / "run"
@@ -79,7 +75,7 @@ def main() -> int:
     }
     cfg_path.write_text(_merge(text, overrides))
     cfg = load(cfg_path)
-    topics = Topics(cfg.mqtt.prefix, device_id(cfg))
+    topics = Topics(cfg.mqtt.prefix, device_id(cfg.mqtt.device_id))
     sub = paho.Client(CallbackAPIVersion.VERSION2)
     sub.on_connect = lambda c, u, f, r, p: c.subscribe(
         [(topics.event, 1), (topics.reply("enroll"), 1)]
