@@ -30,6 +30,7 @@ from appliance.identity.capture import CaptureSessions
 from appliance.identity.recogniser import Recogniser
 from appliance.identity.tracker import Tracker, VoteRules
 from appliance.sdnotify import Notifier
+from appliance.store.nonces import Nonces
 from appliance.store.outbox import Outbox
 from appliance.transport.local import LocalServer, socket_path
 from appliance.transport.mqtt.commands import MqttCommands, Verifier
@@ -90,6 +91,7 @@ class App:
             int(o.min_free_mb * 1e6),
             int(o.reserve_mb * 1e6),
         )
+        self.nonces = Nonces(self.outbox.db, self.outbox.lock)
         self.key = read_secret(cfg.commands.key_file, "command-key")
         if cfg.commands.require_signature and self.key is None:
             log.warning(
@@ -204,9 +206,7 @@ class App:
 
     def _verifier(self) -> Verifier:
         c = self.cfg.commands
-        return Verifier(
-            self.device, self.key, c.require_signature, c.max_age_s, self.outbox.nonce_seen
-        )
+        return Verifier(self.device, self.key, c.require_signature, c.max_age_s, self.nonces.seen)
 
     def _counters(self) -> dict[str, int]:
         return {

@@ -148,7 +148,7 @@ def cmd_gallery(args: argparse.Namespace, cfg: Config) -> int:
                 from appliance.cli.photos import recogniser
 
                 svc = recogniser(cfg)
-                data = svc.gallery.export(svc.embedder)
+                data = svc.export()
                 svc.close()
             args.file.write_text(json.dumps(data))
             print(f"exported {len(data['people'])} people to {args.file}")

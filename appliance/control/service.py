@@ -92,7 +92,7 @@ class CommandService:
         if isinstance(cmd, c.Status):
             return self.status()
         if isinstance(cmd, c.ExportGallery):
-            return r.gallery.export(r.embedder)
+            return r.export()
         if isinstance(cmd, c.ImportGallery):
             return {"imported": r.import_(cmd.data, actor)}
         raise CommandError("unknown_command", f"unknown command {type(cmd).__name__}")

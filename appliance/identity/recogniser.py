@@ -24,6 +24,7 @@ from appliance.control.events import DomainEvents, PersonDeleted, PersonEnrolled
 from appliance.identity.gates import EnrolmentRefused, check_gates, pick_face
 from appliance.identity.matcher import Match, Matcher, Thresholds
 from appliance.identity.thresholds import load_calibration, resolve
+from appliance.store import portable
 from appliance.store.gallery import Gallery, Person, Template
 from appliance.vision.imageio import decode_image, read_image
 from appliance.vision.pipeline import Face, FacePipeline
@@ -222,9 +223,14 @@ class Recogniser:
         self.events.publish(PersonDeleted(person, actor))
         return person
 
+    def export(self) -> dict[str, Any]:
+        return portable.export(self.gallery, self.embedder)
+
     def import_(self, data: dict[str, Any], actor: str) -> int:
         with self.lock:
-            n = self.gallery.import_(data, self.embedder, actor, self.cfg.enrolment.max_templates)
+            n = portable.import_(
+                self.gallery, data, self.embedder, actor, self.cfg.enrolment.max_templates
+            )
         self.refresh(force=True, actor=actor)
         return n
 

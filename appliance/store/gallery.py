@@ -29,8 +29,6 @@ from appliance.store.sqlite import connect, transaction
 log = logging.getLogger(__name__)
 
 SCHEMA_VERSION = 1
-EXPORT_FORMAT = "appliance-gallery"
-EXPORT_VERSION = 1
 
 # Each entry moves the schema from version i to i + 1; they run in order on open.
 MIGRATIONS: list[str] = [
@@ -346,105 +344,6 @@ class Gallery:
         # Move the erased pages out of the WAL into the (secure-deleted) main file.
         self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return person
-
-    # --- portable export -------------------------------------------------------------
-
-    def export(self, embedder: str) -> dict[str, Any]:
-        """Names and embeddings of one embedder version; no photos, no audit."""
-        people = []
-        for p in self.persons():
-            rows = self.db.execute(
-                "SELECT embedding, quality, source FROM templates "
-                "WHERE person_id = ? AND embedder = ? ORDER BY id",
-                (p.id, embedder),
-            ).fetchall()
-            if rows:
-                people.append(
-                    {
-                        "name": p.name,
-                        "meta": p.meta,
-                        "templates": [
-                            {
-                                "embedding": np.frombuffer(r[0], np.float32).round(7).tolist(),
-                                "quality": json.loads(r[1]),
-                                "source": r[2],
-                            }
-                            for r in rows
-                        ],
-                    }
-                )
-        return {
-            "format": EXPORT_FORMAT,
-            "version": EXPORT_VERSION,
-            "embedder": embedder,
-            "exported": _now(),
-            "people": people,
-        }
-
-    def import_(
-        self, data: dict[str, Any], embedder: str, actor: str, max_templates: int = 20
-    ) -> int:
-        """Import an export made with the same embedder version, in one transaction."""
-        if data.get("format") != EXPORT_FORMAT or data.get("version") != EXPORT_VERSION:
-            raise GalleryError("not an appliance gallery export (or a newer format)")
-        if data.get("embedder") != embedder:
-            raise GalleryError(
-                f"export was made with embedder {data.get('embedder')!r}, "
-                f"this device uses {embedder!r}: re-enrol from photos instead"
-            )
-        people = data.get("people")
-        if not isinstance(people, list):
-            raise GalleryError("export has no people list")
-        parsed: list[tuple[str, dict[str, Any], list[Template]]] = []
-        for p in people:
-            try:
-                tpls = [
-                    Template(
-                        np.asarray(t["embedding"], np.float32),
-                        embedder,
-                        "import",
-                        dict(t.get("quality", {})),
-                    )
-                    for t in p["templates"]
-                ]
-                name = str(p["name"])
-                meta = dict(p.get("meta", {}))
-            except (KeyError, TypeError, ValueError) as exc:
-                raise GalleryError(f"malformed person in export: {exc}") from exc
-            dims = {t.embedding.shape for t in tpls}
-            if len(dims) != 1 or not tpls:
-                raise GalleryError(f"{name!r}: templates of mixed or no shape")
-            parsed.append((name, meta, tpls[-max_templates:]))
-        # One transaction for the whole import: the nested enrol() calls would each
-        # commit, so write directly here.
-        now = _now()
-        with self._tx() as db:
-            for name, meta, tpls in parsed:
-                row = db.execute("SELECT id FROM persons WHERE name = ?", (name,)).fetchone()
-                pid = row[0] if row else uuid.uuid4().hex
-                if not row:
-                    db.execute(
-                        "INSERT INTO persons (id, name, meta, created, updated) VALUES (?,?,?,?,?)",
-                        (pid, name, json.dumps(meta), now, now),
-                    )
-                for t in tpls:
-                    db.execute(
-                        "INSERT INTO templates (person_id, embedding, embedder, quality, "
-                        "source, created) VALUES (?,?,?,?,?,?)",
-                        (
-                            pid,
-                            t.embedding.tobytes(),
-                            embedder,
-                            json.dumps(t.quality),
-                            "import",
-                            now,
-                        ),
-                    )
-                dropped = self._trim(db, pid, embedder, max_templates)
-                self._audit(
-                    db, actor, "import", pid, {"templates": len(tpls), "dropped_oldest": dropped}
-                )
-        return len(parsed)
 
     def integrity(self) -> str:
         return str(self.db.execute("PRAGMA integrity_check").fetchone()[0])

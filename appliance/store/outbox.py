@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from appliance.store.sqlite import connect, transaction
+from appliance.store.sqlite import connect, transaction, write
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -78,7 +78,6 @@ class Outbox:
                 attempts INTEGER NOT NULL DEFAULT 0,
                 boot TEXT NOT NULL DEFAULT '');
             CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER);
-            CREATE TABLE IF NOT EXISTS nonces (nonce TEXT PRIMARY KEY, seen REAL NOT NULL);
         """)
         self.db.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
         self.lock = threading.Lock()
@@ -233,20 +232,7 @@ class Outbox:
         fn: Callable[[sqlite3.Connection], T],
         on_full: Callable[[sqlite3.Connection], None] | None = None,
     ) -> T:
-        """One transaction; on a full disk, checkpoint (so the write-ahead log restarts
-        at its beginning, reusing its space), run `on_full` (make room) and try once more."""
-        try:
-            with self._tx() as db:
-                return fn(db)
-        except sqlite3.Error as exc:
-            if not _is_full(exc):
-                raise
-        with self.lock:
-            self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        with self._tx() as db:
-            if on_full is not None:
-                on_full(db)
-            return fn(db)
+        return write(self.db, self.lock, fn, on_full)
 
     def attempted(self, seq: int) -> None:
         self._write(
@@ -301,24 +287,3 @@ class Outbox:
             **{r[0]: int(r[1]) for r in rows},
             "lost": self.lost,
         }
-
-    # Nonces of accepted commands live here too, so a restart does not reopen the replay
-    # window. Pruned to the signature's age window.
-    def nonce_seen(self, nonce: str, window_s: float) -> bool:
-        """Record `nonce`; True if it was already used within the window."""
-        now = time.time()
-
-        def record(db: sqlite3.Connection) -> bool:
-            db.execute("DELETE FROM nonces WHERE seen < ?", (now - 2 * window_s,))
-            try:
-                db.execute("INSERT INTO nonces (nonce, seen) VALUES (?, ?)", (nonce, now))
-            except sqlite3.IntegrityError:
-                return True
-            return False
-
-        return self._write(record)
-
-
-def _is_full(exc: sqlite3.Error) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)
-    return code == sqlite3.SQLITE_FULL or "disk is full" in str(exc)

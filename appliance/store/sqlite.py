@@ -10,8 +10,11 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 def connect(path: Path, *pragmas: str) -> sqlite3.Connection:
@@ -35,3 +38,30 @@ def transaction(
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
+
+
+def is_full(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code == sqlite3.SQLITE_FULL or "disk is full" in str(exc)
+
+
+def write(
+    db: sqlite3.Connection,
+    lock: threading.Lock,
+    fn: Callable[[sqlite3.Connection], T],
+    on_full: Callable[[sqlite3.Connection], None] | None = None,
+) -> T:
+    """One transaction; on a full disk, checkpoint (so the write-ahead log restarts at
+    its beginning, reusing its space), run `on_full` (make room) and try once more."""
+    try:
+        with transaction(db, lock) as tx:
+            return fn(tx)
+    except sqlite3.Error as exc:
+        if not is_full(exc):
+            raise
+    with lock:
+        db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    with transaction(db, lock) as tx:
+        if on_full is not None:
+            on_full(tx)
+        return fn(tx)
