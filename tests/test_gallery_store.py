@@ -204,3 +204,19 @@ def test_kill_during_enrolment_leaves_gallery_consistent(tmp_path):
         names = {p.name for p in people}
         assert {f"person-{i}" for i in acked} <= names  # nothing acknowledged was lost
         assert len(names) <= len(acked) + 25  # at most one unacknowledged commit per kill
+
+
+def test_outbox_redacts_a_deleted_person_from_undelivered_events(tmp_path):
+    from appliance.store.outbox import Outbox
+
+    box = Outbox(tmp_path / "outbox.sqlite3")
+    box.add("e1", "t", {"person_id": "p1", "name": "Annabelle Quux", "candidate": None}, "b")
+    box.add("e2", "t", {"person_id": None, "name": None, "candidate": "Annabelle Quux"}, "b")
+    box.add("e3", "t", {"person_id": "p2", "name": "Bob", "candidate": "Bob"}, "b")
+    assert box.redact_person("p1", "Annabelle Quux") == 2
+    got = {p.event_id: p.payload for p in box.pending()}
+    assert got["e1"] == {"person_id": "p1", "name": None, "candidate": None}  # still delivered
+    assert got["e2"]["candidate"] is None and got["e3"]["name"] == "Bob"
+    box.close()
+    for f in tmp_path.iterdir():  # not in the file, the write-ahead log or free pages
+        assert b"Annabelle Quux" not in f.read_bytes(), f

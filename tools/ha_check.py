@@ -382,10 +382,11 @@ def scenario(
         return
 
     def ha_reply() -> dict[str, Any] | None:
-        for t, p in client.messages:
-            if t == topics.reply("enroll"):
+        """How the enrolment HA started ended: the retained result its sensor shows."""
+        for t, p in reversed(client.messages):
+            if t == topics.enrolment and p:
                 body = json.loads(p)
-                if str(body.get("request_id", "")).startswith("homeassistant-"):
+                if body.get("by") == "homeassistant":
                     return body
         return None
 
@@ -419,16 +420,16 @@ def scenario(
         "HA text.set_value + button.press reach the daemon",
         hr is not None,
         (
-            "enrolled " + hr["result"]["person"]["name"]
+            "enrolled " + str(hr["name"])
             if hr.get("ok")
-            else "refused: " + json.dumps(hr.get("error"))
+            else f"refused: {hr.get('result')}: {hr.get('message')}"
         )
         if hr
-        else "no reply to an HA enrol",
+        else "no enrolment result from an HA enrol",
     )
     extra: list[str] = []
     if hr and hr.get("ok"):
-        vid = hr["result"]["person"]["id"]
+        vid = hr["person_id"]
         extra.append(f"{DEVICE}_{discovery.person_object_id(vid)}")
         want[extra[0]] = "sensor"
         end = time.time() + 30
@@ -574,6 +575,12 @@ def scenario(
         "text enrol_name state round trip",
         HA_NAME in states(f"{DEVICE}_enrol_name"),
         str(sorted(set(states(f"{DEVICE}_enrol_name")))),
+    )
+    shown = states(f"{DEVICE}_last_enrolment")
+    check(
+        "sensor last_enrolment shows how the HA enrolment ended",
+        bool(hr) and str(hr.get("result")) in shown,
+        str(sorted(set(shown))),
     )
     never = [u for u in want if u != person_uid and all(s == "unavailable" for s in states(u))]
     check("every entity was available", not never, ", ".join(never))
