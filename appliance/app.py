@@ -247,6 +247,7 @@ class App:
         self.policy.rules = Rules.from_config(e.cfg)
         self.origin = Origin(e.cfg.recognition.mode, self.source, self.device, self.origin.models)
         self.decider.origin = self.origin
+        self.capture.timeout_s = e.cfg.commands.capture_timeout_s
 
     def _on_connected(self) -> None:
         self.retained.on_connected()
