@@ -1,7 +1,8 @@
 """Revocation and erasure by every route, against the real daemon and a real Mosquitto.
 
-- The CLI deletes an enrolled person while the demo runs: from the moment it returns, no
-  `granted` event names them (the CLI submits to the daemon over its control socket).
+- The CLI renames, then deletes, an enrolled person while the demo runs: from the moment
+  each returns, every `granted` event carries the new name, then none names them (the
+  CLI submits to the daemon over its control socket).
 - With snapshots on, a signed MQTT delete right after a `granted` decision: a fresh
   subscriber to `#` finds no retained message naming the person, no retained snapshot
   of their face, and their Home Assistant entity and last-seen topic are gone.
@@ -44,11 +45,23 @@ def test_cli_delete_while_the_daemon_runs_revokes_at_once(tmp_path, broker, caps
         listener.wait_for(lambda: d.online_count(listener) >= 1, 60)
         pid = _enrol(d, listener)
         listener.wait_for(lambda: _granted(listener, pid), 60)  # she walks in: granted
+        # A rename by the CLI: her next grant carries the new name.
+        assert main(["-c", str(d.config), "people", "rename", demo.KNOWN_NAME, "Astro Naut"]) == 0
+        renamed_at = time.time()
+        listener.wait_for(
+            lambda: [e for e in _granted(listener, pid) if e["decided"] > renamed_at], 90
+        )
+        late_old = [
+            e
+            for e in _granted(listener, pid)
+            if e["decided"] > renamed_at and e["name"] != "Astro Naut"
+        ]
+        assert not late_old, late_old
         t0 = time.time()
-        assert main(["-c", str(d.config), "people", "delete", demo.KNOWN_NAME]) == 0
+        assert main(["-c", str(d.config), "people", "delete", "Astro Naut"]) == 0
         deleted_at = time.time()
         print(f"\nCLI delete returned after {deleted_at - t0:.3f} s")
-        assert f"deleted {demo.KNOWN_NAME}" in capsys.readouterr().out
+        assert "deleted Astro Naut" in capsys.readouterr().out
         # The demo loops: the stranger walks up, then she does again. Both are strangers
         # now (she was mid-visit, already decided, at the delete).
         listener.wait_for(
@@ -70,9 +83,11 @@ def test_cli_delete_while_the_daemon_runs_revokes_at_once(tmp_path, broker, caps
         assert not late, late
         # It went through the daemon's one write path, recorded as the CLI's user.
         db = sqlite3.connect(tmp_path / "state" / "gallery.sqlite3")
-        actors = [r[0] for r in db.execute("SELECT actor FROM audit WHERE action = 'delete'")]
+        actors = [
+            r[0] for r in db.execute("SELECT actor FROM audit WHERE action IN ('rename', 'delete')")
+        ]
         db.close()
-        assert len(actors) == 1 and actors[0].startswith("cli:"), actors
+        assert len(actors) == 2 and all(a.startswith("cli:") for a in actors), actors
     finally:
         listener.close()
         assert d.stop() == 0
