@@ -60,8 +60,8 @@ def test_cli_delete_while_the_daemon_runs_revokes_at_once(tmp_path, broker, caps
         t0 = time.time()
         assert main(["-c", str(d.config), "people", "delete", "Astro Naut"]) == 0
         deleted_at = time.time()
-        print(f"\nCLI delete returned after {deleted_at - t0:.3f} s")
         assert "deleted Astro Naut" in capsys.readouterr().out
+        print(f"\nCLI delete returned after {deleted_at - t0:.3f} s")
         # The demo loops: the stranger walks up, then she does again. Both are strangers
         # now (she was mid-visit, already decided, at the delete).
         listener.wait_for(
