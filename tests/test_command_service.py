@@ -109,7 +109,8 @@ def test_camera_enrolment_completes_later_and_keeps_thumbnails(door, astronaut, 
     assert not fut.done() and door.capture.active
     with pytest.raises(CommandError) as e:
         door.run(c.CaptureEnrol("Other")).result()
-    assert e.value.code == "busy"  # one capture at a time
+    assert e.value.code == "busy"  # one capture at a time, and said so where HA looks
+    assert door.seen[-1].code == "busy" and door.seen[-1].name == "Other"
     for _ in range(2):
         door.capture.step(pipeline.faces(astronaut, embed=False))
     person = fut.result(0)["person"]

@@ -49,7 +49,12 @@ class CaptureSessions:
 
     def start(self, cmd: CaptureEnrol, actor: str) -> Future[Any]:
         if self._active is not None:
-            raise CommandError("busy", "a camera enrolment is already running")
+            message = "a camera enrolment is already running"
+            # Said where Home Assistant looks too: its button gets no reply topic.
+            self.events.publish(
+                EnrolmentFinished(cmd.name, False, "busy", message, None, actor, time.time())
+            )
+            raise CommandError("busy", message)
         fut: Future[Any] = Future()
         self._active = _Session(cmd, actor, time.monotonic() + self.timeout_s, fut)
         log.info("camera enrolment started (%d frames, by %s)", cmd.frames, actor)
