@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from appliance.config.schema import Config
@@ -26,7 +25,7 @@ from appliance.identity.matcher import Match, Matcher, Thresholds
 from appliance.identity.thresholds import load_calibration, resolve
 from appliance.store import portable
 from appliance.store.gallery import Gallery, Person, Template
-from appliance.vision.imageio import decode_image, read_image
+from appliance.vision.imageio import decode_image, encode_jpeg, read_image
 from appliance.vision.pipeline import Face, FacePipeline
 
 log = logging.getLogger(__name__)
@@ -137,8 +136,7 @@ class Recogniser:
             face.embedding = self.pipeline.embedder.embed(face.aligned[None])[0]
         thumb = None
         if self.cfg.enrolment.keep_thumbnails:
-            thumb = cv2.imencode(".jpg", cv2.cvtColor(face.aligned, cv2.COLOR_RGB2BGR))[1]
-            thumb = thumb.tobytes()
+            thumb = encode_jpeg(face.aligned)
         return Template(face.embedding, self.embedder, source, face.quality.as_dict(), thumb)
 
     def enrol(

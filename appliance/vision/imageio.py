@@ -99,3 +99,11 @@ def read_image(
         return decode_image(path.read_bytes(), max_bytes, max_pixels)
     except ImageError as exc:
         raise ImageError(f"{path}: {exc}") from exc
+
+
+def encode_jpeg(rgb: np.ndarray) -> bytes:
+    """An RGB uint8 image as JPEG bytes (thumbnails, snapshots): encoding written once."""
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+    if not ok:
+        raise ImageError("could not encode the image as JPEG")
+    return buf.tobytes()

@@ -15,8 +15,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import cv2
-
 from appliance.control.bus import Jobs
 from appliance.control.events import (
     Decided,
@@ -27,6 +25,7 @@ from appliance.control.events import (
 )
 from appliance.transport.mqtt.discovery import person_last_seen_topic
 from appliance.transport.mqtt.topics import Topics
+from appliance.vision.imageio import encode_jpeg
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +86,7 @@ class RetainedState:
             }
             self._publish_last_person()
         if self.snapshots and e.face is not None:
-            jpg = cv2.imencode(".jpg", cv2.cvtColor(e.face, cv2.COLOR_RGB2BGR))[1]
-            self.publish(self.topics.snapshot, jpg.tobytes(), qos=0, retain=True)
+            self.publish(self.topics.snapshot, encode_jpeg(e.face), qos=0, retain=True)
             self.snapshot_of = pid or ""
 
     def on_deleted(self, e: PersonDeleted) -> None:
