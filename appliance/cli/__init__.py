@@ -18,6 +18,7 @@ from appliance.cli.people import cmd_enroll, cmd_gallery, cmd_people
 from appliance.cli.photos import cmd_detect, cmd_identify, cmd_verify
 from appliance.cli.remote import cmd_sign, cmd_status
 from appliance.config.schema import Config, ConfigError, load
+from appliance.transport.mqtt.topics import COMMANDS
 from appliance.vision.imageio import ImageError
 from appliance.vision.runtime import ModelError
 
@@ -46,9 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     r.add_argument("--source", help="override camera.source")
     r.add_argument("--frames", type=int, default=0, help="stop after N frames (0: never)")
     sg = sub.add_parser("sign", help="print a signed MQTT command payload")
-    sg.add_argument(
-        "command", choices=("enroll", "delete", "rename", "list", "set", "reload", "status")
-    )
+    sg.add_argument("command", choices=COMMANDS)
     sg.add_argument("--args", help="the command's arguments as a JSON object")
     sg.add_argument("--image", type=Path, action="append", help="photo to enrol (repeatable)")
     sg.add_argument("--device", help="device id (default: from the config)")

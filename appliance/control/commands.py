@@ -155,12 +155,10 @@ def _import(args: dict[str, Any]) -> ImportGallery:
     return ImportGallery(data)
 
 
-# Command names as the transports spell them (MQTT topics, socket requests).
-NAMES = ("enroll", "delete", "rename", "list", "set", "reload", "status", "export", "import")
-
-
 def from_args(name: str, args: dict[str, Any], source: str = "mqtt") -> Command:
-    """The typed command for `name` and its JSON arguments, or CommandError."""
+    """The typed command for `name` (as the transports spell it: MQTT topic, socket
+    request) and its JSON arguments, or CommandError. MQTT accepts the names in
+    `topics.COMMANDS`; the local socket all of them."""
     if name == "enroll":
         return _enrol(args, source)
     if name == "delete":
