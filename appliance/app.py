@@ -65,7 +65,6 @@ class App:
         config_path: Path | None = None,
         source: str | None = None,
         max_frames: int = 0,
-        recogniser: Recogniser | None = None,
     ) -> None:
         self.source = source or cfg.camera.source
         self.device = device_id(cfg.mqtt.device_id)
@@ -80,8 +79,7 @@ class App:
         self.settings = LiveSettings(cfg, config_path, self.events)
         state = cfg.storage.path()
         state.mkdir(parents=True, exist_ok=True)
-        self.recogniser = recogniser or Recogniser.open(cfg, events=self.events)
-        self.recogniser.events = self.events
+        self.recogniser = Recogniser.open(cfg, events=self.events)
         self.recogniser.thresholds()  # fail at start, not on the first face, if uncalibrated
         o = cfg.outbox
         self.outbox = Outbox(
