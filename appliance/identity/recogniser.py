@@ -250,7 +250,8 @@ class Recogniser:
     def refresh(self, force: bool = False, actor: str = "file") -> bool:
         """Reload the matcher if another connection changed the gallery file (SQLite's
         `data_version` moves only for other connections' commits), and publish what
-        changed as domain events. Cheap enough to call every frame-loop pass."""
+        changed as domain events. One PRAGMA when nothing changed: the frame loop calls it
+        every `GALLERY_CHECK_S`."""
         version = self.gallery.data_version()
         if not force and version == self._data_version:
             return False
