@@ -418,6 +418,26 @@ def test_check_near_both_changes():
     ]
 
 
+def test_a_clock_set_back_across_midnight():
+    """Goose Bay fell back at 00:01 to 23:01 of the day before (until 2010): on 2009-11-01
+    the clock showed Sunday 00:00 for a minute, then Saturday 23:01 again."""
+    tz = ZoneInfo("America/Goose_Bay")
+    sunday = group("sun 00:00-01:00")
+    assert not sunday.open_now(utc(2009, 11, 1, 2, 59, 59), tz)
+    assert sunday.open_now(utc(2009, 11, 1, 3, 0), tz)  # Sunday 00:00 ADT, first shown
+    back_on_saturday = utc(2009, 11, 1, 3, 30)
+    assert datetime.fromtimestamp(back_on_saturday, tz).date() == date(2009, 10, 31)
+    assert sunday.open_now(back_on_saturday, tz)  # the window has begun: it stays open
+    assert next_change(sunday, back_on_saturday, tz) == utc(2009, 11, 1, 5, 0)  # 01:00 AST
+    # A window that began on Friday and ends at Saturday 23:40 by the clock is still open
+    # in the minute the clock already showed Sunday, since 23:40 comes round once more.
+    friday = group("fri 23:45-23:40")
+    sunday_minute = utc(2009, 11, 1, 3, 0, 30)
+    assert datetime.fromtimestamp(sunday_minute, tz).date() == date(2009, 11, 1)
+    assert friday.open_now(sunday_minute, tz)
+    assert next_change(friday, sunday_minute, tz) == utc(2009, 11, 1, 3, 40)
+
+
 # --- groups: properties -------------------------------------------------------------------
 
 
@@ -452,10 +472,45 @@ def wall_inside(g: Group, wall: datetime) -> bool:
 
 
 instants_2026 = st.floats(utc(2026, 1, 1), utc(2027, 1, 1))
-near_changes = st.sampled_from([SPRING, AUTUMN]).flatmap(
-    lambda t: st.floats(t - 2 * 86400, t + 2 * 86400)
-)
 FIXED = [UTC, timezone(timedelta(hours=5, minutes=30)), timezone(timedelta(hours=-8))]
+
+
+def changes_2026(tz: ZoneInfo) -> list[float]:
+    """The zone's offset changes in 2026, to within the half hour they all fall on."""
+    found, t, prev = [], utc(2026, 1, 1), None
+    while t < utc(2027, 1, 1):
+        offset = datetime.fromtimestamp(t, tz).utcoffset()
+        if prev is not None and offset != prev:
+            found.append(t)
+        prev, t = offset, t + 1800
+    return found
+
+
+# Berlin and New York change at night; Santiago and Beirut at midnight (the local date and
+# the wall clock's date part ways); Lord Howe by half an hour.
+DST_ZONES = {
+    name: changes_2026(ZoneInfo(name))
+    for name in (
+        "Europe/Berlin",
+        "America/New_York",
+        "America/Santiago",
+        "Asia/Beirut",
+        "Australia/Lord_Howe",
+    )
+}
+assert DST_ZONES["Europe/Berlin"] == [SPRING, AUTUMN]
+assert all(len(c) == 2 for c in DST_ZONES.values())
+zone_and_instant = st.sampled_from(sorted(DST_ZONES)).flatmap(
+    lambda name: st.tuples(
+        st.just(ZoneInfo(name)),
+        st.one_of(
+            instants_2026,
+            st.sampled_from(DST_ZONES[name]).flatmap(
+                lambda t: st.floats(t - 2 * 86400, t + 2 * 86400)
+            ),
+        ),
+    )
+)
 
 
 @settings(max_examples=300)
@@ -465,36 +520,37 @@ def test_without_dst_open_is_exactly_the_wall_clock_rule(g, now, tz):
     assert g.open_at(local) == wall_inside(g, local.replace(tzinfo=None))
 
 
-@settings(max_examples=300)
-@given(groups_of_windows(), st.one_of(instants_2026, near_changes))
-def test_in_berlin_nobody_is_turned_away_while_the_clock_shows_an_open_window(g, now):
-    local = datetime.fromtimestamp(now, BERLIN)
+@settings(max_examples=500)
+@given(groups_of_windows(), zone_and_instant)
+def test_across_dst_nobody_is_turned_away_while_the_clock_shows_an_open_window(g, tz_now):
+    tz, now = tz_now
+    local = datetime.fromtimestamp(now, tz)
     inside = wall_inside(g, local.replace(tzinfo=None))
     if inside:
         assert g.open_at(local)
-    far_from_a_change = min(abs(now - SPRING), abs(now - AUTUMN)) > 2 * 86400
-    if far_from_a_change:
-        assert g.open_at(local) == inside
+    if min(abs(now - c) for c in DST_ZONES[str(tz)]) > 2 * 86400:
+        assert g.open_at(local) == inside  # away from a change the two rules are one
 
 
-@settings(max_examples=300)
+@settings(max_examples=500)
 @given(
     groups_of_windows(),
-    st.one_of(instants_2026, near_changes),
+    zone_and_instant,
     st.lists(st.floats(0, 1, exclude_max=True), min_size=1, max_size=5),
 )
-def test_next_change_is_the_next_instant_the_state_flips(g, now, fractions):
-    state = g.open_now(now, BERLIN)
-    change = next_change(g, now, BERLIN)
+def test_next_change_is_the_next_instant_the_state_flips(g, tz_now, fractions):
+    tz, now = tz_now
+    state = g.open_now(now, tz)
+    change = next_change(g, now, tz)
     if change is None:
         samples = [now + f * 8 * 86400 for f in fractions]
     else:
         assert now < change <= now + 8 * 86400
-        assert g.open_now(change, BERLIN) != state
+        assert g.open_now(change, tz) != state
         before = [now + f * (change - now) for f in fractions] + [change - 0.001]
         samples = [t for t in before if now <= t < change]  # float rounding may reach change
     for t in samples:
-        assert g.open_now(t, BERLIN) == state, (t, change)
+        assert g.open_now(t, tz) == state, (t, change)
 
 
 def test_next_change_is_none_when_nothing_changes_for_eight_days():

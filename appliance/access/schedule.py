@@ -397,9 +397,10 @@ class Group:
         if tz is None or local.utcoffset() is None:
             raise ScheduleError("local: a naive datetime; give one in the door's zone")
         t = local.timestamp()
-        # A window is at most a day long on the wall clock, so only windows that started
-        # the day before can still be open; one day more each side covers a DST change
-        # at midnight, where a wall-clock date and the instant's date can disagree.
+        # A window is at most a day long on the wall clock, so by the clock only windows
+        # that started today or yesterday can be open. One day more each side covers a
+        # clock set back across midnight (America/Goose_Bay until 2010: 00:01 -> 23:01 of
+        # the day before), after which the date on the clock goes backwards for an hour.
         today = local.date()
         return any(
             o <= t < c
