@@ -141,7 +141,8 @@ def test_any_text_is_a_window_or_a_schedule_error(text):
 @pytest.mark.parametrize(
     ("args", "field"),
     [
-        ((frozenset(), 0, 60), "days"),
+        ((frozenset(), 0, 60), "days: a window needs at least one day"),
+        (({0}, 0, 60), "days: expected a frozenset"),
         ((frozenset({7}), 0, 60), "days"),
         ((frozenset({0}), 1440, 60), "start"),
         ((frozenset({0}), 0, 0), "end"),

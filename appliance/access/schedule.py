@@ -83,7 +83,9 @@ class Window:
     end_min: int  # 1..1440; end_min <= start_min: runs past midnight into the next day
 
     def __post_init__(self) -> None:
-        if not isinstance(self.days, frozenset) or not self.days:
+        if not isinstance(self.days, frozenset):
+            raise ScheduleError(f"days: expected a frozenset of days, got {self.days!r}")
+        if not self.days:
             raise ScheduleError("days: a window needs at least one day")
         if not all(type(d) is int and 0 <= d <= 6 for d in self.days):
             raise ScheduleError(f"days: {sorted(self.days)!r} are not all days 0 (Mon)..6 (Sun)")
@@ -263,7 +265,7 @@ def _system_zone(localtime: Path = Path("/etc/localtime")) -> tzinfo:
         assert fixed is not None  # astimezone() always returns an aware datetime
         log.warning(
             "cannot read the system time zone from %s (%s); using the fixed offset %s, "
-            "which will be wrong after the next DST change: set timezone in config.yaml",
+            "which will be wrong after the next DST change: name the door's zone explicitly",
             localtime,
             e,
             fixed,
