@@ -83,13 +83,16 @@ eval: $(VENV)/.installed
 	$(VENV)/bin/python tools/evaluate.py identify --data $(SHARED)/scenes/examples/knn_examples \
 	  --embedder fused --json build/eval/identify_knn.json
 
-# Fails if a pinned runtime dependency has no aarch64 wheel for CPython 3.11 or 3.13.
+# Fails if a pinned runtime dependency has no aarch64 wheel for CPython 3.10 (Jetson:
+# JetPack 6 is Ubuntu 22.04), 3.11 (Raspberry Pi OS bookworm) or 3.13 (trixie). The
+# platform is the oldest glibc among them, Ubuntu 22.04's 2.35: pip matches --platform
+# tags exactly, so every manylinux tag that glibc 2.35 runs is listed.
+WHEEL_PLATFORMS := manylinux2014_aarch64 $(foreach v,$(shell seq 17 35),manylinux_2_$(v)_aarch64)
 check-wheels:
-	@for py in 311 313; do \
+	@for py in 310 311 313; do \
 	  d=$$(mktemp -d); \
 	  $(PYTHON) -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
-	    --platform manylinux_2_27_aarch64 --platform manylinux_2_17_aarch64 \
-	    --platform manylinux2014_aarch64 --python-version $$py --implementation cp \
+	    $(addprefix --platform ,$(WHEEL_PLATFORMS)) --python-version $$py --implementation cp \
 	    -d $$d -r requirements.txt || exit 1; \
 	  echo "cp$$py aarch64: $$(ls $$d | tr '\n' ' ')"; rm -rf $$d; \
 	done
