@@ -128,7 +128,7 @@ class GStreamerSource:
 
     def __init__(self, pipeline: str, width: int, height: int, timeout_s: float = 10.0) -> None:
         self.pipeline = pipeline.strip()
-        self.words = parse_pipeline(self.pipeline)  # a config typo fails here, early
+        self.words = parse_pipeline(self.pipeline)  # bad quoting fails before any child runs
         self.width, self.height = width, height
         self.timeout_s = timeout_s
         self.name = PREFIX + self.pipeline
@@ -139,7 +139,7 @@ class GStreamerSource:
         self._log: IO[bytes] | None = None
         self._pending: np.ndarray | None = None
         # The last child's exit status once closed: 0 after an orderly stop (SIGINT),
-        # -9 if it had to be killed.
+        # -9 if it had to be killed (SIGKILL).
         self.last_exit: int | None = None
 
     @property
@@ -148,6 +148,7 @@ class GStreamerSource:
         return None if self._proc is None else self._proc.pid
 
     def open(self) -> None:
+        self.close()  # never two children for one source
         exe = shutil.which(GST_LAUNCH)
         if exe is None:
             raise CameraError(
@@ -182,7 +183,7 @@ class GStreamerSource:
             first = self._read_frame()
             if first is None:
                 raise CameraError(self._exit_message("before its first frame"))
-        except CameraError:
+        except Exception:
             self.close()
             raise
         self._pending = first
