@@ -11,13 +11,24 @@ CALIB := --calibration $(SHARED)/lfw/images \
 
 .PHONY: run test lint models quantize-check eval check-wheels check-unit ha-check arm64-check soak assets install clean
 
-# The daemon talks MQTT; tests and `make run` start their own Mosquitto on a free port.
-define ensure_mosquitto
-	@command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || { \
-	  echo "installing mosquitto with apt"; \
-	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq mosquitto; } || { \
-	  echo "mosquitto is missing and could not be installed: sudo apt-get install mosquitto"; \
+# $(call ensure_apt,CHECK,PACKAGES): install PACKAGES with apt unless the shell test CHECK
+# passes (no commas in CHECK: they would split the call's arguments).
+define ensure_apt
+	@{ $(1); } >/dev/null 2>&1 || { \
+	  echo "installing $(2) with apt"; \
+	  $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $(2); } || { \
+	  echo "$(2) missing and could not be installed: sudo apt-get install $(2)"; \
 	  exit 1; }
+endef
+
+# The daemon talks MQTT; tests and `make run` start their own Mosquitto on a free port.
+ensure_mosquitto = $(call ensure_apt,command -v mosquitto || [ -x /usr/sbin/mosquitto ],mosquitto)
+# Tests only: ffmpeg serves the network-camera stream (tests/test_camera.py), and
+# gst-launch-1.0 with videotestsrc stands in for a Jetson's camera
+# (tests/test_camera_gstreamer.py).
+define ensure_test_tools
+	$(call ensure_apt,command -v ffmpeg,ffmpeg)
+	$(call ensure_apt,gst-inspect-1.0 videotestsrc && gst-inspect-1.0 videoscale,gstreamer1.0-tools gstreamer1.0-plugins-base)
 endef
 
 # python3 -m venv needs Debian's python3-venv (ensurepip); install it when missing.
@@ -48,6 +59,7 @@ run: $(VENV)/.installed assets
 
 test: $(VENV)/.dev assets
 	$(ensure_mosquitto)
+	$(ensure_test_tools)
 	$(VENV)/bin/ruff check appliance tools tests
 	$(VENV)/bin/ruff format --check appliance tools tests
 	$(VENV)/bin/python -m pytest -q
@@ -83,13 +95,16 @@ eval: $(VENV)/.installed
 	$(VENV)/bin/python tools/evaluate.py identify --data $(SHARED)/scenes/examples/knn_examples \
 	  --embedder fused --json build/eval/identify_knn.json
 
-# Fails if a pinned runtime dependency has no aarch64 wheel for CPython 3.11 or 3.13.
+# Fails if a pinned runtime dependency has no aarch64 wheel for CPython 3.10 (Jetson:
+# JetPack 6 is Ubuntu 22.04), 3.11 (Raspberry Pi OS bookworm) or 3.13 (trixie). The
+# platform is the oldest glibc among them, Ubuntu 22.04's 2.35: pip matches --platform
+# tags exactly, so every manylinux tag that glibc 2.35 runs is listed.
+WHEEL_PLATFORMS := manylinux2014_aarch64 $(foreach v,$(shell seq 17 35),manylinux_2_$(v)_aarch64)
 check-wheels:
-	@for py in 311 313; do \
+	@for py in 310 311 313; do \
 	  d=$$(mktemp -d); \
 	  $(PYTHON) -m pip download --quiet --disable-pip-version-check --only-binary=:all: \
-	    --platform manylinux_2_27_aarch64 --platform manylinux_2_17_aarch64 \
-	    --platform manylinux2014_aarch64 --python-version $$py --implementation cp \
+	    $(addprefix --platform ,$(WHEEL_PLATFORMS)) --python-version $$py --implementation cp \
 	    -d $$d -r requirements.txt || exit 1; \
 	  echo "cp$$py aarch64: $$(ls $$d | tr '\n' ' ')"; rm -rf $$d; \
 	done

@@ -26,6 +26,7 @@ import pytest
 
 from appliance.camera import sources
 from appliance.camera.grabber import Camera
+from appliance.camera.gstreamer import GStreamerSource
 from appliance.camera.sources import (
     CameraError,
     DemoSource,
@@ -421,6 +422,14 @@ def test_make_source(video: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert make_source(" 1 ", 640, 480, True).kind == "v4l2"
     assert make_source("rtsp://a/b", 640, 480, True).kind == "stream"
     assert make_source(str(video), 640, 480, True).kind == "file"
+    gst = make_source("gst:videotestsrc ! videoflip", 320, 240, False, timeout_s=3.0)
+    assert isinstance(gst, GStreamerSource)
+    assert (gst.words, gst.width, gst.height, gst.timeout_s) == (
+        ["videotestsrc", "!", "videoflip"],
+        320,
+        240,
+        3.0,
+    )
     missing = tmp_path / "no_such_clip.mp4"
     with pytest.raises(CameraError, match=r"no_such_clip\.mp4"):
         make_source(str(missing), 640, 480, True)
@@ -440,6 +449,7 @@ def test_sources_satisfy_protocol(video: Path) -> None:
         DemoSource(),
         Picamera2Source(64, 48),
         OpenCVSource(str(video), 64, 48, False),
+        GStreamerSource("videotestsrc", 64, 48),
         FakeSource(),
     ):
         assert isinstance(src, FrameSource)

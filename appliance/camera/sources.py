@@ -1,7 +1,8 @@
 """Frame sources: every kind of camera behind one small open/read/close protocol.
 
 The appliance runs on a Pi with a CSI camera, on a PC with a USB webcam, against an RTSP
-or HTTP network camera, on a video file, or with no camera at all (the built-in demo).
+or HTTP network camera, on a video file, on a GStreamer pipeline (a Jetson's CSI camera:
+appliance.camera.gstreamer), or with no camera at all (the built-in demo).
 Each source here hides what is special about its kind (backend, timeouts, pacing, pixel
 order) so that the grabber (appliance.camera.grabber) can treat all of them alike: a
 source only opens, reads one frame or None, and closes, and never reconnects by itself.
@@ -315,8 +316,8 @@ def make_source(
 ) -> FrameSource:
     """The source for a `camera.source` config value. Does not open it.
 
-    `timeout_s` bounds a network stream's open and read: a stalled stream is reopened
-    after that long (the daemon passes `camera.stall_s`).
+    `timeout_s` bounds a network stream's or a GStreamer pipeline's open and read: a
+    stalled stream is reopened after that long (the daemon passes `camera.stall_s`).
 
     "auto" prefers the Pi camera, then the first V4L2 device, then the demo, so a fresh
     install shows something on any machine. A missing file is an error right away (a
@@ -337,11 +338,16 @@ def make_source(
         return DemoSource(realtime)
     if s == "picamera2":
         return Picamera2Source(width, height)
+    if s.startswith("gst:"):
+        # Imported here: appliance.camera.gstreamer imports CameraError from this module.
+        from appliance.camera.gstreamer import PREFIX, GStreamerSource
+
+        return GStreamerSource(s[len(PREFIX) :], width, height, timeout_s)
     if s.isdigit() or s.startswith("/dev/video") or "://" in s:
         return OpenCVSource(s, width, height, realtime, timeout_s)
     if Path(s).is_file():
         return OpenCVSource(s, width, height, realtime)
     raise CameraError(
         f"camera source {s!r}: no such file (expected auto, demo, picamera2, "
-        "a V4L2 index or /dev/videoN, a URL, or a video file)"
+        "a V4L2 index or /dev/videoN, a URL, gst:<pipeline>, or a video file)"
     )
