@@ -17,11 +17,18 @@ from appliance import __version__
 from appliance.access.decider import Decider
 from appliance.access.events import Origin
 from appliance.access.policy import AccessPolicy, Rules
+from appliance.access.rulebook import RuleBook
 from appliance.camera.grabber import Camera
 from appliance.camera.sources import make_source
 from appliance.config.schema import Config
 from appliance.control.bus import CommandBus, Jobs
-from appliance.control.events import Decided, DomainEvents, PersonDeleted, SettingsChanged
+from appliance.control.events import (
+    Decided,
+    DomainEvents,
+    DoorEvent,
+    PersonDeleted,
+    SettingsChanged,
+)
 from appliance.control.service import CommandService
 from appliance.control.settings import LiveSettings
 from appliance.frame_loop import FrameLoop
@@ -43,6 +50,7 @@ from appliance.transport.mqtt.topics import Topics, device_id
 log = logging.getLogger(__name__)
 
 QUEUE = 100  # commands waiting for the frame loop; more answer `busy`
+PASSAGE_CHECK_S = 1.0  # how often passage mode's schedule is looked at
 
 
 def vote_rules(cfg: Config) -> VoteRules:
@@ -104,21 +112,27 @@ class App:
             stall_s=c.stall_s,
         )
         self.stats = {"events": 0, "suppressed": 0}
-        self.policy = AccessPolicy(Rules.from_config(cfg))
+        self.rules = RuleBook(self.recogniser.gallery, cfg, self.events)
+        self.policy = AccessPolicy(Rules.from_config(cfg), self.rules.check)
         models = {
             "detector": self.recogniser.pipeline.detector.version,
             "embedder": self.recogniser.embedder,
             "appliance": __version__,
         }
         self.origin = Origin(cfg.recognition.mode, self.source, self.device, models)
-        self.decider = Decider(
-            self.policy, self.origin, self.recogniser.group_of, self.events, self.stats
-        )
+        self.decider = Decider(self.policy, self.origin, self.events, self.stats)
+        self.door = self._build_door(cfg)
         self.capture = CaptureSessions(self.recogniser, self.events, cfg.commands.capture_timeout_s)
         self.meter = Meter()
         self._build_mqtt(cfg, state)
         self.service = CommandService(
-            self.recogniser, self.settings, self.capture, self.health.status, self.reload
+            self.recogniser,
+            self.settings,
+            self.capture,
+            self.health.status,
+            self.reload,
+            self.rules,
+            self.door,
         )
         self.local = LocalServer(socket_path(cfg), self.bus)
         self.loop = FrameLoop(
@@ -138,10 +152,34 @@ class App:
         )
         self._subscribe()
         self._next_state = 0.0
+        self._next_passage = 0.0
 
     @property
     def cfg(self) -> Config:
         return self.settings.cfg
+
+    def _build_door(self, cfg: Config) -> Any:
+        """The door thread and its GPIO pins, when this device drives a lock."""
+        if not cfg.door.enabled:
+            return None
+        from appliance.door.controller import DoorController
+        from appliance.door.gpio import GpioPins
+
+        return DoorController(cfg.door, GpioPins(cfg.door), self._door_event)
+
+    def _door_event(self, payload: dict[str, Any]) -> None:
+        """From the door's own thread: stored in the outbox at once (the frame loop may
+        be stuck on a hung camera), then announced to the frame loop's subscribers."""
+        payload = {**payload, "device": self.device, "camera": self.source}
+        self.outbox.add(payload["event_id"], self.topics.event, payload, self.boot)
+        log.info("door event %s: %s (%s)", payload["event_id"], payload["event"], payload["reason"])
+        self.jobs.call_soon(lambda: self.events.publish(DoorEvent(payload)))
+        self.jobs.call_soon(self.publish_state)
+
+    def _on_decided(self, e: Decided) -> None:
+        p = e.payload
+        if self.door is not None and p["decision"] == "granted":
+            self.door.grant(p["event_id"], p["person_id"], p["name"])
 
     def _build_mqtt(self, cfg: Config, state: Path) -> None:
         self.link_settings = Settings.from_config(cfg.mqtt, client_id(self.device))
@@ -192,6 +230,8 @@ class App:
                 },
                 "thresholds": lambda: self.recogniser.thresholds().as_dict(),
                 "last_person": lambda: self.retained.last_person,
+                "door": lambda: self.door.state() if self.door is not None else None,
+                "access": lambda: {"mode": self.rules.mode.mode, "group": self.rules.mode.group},
             },
             counters=self._counters,
             free_bytes=self.outbox.free_bytes,
@@ -228,6 +268,7 @@ class App:
                 e.payload["event_id"], self.topics.event, e.payload, self.boot
             ),
         )
+        ev.subscribe(Decided, self._on_decided)
         self.retained.subscribe(ev)
         self.ha.subscribe(ev)
         ev.subscribe(PersonDeleted, self._erase)
@@ -235,6 +276,7 @@ class App:
 
     def _erase(self, e: PersonDeleted) -> None:
         self.policy.forget(e.person.id)
+        self.rules.load()  # their rights went with them (ON DELETE CASCADE)
         n = self.outbox.redact_person(e.person.id, e.person.name)
         if n:
             log.info("erased person %s from %d undelivered event(s)", e.person.id, n)
@@ -243,6 +285,8 @@ class App:
         self.recogniser.cfg = e.cfg
         self.tracker.rules = vote_rules(e.cfg)
         self.policy.rules = Rules.from_config(e.cfg)
+        self.rules.configure(e.cfg)
+        self.rules.load()
         self.origin = Origin(e.cfg.recognition.mode, self.source, self.device, self.origin.models)
         self.decider.origin = self.origin
         self.capture.timeout_s = e.cfg.commands.capture_timeout_s
@@ -254,6 +298,8 @@ class App:
     # --- lifecycle -------------------------------------------------------------------
 
     def start(self) -> None:
+        if self.door is not None:
+            self.door.start()  # first: the exit button works while the rest starts
         self.camera.start()
         self.link.start()
         self.delivery = threading.Thread(
@@ -296,7 +342,11 @@ class App:
         if self.reload_requested.is_set():
             self.reload_requested.clear()
             self.reload()
+        self.rules.refresh()
         now = time.monotonic()
+        if self.door is not None and now >= self._next_passage:
+            self.door.set_passage(self.rules.passage_open(time.time()))
+            self._next_passage = now + PASSAGE_CHECK_S
         if now >= self._next_state:
             self.publish_state()
             self._next_state = now + self.cfg.mqtt.state_interval_s
@@ -330,6 +380,8 @@ class App:
         self.loop.finish()
         self.jobs.run_all()  # e.g. a deleted person's last-seen topic still to clear
         self.camera.stop()
+        if self.door is not None:
+            self.door.stop()  # relocks; its last events reach the outbox
         self.delivery.join(timeout=5)
         self.publish_state()
         self.link.stop()

@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import time
 import uuid
-from collections.abc import Callable
 
 from appliance.access.events import Origin, event_payload
 from appliance.access.policy import AccessPolicy
@@ -26,33 +25,31 @@ class Decider:
         self,
         policy: AccessPolicy,
         origin: Origin,
-        group_of: Callable[[str], str | None],
         events: DomainEvents,
         stats: dict[str, int],
     ) -> None:
         self.policy = policy
         self.origin = origin
-        self.group_of = group_of  # person id -> their group (person meta "group")
         self.events = events
         self.stats = stats
 
     def on_verdict(self, v: Verdict, face: Face | None = None) -> None:
         now = time.time()
-        group = self.group_of(v.person_id) if v.person_id else None
         day = time.strftime("%Y-%m-%d", time.localtime(now))
-        decision = self.policy.decide(v.person_id, group, now, day)
+        decision = self.policy.decide(v.person_id, now, day)
         if decision is None:
             self.stats["suppressed"] += 1
             log.debug("track %d: person %s within cooldown, no event", v.track.id, v.person_id)
             return
         event_id = str(uuid.uuid4())
-        payload = event_payload(v, decision, event_id, now, self.origin)
+        payload = event_payload(v, decision.decision, event_id, now, self.origin, decision.reason)
         self.stats["events"] += 1
         self.events.publish(Decided(payload, face.aligned if face is not None else None))
         log.info(
-            "decision %s: %s (person %s, cosine %.3f, %d frames)",
+            "decision %s: %s%s (person %s, cosine %.3f, %d frames)",
             event_id,
-            decision,
+            decision.decision,
+            f" ({decision.reason})" if decision.reason else "",
             v.person_id or "-",
             v.score,
             v.frames,

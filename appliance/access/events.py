@@ -20,12 +20,18 @@ class Origin:
 
 
 def event_payload(
-    v: Verdict, decision: str, event_id: str, decided: float, origin: Origin
+    v: Verdict,
+    decision: str,
+    event_id: str,
+    decided: float,
+    origin: Origin,
+    reason: str | None = None,
 ) -> dict[str, Any]:
     return {
         "event_id": event_id,
         "type": origin.mode,
         "decision": decision,
+        "reason": reason,  # why a `denied`: not_in_group, outside_schedule, expired, ...
         "person_id": v.person_id,
         "name": v.name,
         "candidate": v.last.candidate,

@@ -1,6 +1,7 @@
 """The one console entry point: `appliance <subcommand>`; `main(argv) -> int`.
 
-Commands that change the gallery (`enroll`, `people`, `gallery`) live in `people.py` and
+Commands that change the gallery (`enroll`, `people`, `gallery`) live in `people.py`,
+those for the door's rules and the door (`group`, `access`, `door`) in `access.py`; both
 go through the running daemon when there is one; `photos.py` looks at photos; `remote.py`
 signs commands and reads a door's state from the broker.
 """
@@ -14,6 +15,7 @@ import sys
 from pathlib import Path
 
 from appliance import __version__
+from appliance.cli import access
 from appliance.cli.people import cmd_enroll, cmd_gallery, cmd_people
 from appliance.cli.photos import cmd_detect, cmd_identify, cmd_verify
 from appliance.cli.remote import cmd_sign, cmd_status
@@ -85,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     gaa = ga.add_subparsers(dest="action", required=True)
     for action in ("export", "import"):
         gaa.add_parser(action).add_argument("file", type=Path)
+    access.add_parsers(sub)
     args = p.parse_args(argv)
     args.actor = actor
     logging.basicConfig(
@@ -107,6 +110,9 @@ def main(argv: list[str] | None = None) -> int:
             "gallery": cmd_gallery,
             "sign": cmd_sign,
             "status": cmd_status,
+            "group": access.cmd_rules,
+            "access": access.cmd_rules,
+            "door": access.cmd_rules,
         }[args.cmd]
         return handler(args, cfg)
     except ConfigError as exc:

@@ -32,8 +32,11 @@ def _opt(
     range: tuple[float, float] | None = None,
     choices: tuple[str, ...] | None = None,
     file: bool = False,
+    check: typing.Callable[[Any], None] | None = None,
 ) -> Any:
     meta: dict[str, Any] = {"file": True} if file else {}
+    if check is not None:
+        meta["check"] = check  # raises ValueError with a message for people
     if range is not None:
         meta["range"] = range
     if choices is not None:
@@ -45,7 +48,9 @@ def _opt(
 
 @dataclass(frozen=True)
 class CameraConfig:
-    source: str = "auto"  # auto | demo | <V4L2 index or /dev/videoN> | <URL> | <file>
+    source: str = (
+        "auto"  # auto | demo | <V4L2 index or /dev/videoN> | <URL> | <file> | gst:<pipeline>
+    )
     width: int = _opt(640, range=(64, 4096))
     height: int = _opt(480, range=(64, 4096))
     realtime: bool = True  # play files at their own frame rate (False: as fast as possible)
@@ -110,7 +115,8 @@ class DecisionConfig:
     # Faces below these are tracked but not embedded (they would only add noise).
     min_eye_distance: float = _opt(20.0, range=(0.0, 1000.0))
     min_frontal: float = _opt(0.3, range=(0.0, 1.0))
-    # access mode: only these groups (person meta "group") are granted; empty = everyone.
+    # access mode: only people in one of these access groups are granted; empty = no
+    # such filter (the access groups and their schedules still apply).
     allowed_groups: tuple[str, ...] = ()
     snapshot: bool = False
 
@@ -162,6 +168,25 @@ class HomeAssistantConfig:
     # A text + button in Home Assistant to enrol whoever stands at the door. Off by
     # default: it lets any Home Assistant user add a face.
     allow_enrol: bool = False
+    # A lock entity that opens the door from Home Assistant. Off by default: Home
+    # Assistant publishes plain, unsigned commands (README: the broker ACL it needs).
+    allow_unlock: bool = False
+
+
+def _known_zone(name: str) -> None:
+    if name:
+        from appliance.access.schedule import ScheduleError, zone
+
+        try:
+            zone(name)
+        except ScheduleError as exc:
+            raise ValueError(str(exc).removeprefix("timezone: ")) from None
+
+
+@dataclass(frozen=True)
+class AccessConfig:
+    # The zone of the schedules' wall-clock times ("Europe/Berlin"); empty: the system's.
+    timezone: str = _opt("", check=_known_zone)
 
 
 @dataclass(frozen=True)
@@ -177,6 +202,7 @@ class Config:
     commands: CommandsConfig = field(default_factory=CommandsConfig)
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     homeassistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
+    access: AccessConfig = field(default_factory=AccessConfig)
 
 
 _SECTION_TYPES: dict[type, dict[str, Any]] = {}
@@ -243,6 +269,11 @@ def _value(
     # only as refused commands or a broker that will not talk: fail at start instead.
     if meta.get("file") and value and not os.access(value, os.R_OK):
         raise _Problem(f"{where}: cannot read the file {value!r}")
+    if meta.get("check"):
+        try:
+            meta["check"](value)
+        except ValueError as exc:
+            raise _Problem(f"{where}: {exc}") from None
     return value
 
 

@@ -88,6 +88,49 @@ class ImportGallery:
     data: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class SetGroup:
+    """Create or replace an access group: weekly windows and holidays."""
+
+    name: str
+    spec: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class DeleteGroup:
+    name: str
+
+
+@dataclass(frozen=True)
+class SetAccess:
+    """A person's groups and/or validity; only the keys given change (None clears)."""
+
+    who: str
+    changes: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SetDoorMode:
+    mode: str  # normal | passage | lockdown
+    group: str | None = None
+
+
+@dataclass(frozen=True)
+class Unlock:
+    duration_s: float
+    reason: str
+
+
+@dataclass(frozen=True)
+class ListRules:
+    pass
+
+
+@dataclass(frozen=True)
+class DoorStatus:
+    pass
+
+
 Command = (
     Enrol
     | CaptureEnrol
@@ -99,7 +142,16 @@ Command = (
     | Status
     | ExportGallery
     | ImportGallery
+    | SetGroup
+    | DeleteGroup
+    | SetAccess
+    | SetDoorMode
+    | Unlock
+    | ListRules
+    | DoorStatus
 )
+
+MAX_UNLOCK_S = 3600.0
 
 
 def _text(args: dict[str, Any], key: str) -> str:
@@ -155,6 +207,50 @@ def _import(args: dict[str, Any]) -> ImportGallery:
     return ImportGallery(data)
 
 
+def _group(args: dict[str, Any]) -> SetGroup:
+    spec = {k: args[k] for k in ("windows", "holidays") if k in args}
+    unknown = set(args) - {"name", "windows", "holidays"}
+    if unknown:
+        raise CommandError("malformed", f"unknown argument(s): {', '.join(sorted(unknown))}")
+    return SetGroup(_text(args, "name"), spec)
+
+
+def _access(args: dict[str, Any]) -> SetAccess:
+    changes: dict[str, Any] = {}
+    if "groups" in args:
+        g = args["groups"]
+        if not isinstance(g, list) or not all(isinstance(x, str) and x for x in g):
+            raise CommandError("malformed", "'groups' must be a list of group names")
+        changes["groups"] = g
+    for key in ("valid_from", "valid_until"):
+        if key in args:
+            if args[key] is not None and not isinstance(args[key], str):
+                raise CommandError("malformed", f"'{key}' must be an ISO date or null")
+            changes[key] = args[key]
+    if not changes:
+        raise CommandError("malformed", "give 'groups', 'valid_from' and/or 'valid_until'")
+    return SetAccess(_text(args, "name"), changes)
+
+
+def _mode(args: dict[str, Any]) -> SetDoorMode:
+    group = args.get("group")
+    if group is not None and not isinstance(group, str):
+        raise CommandError("malformed", "'group' must be a group name or null")
+    return SetDoorMode(_text(args, "mode"), group or None)
+
+
+def _unlock(args: dict[str, Any]) -> Unlock:
+    d = args.get("duration_s", 5)
+    if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 < d <= MAX_UNLOCK_S:
+        raise CommandError(
+            "malformed", f"'duration_s' must be a number of seconds, 0..{MAX_UNLOCK_S:g}"
+        )
+    reason = args.get("reason", "remote")
+    if not isinstance(reason, str) or len(reason) > MAX_NAME:
+        raise CommandError("malformed", f"'reason' must be text (at most {MAX_NAME} characters)")
+    return Unlock(float(d), reason)
+
+
 def from_args(name: str, args: dict[str, Any], source: str = "mqtt") -> Command:
     """The typed command for `name` (as the transports spell it: MQTT topic, socket
     request) and its JSON arguments, or CommandError. MQTT accepts the names in
@@ -177,4 +273,18 @@ def from_args(name: str, args: dict[str, Any], source: str = "mqtt") -> Command:
         return ExportGallery()
     if name == "import":
         return _import(args)
+    if name == "group_set":
+        return _group(args)
+    if name == "group_delete":
+        return DeleteGroup(_text(args, "name"))
+    if name == "access":
+        return _access(args)
+    if name == "door_mode":
+        return _mode(args)
+    if name == "unlock":
+        return _unlock(args)
+    if name == "rules":
+        return ListRules()
+    if name == "door":
+        return DoorStatus()
     raise CommandError("unknown_command", f"unknown command {name!r}")

@@ -62,6 +62,21 @@ class EnrolmentFinished:
 
 
 @dataclass(frozen=True)
+class RulesChanged:
+    """Access groups, someone's rights or the door mode changed, by any route."""
+
+    what: str  # group_set | group_delete | access_set | door_mode | file
+    actor: str
+
+
+@dataclass(frozen=True)
+class DoorEvent:
+    """The door unlocked, locked, opened, closed, or raised an alarm (door thread)."""
+
+    payload: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class Decided:
     """An access or attendance decision; `payload` is the event as published."""
 

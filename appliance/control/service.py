@@ -13,6 +13,7 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
 
+from appliance.access.rulebook import RuleBook
 from appliance.control import commands as c
 from appliance.control.commands import CommandError
 from appliance.control.settings import LiveSettings
@@ -33,12 +34,16 @@ class CommandService:
         capture: CaptureSessions,
         status: Callable[[], dict[str, Any]],
         reload: Callable[[], int],
+        rules: RuleBook,
+        door: Any = None,  # appliance.door.controller.DoorController, when one is wired
     ) -> None:
         self.recogniser = recogniser
         self.settings = settings
         self.capture = capture
         self.status = status
         self.reload = reload
+        self.rules = rules
+        self.door = door
         self.counts = {"commands": 0, "commands_refused": 0}
 
     def execute(self, cmd: c.Command, actor: str) -> Any:
@@ -95,4 +100,26 @@ class CommandService:
             return r.export()
         if isinstance(cmd, c.ImportGallery):
             return {"imported": r.import_(cmd.data, actor)}
+        if isinstance(cmd, c.SetGroup):
+            return self.rules.set_group(cmd.name, cmd.spec, actor)
+        if isinstance(cmd, c.DeleteGroup):
+            return self.rules.delete_group(cmd.name, actor)
+        if isinstance(cmd, c.SetAccess):
+            return self.rules.set_person(cmd.who, cmd.changes, actor)
+        if isinstance(cmd, c.SetDoorMode):
+            return self.rules.set_mode(cmd.mode, cmd.group, actor)
+        if isinstance(cmd, c.ListRules):
+            return self.rules.snapshot()
+        if isinstance(cmd, c.Unlock):
+            door = self._door()
+            door.unlock(cmd.duration_s, cmd.reason, actor)
+            log.info("remote unlock for %.0f s by %s: %s", cmd.duration_s, actor, cmd.reason)
+            return {"unlocked_s": cmd.duration_s, "door": door.state()}
+        if isinstance(cmd, c.DoorStatus):
+            return {"door": self._door().state(), "mode": self.rules.snapshot()["mode"]}
         raise CommandError("unknown_command", f"unknown command {type(cmd).__name__}")
+
+    def _door(self) -> Any:
+        if self.door is None:
+            raise CommandError("no_door", "this device drives no door (door.enabled is false)")
+        return self.door

@@ -232,12 +232,6 @@ class Recogniser:
         self.refresh(force=True, actor=actor)
         return n
 
-    def group_of(self, person_id: str) -> str | None:
-        """The person's access group (meta "group"), from memory: no query per decision."""
-        p = self._known.get(person_id)
-        g = p.meta.get("group") if p is not None else None
-        return g if isinstance(g, str) else None
-
     # --- changes made outside this process -------------------------------------------
 
     def _people(self) -> list[Person]:

@@ -28,7 +28,7 @@ from appliance.store.sqlite import connect, transaction
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 # Each entry moves the schema from version i to i + 1; they run in order on open.
 MIGRATIONS: list[str] = [
@@ -59,6 +59,28 @@ MIGRATIONS: list[str] = [
         person_id TEXT,
         detail TEXT NOT NULL DEFAULT '{}'
     );
+    """,
+    # 2: access rules (appliance/store/access_rules.py) beside the people they govern, so
+    # one transaction and one audit log cover both, and a delete cascades to them.
+    """
+    CREATE TABLE access_groups (
+        name TEXT PRIMARY KEY COLLATE NOCASE,
+        spec TEXT NOT NULL,
+        updated REAL NOT NULL
+    );
+    CREATE TABLE person_access (
+        person_id TEXT PRIMARY KEY REFERENCES persons(id) ON DELETE CASCADE,
+        groups TEXT NOT NULL DEFAULT '[]',
+        valid_from TEXT,
+        valid_until TEXT
+    );
+    CREATE TABLE door_settings (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    INSERT INTO person_access (person_id, groups)
+        SELECT id, json_array(json_extract(meta, '$.group')) FROM persons
+        WHERE json_type(meta, '$.group') = 'text';
     """,
 ]
 
@@ -127,11 +149,13 @@ class Gallery:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _tx(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+    def transaction(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        """One change, all or nothing; also for what shares this file (portable import,
+        the access rules)."""
         return transaction(self.db)
 
     def _migrate(self) -> None:
-        with self._tx() as db:
+        with self.transaction() as db:
             version = db.execute("PRAGMA user_version").fetchone()[0]
             if version > SCHEMA_VERSION:
                 raise GalleryError(
@@ -146,7 +170,7 @@ class Gallery:
             db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @staticmethod
-    def _audit(
+    def audit(
         db: sqlite3.Connection,
         actor: str,
         action: str,
@@ -256,7 +280,7 @@ class Gallery:
         if len(templates) > max_templates:
             raise GalleryError(f"{len(templates)} templates at once; at most {max_templates}")
         now = _now()
-        with self._tx() as db:
+        with self.transaction() as db:
             row = db.execute("SELECT id FROM persons WHERE name = ?", (name,)).fetchone()
             if row:
                 pid = row[0]
@@ -273,7 +297,9 @@ class Gallery:
                     "INSERT INTO persons (id, name, meta, created, updated) VALUES (?,?,?,?,?)",
                     (pid, name, json.dumps(meta or {}, sort_keys=True), now, now),
                 )
-                self._audit(db, actor, "create", pid, {"name": name})
+                self.audit(db, actor, "create", pid, {"name": name})
+            if meta and isinstance(meta.get("group"), str):
+                self._join_group(db, pid, meta["group"])
             for t in templates:
                 vec = np.ascontiguousarray(t.embedding, dtype=np.float32)
                 db.execute(
@@ -290,7 +316,7 @@ class Gallery:
                     ),
                 )
             excess = self._trim(db, pid, templates[0].embedder, max_templates)
-            self._audit(
+            self.audit(
                 db,
                 actor,
                 "enrol",
@@ -302,6 +328,18 @@ class Gallery:
                 },
             )
         return self.find(pid)
+
+    @staticmethod
+    def _join_group(db: sqlite3.Connection, pid: str, group: str) -> None:
+        """Metadata "group" (the older way to give a group) joins that access group."""
+        row = db.execute("SELECT groups FROM person_access WHERE person_id = ?", (pid,)).fetchone()
+        groups = json.loads(row[0]) if row else []
+        if group not in groups:
+            db.execute(
+                "INSERT INTO person_access (person_id, groups) VALUES (?, ?) "
+                "ON CONFLICT (person_id) DO UPDATE SET groups = excluded.groups",
+                (pid, json.dumps([*groups, group])),
+            )
 
     @staticmethod
     def _trim(db: sqlite3.Connection, pid: str, embedder: str, max_templates: int) -> int:
@@ -319,7 +357,7 @@ class Gallery:
         if not new_name:
             raise GalleryError("a person needs a name")
         person = self.find(name_or_id)
-        with self._tx() as db:
+        with self.transaction() as db:
             clash = db.execute(
                 "SELECT id FROM persons WHERE name = ? AND id != ?", (new_name, person.id)
             ).fetchone()
@@ -329,7 +367,7 @@ class Gallery:
                 "UPDATE persons SET name = ?, updated = ? WHERE id = ?",
                 (new_name, _now(), person.id),
             )
-            self._audit(db, actor, "rename", person.id, {"from": person.name, "to": new_name})
+            self.audit(db, actor, "rename", person.id, {"from": person.name, "to": new_name})
         return self.find(person.id)
 
     def delete(self, name_or_id: str, actor: str) -> Person:
@@ -337,10 +375,10 @@ class Gallery:
         log (the log keeps only the anonymous id, so it still shows that a delete happened).
         """
         person = self.find(name_or_id)
-        with self._tx() as db:
+        with self.transaction() as db:
             db.execute("DELETE FROM persons WHERE id = ?", (person.id,))
             db.execute("UPDATE audit SET detail = '{}' WHERE person_id = ?", (person.id,))
-            self._audit(db, actor, "delete", person.id, {"templates": person.templates})
+            self.audit(db, actor, "delete", person.id, {"templates": person.templates})
         # Move the erased pages out of the WAL into the (secure-deleted) main file.
         self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         return person

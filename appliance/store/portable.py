@@ -89,7 +89,7 @@ def import_(
     # One transaction for the whole import: the nested enrol() calls would each
     # commit, so write directly here.
     now = _now()
-    with g._tx() as db:
+    with g.transaction() as db:
         for name, meta, tpls in parsed:
             row = db.execute("SELECT id FROM persons WHERE name = ?", (name,)).fetchone()
             pid = row[0] if row else uuid.uuid4().hex
@@ -112,5 +112,5 @@ def import_(
                     ),
                 )
             dropped = g._trim(db, pid, embedder, max_templates)
-            g._audit(db, actor, "import", pid, {"templates": len(tpls), "dropped_oldest": dropped})
+            g.audit(db, actor, "import", pid, {"templates": len(tpls), "dropped_oldest": dropped})
     return len(parsed)

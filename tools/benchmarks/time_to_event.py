@@ -4,6 +4,7 @@ and a paho subscriber; seconds from the first tracked frame to the event's arriv
 from __future__ import annotations
 
 import json
+import os
 import sys
 import tempfile
 import time
@@ -98,6 +99,8 @@ def bench_time_to_event(
         "mqtt": {"host": "127.0.0.1", "port": port, "device_id": "bench"},
         "commands": {"key_file": str(work / "key")},
         "decision": {"cooldown_s": 0},
+        # The door on gpiozero's mock pins: the relay energises as it would on a Pi.
+        "door": {"enabled": True, "relay_pin": 17, "unlock_s": 0.5},
     }
     (work / "c.yaml").write_text(json.dumps(cfg))
     topics = Topics("appliance", "bench")
@@ -126,6 +129,7 @@ def bench_time_to_event(
         cwd=ROOT,
         stdout=(work / "daemon.log").open("wb"),
         stderr=subprocess.STDOUT,
+        env={**os.environ, "GPIOZERO_PIN_FACTORY": "mock"},
     )
     try:
         online.wait(60)
@@ -142,7 +146,7 @@ def bench_time_to_event(
         source.symlink_to(clip.resolve())
         end = time.time() + 30 * appearances
         while time.time() < end:
-            hits = [e for _, e in got if e["decision"] == "granted" and e["name"] in names]
+            hits = [e for _, e in got if e.get("decision") == "granted" and e["name"] in names]
             if len(hits) >= appearances:
                 break
             time.sleep(0.5)
@@ -151,8 +155,19 @@ def bench_time_to_event(
         daemon.wait(30)
         sub.loop_stop()
         broker.stop()
-    granted = [(t, e) for t, e in got if e["decision"] == "granted" and e["name"] in names]
+    granted = [(t, e) for t, e in got if e.get("decision") == "granted" and e["name"] in names]
     lat = np.array([t - e["first_seen"] for t, e in granted])
+    # Relay energised (the door event's own time) after the first frame of the visit.
+    first_seen = {e["event_id"]: e["first_seen"] for _, e in granted}
+    unlock = np.array(
+        [
+            e["at"] - first_seen[e["cause_event_id"]]
+            for _, e in got
+            if e.get("type") == "door"
+            and e["event"] == "unlocked"
+            and e.get("cause_event_id") in first_seen
+        ]
+    )
     shutil.rmtree(work, ignore_errors=True)
     if lat.size == 0:
         return {
@@ -172,6 +187,17 @@ def bench_time_to_event(
         "people_granted": len({e["name"] for _, e in granted}),
         "min_frames": 3,
         "other_events": len(got) - len(granted),
+        "relay": (
+            {
+                "unlocks": int(unlock.size),
+                "p50_s": round(float(np.percentile(unlock, 50)), 3),
+                "p95_s": round(float(np.percentile(unlock, 95)), 3),
+                "max_s": round(float(unlock.max()), 3),
+                "what": "first frame of the visit -> relay energised (mock GPIO pins)",
+            }
+            if unlock.size
+            else {"unlocks": 0}
+        ),
     }
 
 

@@ -6,7 +6,22 @@ import re
 import socket
 from dataclasses import dataclass
 
-COMMANDS = ("enroll", "delete", "rename", "list", "set", "reload", "status")
+COMMANDS = (
+    "enroll",
+    "delete",
+    "rename",
+    "list",
+    "set",
+    "reload",
+    "status",
+    "group_set",
+    "group_delete",
+    "access",
+    "door_mode",
+    "unlock",
+    "rules",
+    "door",
+)
 _SAFE = re.compile(r"[^a-zA-Z0-9_-]+")
 
 
