@@ -449,6 +449,13 @@ def test_a_pin_in_use_names_its_config_key(mock_pins):
     taken.close()
 
 
+def test_a_pin_the_board_lacks_names_its_config_key():
+    # The parser keeps pins within 0..27; a DoorConfig built in code is not parsed.
+    with pytest.raises(DoorError, match=r"^door\.contact_pin: GPIO40 is not a pin of this board$"):
+        GpioPins(dataclasses.replace(CFG, contact_pin=40))
+    GpioPins(CFG).close()  # the relay it had claimed was let go
+
+
 def test_remote_unlock_out_of_range_is_refused_and_changes_nothing(door):
     c, rec = door(DoorConfig(enabled=True, relay_pin=RELAY, max_remote_unlock_s=60.0))
     for bad in (0, -1, 61, float("nan"), float("inf"), True, "5"):
