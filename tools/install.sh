@@ -18,6 +18,8 @@
 #   /etc/appliance/mqtt-password  MQTT password (0600 root), made empty once
 #   /var/lib/appliance            the service's StateDirectory= and its user's home
 #   /etc/systemd/system/appliance.service
+#   /etc/udev/rules.d/60-appliance-gpio.rules   only where no rule gives group gpio
+#                                 the GPIO chips (Raspberry Pi OS has its own)
 set -euo pipefail
 # The service user must be able to read the code and the venv whatever root's umask is.
 umask 022
@@ -26,6 +28,7 @@ PREFIX=/opt/appliance
 ETC=/etc/appliance
 STATE=/var/lib/appliance
 UNIT=/etc/systemd/system/appliance.service
+UDEV_RULE=/etc/udev/rules.d/60-appliance-gpio.rules
 USER_NAME=appliance
 
 dry_run=0
@@ -100,12 +103,16 @@ say "installing from $src"
 # 1. Debian packages. python3-venv provides ensurepip for `python3 -m venv`. On Raspberry
 #    Pi OS the camera stack (libcamera bindings, picamera2) exists only as Debian packages,
 #    not on PyPI, so it is installed with apt and the venv sees it via system site-packages.
+#    So is lgpio, which gpiozero drives the door's GPIO through (PyPI has no lgpio wheel
+#    for Python 3.13: requirements.txt).
 apt_packages=()
 python3 -c 'import ensurepip, venv' 2>/dev/null || apt_packages+=(python3-venv)
-if is_pi && ! installed python3-picamera2 \
-    && apt-cache policy python3-picamera2 2>/dev/null | grep -q 'Candidate: [^(]'; then
-    apt_packages+=(python3-picamera2)
-fi
+for pkg in python3-picamera2 python3-lgpio; do
+    if is_pi && ! installed "$pkg" \
+        && apt-cache policy "$pkg" 2>/dev/null | grep -q 'Candidate: [^(]'; then
+        apt_packages+=("$pkg")
+    fi
+done
 if ((${#apt_packages[@]})); then
     say "apt: ${apt_packages[*]}"
     run apt-get update -qq
@@ -114,19 +121,44 @@ else
     say "apt: nothing to install"
 fi
 site_packages=0
-if installed python3-picamera2 || [[ " ${apt_packages[*]} " == *" python3-picamera2 "* ]]; then
-    site_packages=1
-fi
+for pkg in python3-picamera2 python3-lgpio; do
+    if installed "$pkg" || [[ " ${apt_packages[*]} " == *" $pkg "* ]]; then
+        site_packages=1
+    fi
+done
 
 # 2. The service user: a system account without a login shell, home = its state dir, in
-#    group video for the camera device nodes.
+#    group video for the camera device nodes and gpio for the door's GPIO chips. Raspberry
+#    Pi OS has a gpio group and a udev rule giving it /dev/gpiochip*; plain Debian has
+#    neither, so both are made here (the unit's SupplementaryGroups=gpio needs the group
+#    to exist, or the service does not start).
+if getent group gpio >/dev/null; then
+    say "group gpio exists"
+else
+    say "creating system group gpio"
+    run groupadd --system gpio
+fi
+if grep -qs 'GROUP="gpio"' /lib/udev/rules.d/*.rules /usr/lib/udev/rules.d/*.rules \
+    $(ls /etc/udev/rules.d/*.rules 2>/dev/null | grep -v "^$UDEV_RULE\$"); then
+    say "a udev rule already gives the GPIO chips to group gpio"
+else
+    say "installing $UDEV_RULE (GPIO chips to group gpio)"
+    run install -D -m 0644 -o root -g root "$src/systemd/60-appliance-gpio.rules" "$UDEV_RULE"
+    if [ -S /run/udev/control ]; then
+        run udevadm control --reload
+        run udevadm trigger --subsystem-match=gpio --action=add
+    fi
+fi
 if getent passwd "$USER_NAME" >/dev/null; then
     say "user $USER_NAME exists"
-    id -nG "$USER_NAME" | grep -qw video || run usermod -a -G video "$USER_NAME"
+    for grp in video gpio; do
+        id -nG "$USER_NAME" | grep -qw "$grp" || run usermod -a -G "$grp" "$USER_NAME"
+    done
 else
     say "creating system user $USER_NAME"
-    run useradd --system --user-group --groups video --home-dir "$STATE" --no-create-home \
-        --shell /usr/sbin/nologin --comment "face-recognition appliance" "$USER_NAME"
+    run useradd --system --user-group --groups video,gpio --home-dir "$STATE" \
+        --no-create-home --shell /usr/sbin/nologin --comment "face-recognition appliance" \
+        "$USER_NAME"
 fi
 run install -d -m 0700 -o "$USER_NAME" -g "$USER_NAME" "$STATE"
 

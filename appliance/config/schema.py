@@ -190,6 +190,34 @@ class AccessConfig:
 
 
 @dataclass(frozen=True)
+class DoorConfig:
+    # The relay, door contact and exit button (appliance/door). Pins are BCM GPIO numbers.
+    enabled: bool = False
+    # fail_secure: energising the relay unlocks (a strike); fail_safe: it locks (a maglock).
+    lock: str = _opt("fail_secure", choices=("fail_secure", "fail_safe"))
+    relay_pin: int = _opt(17, range=(0, 27))
+    relay_active_high: bool = True
+    contact_pin: int | None = _opt(None, range=(0, 27))
+    contact_open_high: bool = True  # pull-up, contact to GND: a closed door reads low
+    exit_pin: int | None = _opt(None, range=(0, 27))
+    unlock_s: float = _opt(5.0, range=(0.5, 300.0))
+    held_open_s: float = _opt(30.0, range=(1.0, 3600.0))
+    max_remote_unlock_s: float = _opt(3600.0, range=(1.0, 86400.0))
+    debounce_s: float = _opt(0.05, range=(0.0, 2.0))
+
+    def __post_init__(self) -> None:
+        # One pin, one job: a contact on the relay's pin would read back our own output.
+        seen: dict[int, str] = {}
+        for key in ("relay_pin", "contact_pin", "exit_pin"):
+            pin = getattr(self, key)
+            if pin is None:
+                continue
+            if pin in seen:
+                raise _Problem(f"'door.{key}': GPIO{pin} is already 'door.{seen[pin]}'")
+            seen[pin] = key
+
+
+@dataclass(frozen=True)
 class Config:
     camera: CameraConfig = field(default_factory=CameraConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
@@ -203,6 +231,7 @@ class Config:
     outbox: OutboxConfig = field(default_factory=OutboxConfig)
     homeassistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
     access: AccessConfig = field(default_factory=AccessConfig)
+    door: DoorConfig = field(default_factory=DoorConfig)
 
 
 _SECTION_TYPES: dict[type, dict[str, Any]] = {}
