@@ -12,6 +12,8 @@ import struct
 import cv2
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from appliance.vision import imageio
 from appliance.vision.imageio import ImageError, decode_image
@@ -186,3 +188,31 @@ def test_read_image_names_the_file(tmp_path):
     with pytest.raises(ImageError) as err:
         imageio.read_image(p)
     assert err.value.source == str(p) and str(err.value).startswith(f"{p}: not an image")
+
+
+_SMALL = np.random.default_rng(0).integers(0, 255, (24, 20, 3), np.uint8)
+_SEEDS = [
+    cv2.imencode(ext, _SMALL if ext != ".pgm" else _SMALL[..., 0])[1].tobytes()
+    for ext in (".jpg", ".png", ".webp", ".bmp", ".tiff", ".ppm", ".pgm", ".gif")
+]
+
+
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
+@given(
+    seed=st.sampled_from(_SEEDS),
+    cut=st.integers(0, 400),
+    flips=st.lists(st.tuples(st.integers(0, 400), st.integers(0, 255)), max_size=4),
+)
+def test_damaged_headers_give_image_error_or_an_image(seed, cut, flips):
+    """Whatever a careless or hostile sender changes in a header, the answer is an
+    ImageError or a decoded RGB image within the limits, never another exception."""
+    data = bytearray(seed[: max(cut, 1)] if cut < len(seed) else seed)
+    for at, value in flips:
+        if at < len(data):
+            data[at] = value
+    try:
+        img = decode_image(bytes(data), max_pixels=100_000)
+    except ImageError:
+        return
+    assert img.ndim == 3 and img.shape[2] == 3 and img.dtype == np.uint8
+    assert img.shape[0] * img.shape[1] <= 100_000
