@@ -90,7 +90,8 @@ def test_bad_image_bytes_refused_gallery_unchanged(service, data):
 
 def test_group_enrolment_with_largest_face(service, group):
     """`largest` takes the biggest face of a group, which still has to pass the gates."""
-    with pytest.raises(EnrolmentRefused, match=r"eyes 3\d px apart, need 40"):
+    need = r"eyes 3\d\.\d px apart, enrolment needs at least 40 \(enrolment\.min_eye_distance\)"
+    with pytest.raises(EnrolmentRefused, match=need):
         service.enrol("Front", [group], "file", "test", largest=True)
     assert service.gallery.counts() == (0, 0)
 

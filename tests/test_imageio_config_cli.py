@@ -19,7 +19,8 @@ def _png(h, w):
     ("data", "reason"),
     [
         (b"", "empty"),
-        (b"GIF89a....", "not a JPEG or PNG"),
+        (b"%PDF-1.7\n....", "not an image this appliance reads; accepted: JPEG, PNG, WebP"),
+        (b"GIF89a", "truncated GIF header"),
         (b"\xff\xd8\xff\xe0\x00\x10JFIF", "truncated JPEG"),
     ],
 )

@@ -8,6 +8,7 @@
     tools/evaluate.py identify --data ../shared/data/lfw [--write-calibration] --json OUT
     tools/evaluate.py identify --data ../shared/data/scenes/examples/knn_examples --json OUT
     tools/evaluate.py lfw-detection --data ../shared/data/lfw [--float] --json OUT
+    tools/evaluate.py enrol-crops --data ../shared/data/lfw [--limit N] [--grey] --json OUT
 
 lfw: LFW View-2, all 6,000 pairs in 10 folds; each fold's threshold is chosen on the
 other nine. Each 150x150 crop is padded to 250x250 (black), detected, aligned and
@@ -22,6 +23,12 @@ testing.xml and training.xml (the quantiser does not calibrate on these).
 lfw-detection: the detector alone on every LFW image the pairs use, padded as `lfw`
 pads it; a miss is counted exactly as `lfw` counts a detection failure (no face at all),
 so int8 and float can be compared without running an embedder.
+
+enrol-crops: enrolment straight from the unpadded 150x150 crops (a face filling the
+photo, like an ID photo), through the product's gates with their default settings: the
+share accepted when the detector looks once ("before") and with the photo routes' second
+look with a border (`FacePipeline.photo_faces`, "after"), and each refusal code's count.
+`--limit N` takes N crops spread evenly over the sorted file list; `--grey` makes them grey.
 """
 
 from __future__ import annotations
@@ -51,6 +58,7 @@ from appliance.vision.pipeline import (  # noqa: E402
     MODELS_DIR,
     FacePipeline,
     load_manifest,
+    with_border,
 )
 from appliance.vision.quality import measure  # noqa: E402
 from appliance.vision.runtime import TfliteModel  # noqa: E402
@@ -91,8 +99,9 @@ def load_detector(args: argparse.Namespace) -> FaceDetector:
 
 
 def padded(path: Path) -> np.ndarray:
-    """An LFW crop with the black border every LFW evaluation here adds."""
-    return cv2.copyMakeBorder(read_image(path), PAD, PAD, PAD, PAD, cv2.BORDER_CONSTANT)
+    """An LFW crop with the black border every LFW evaluation here adds (the product's own
+    `with_border`, which the photo routes use when they find no face)."""
+    return with_border(read_image(path), PAD)
 
 
 def lfw_face(pipe: FacePipeline, path: Path) -> tuple[np.ndarray, Detection, bool]:
@@ -486,6 +495,51 @@ def run_identify_folders(args: argparse.Namespace) -> dict[str, Any]:
     return {"enrolled": enrolled, "refused": refused, "thresholds": th.as_dict(), "results": rows}
 
 
+def run_enrol_crops(args: argparse.Namespace) -> dict[str, Any]:
+    from collections import Counter
+
+    from appliance.config.schema import EnrolmentConfig
+    from appliance.identity.gates import EnrolmentRefused, check_gates, pick_face
+
+    pipe = FacePipeline.load(embedder=args.embedder, threads=args.threads)
+    every = sorted((args.data / "images").glob("*.jpg"))
+    step = max(1, len(every) // args.limit)
+    files = every[::step][: args.limit]
+    gates = EnrolmentConfig()
+    counts: dict[str, Counter[str]] = {"before": Counter(), "after": Counter()}
+    refused: dict[str, str] = {}
+    for f in files:
+        img = read_image(f)
+        if args.grey:
+            img = cv2.cvtColor(cv2.cvtColor(img, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
+        for when, look in (("before", pipe.faces), ("after", pipe.photo_faces)):
+            try:
+                check_gates(pick_face(look(img, embed=False), photo=when == "after"), gates)
+                counts[when]["accepted"] += 1
+            except EnrolmentRefused as exc:
+                counts[when][exc.code] += 1
+                if when == "after":
+                    refused[f.name] = f"{exc.code}: {exc.reason}"
+    n = len(files)
+
+    def share(c: Counter[str]) -> dict[str, Any]:
+        return {
+            "accepted_percent": round(100 * c["accepted"] / max(n, 1), 1),
+            "face_found_percent": round(100 * (n - c["no_face"]) / max(n, 1), 1),
+            "codes": dict(sorted(c.items())),
+        }
+
+    return {
+        "protocol": f"enrolment from unpadded LFW 150x150 crops (every {step}th of the "
+        f"{len(every)} sorted files), default enrolment gates ({gates})",
+        "grey": args.grey,
+        "images": n,
+        "before": share(counts["before"]),
+        "after": share(counts["after"]),
+        "refused_after": refused,
+    }
+
+
 def read_boxes(xml: Path) -> dict[str, np.ndarray]:
     out = {}
     for img in ET.parse(xml).getroot().iter("image"):
@@ -590,7 +644,10 @@ def main(argv: list[str] | None = None) -> int:
         help="store the measured open-set curve in models/manifest.json",
     )
     lfw_det = sub.add_parser("lfw-detection", help="detector misses on the padded LFW images")
-    for s in (lfw, det, ide, lfw_det):
+    crops = sub.add_parser("enrol-crops", help="enrolment from unpadded LFW crops, default gates")
+    crops.add_argument("--limit", type=int, default=300, help="crops to try (spread evenly)")
+    crops.add_argument("--grey", action="store_true", help="make the crops grey first")
+    for s in (lfw, det, ide, lfw_det, crops):
         s.add_argument("--data", type=Path, required=True)
         s.add_argument(
             "--embedder",
@@ -617,6 +674,7 @@ def main(argv: list[str] | None = None) -> int:
         "detection": run_detection,
         "lfw-detection": run_lfw_detection,
         "identify": run_identify,
+        "enrol-crops": run_enrol_crops,
     }
     result = run[args.cmd](args)
     text = json.dumps(result, indent=2)

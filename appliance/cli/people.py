@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import base64
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -32,36 +33,89 @@ def _daemon(cfg: Config, command: str, args: dict[str, Any]) -> dict[str, Any] |
     return reply["result"]
 
 
-def _images_in(folder: Path) -> list[Path]:
-    return sorted(
-        p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in (".jpg", ".jpeg", ".png")
-    )
+def _folders(root: Path) -> list[tuple[str, list[Path]]]:
+    """(person, photos) for each `root/<person>/` folder, photos by file name (the
+    content decides the format). Files that are not named as photos, and photos lying in
+    `root` itself, are said on stderr and left out; hidden files are passed over."""
+    from appliance.vision.imageio import EXTENSIONS
+
+    batches = []
+    for entry in sorted(root.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        if not entry.is_dir():
+            print(f"skipped {entry.name}: --from-dir takes one folder per person", file=sys.stderr)
+            continue
+        photos = []
+        for f in sorted(entry.iterdir()):
+            if f.name.startswith(".") or not f.is_file():
+                continue
+            if f.suffix.lower() in EXTENSIONS:
+                photos.append(f)
+            else:
+                print(f"skipped {entry.name}/{f.name}: not named as a photo", file=sys.stderr)
+        batches.append((entry.name, photos))
+    return batches
+
+
+def _encoded(photo: Path) -> str:
+    """A photo's bytes for the daemon's enroll command; unreadable: ImageError naming it."""
+    from appliance.identity.gates import photo_label
+    from appliance.vision.imageio import ImageError
+
+    try:
+        return base64.b64encode(photo.read_bytes()).decode()
+    except OSError as exc:
+        raise ImageError(exc.strerror or str(exc), photo_label(photo, 0)) from exc
+
+
+def _named(message: str, photos: list[Path]) -> str:
+    """The daemon names photos by place ("image 2"); say their file names instead."""
+
+    def name(m: re.Match[str]) -> str:
+        k = int(m[1])
+        return f"photo {photos[k - 1].name}:" if 0 < k <= len(photos) else m[0]
+
+    return re.sub(r"\bimage (\d+):", name, message)
 
 
 def cmd_enroll(args: argparse.Namespace, cfg: Config) -> int:
-    """Enrol one person from photos, or every `DIR/<name>/*.jpg` folder. Each person is
-    one transaction: a refused photo refuses that person's whole batch, with the reason."""
+    """Enrol one person from photos, or every `DIR/<name>/` folder of photos. Each person
+    is one transaction: a refused photo refuses that person's whole batch, and the
+    refusal names every bad photo; the other people are still enrolled."""
     from appliance.identity.gates import EnrolmentRefused
     from appliance.vision.imageio import ImageError
 
     if args.from_dir:
-        batches = [(d.name, _images_in(d)) for d in sorted(args.from_dir.iterdir()) if d.is_dir()]
+        if not args.from_dir.is_dir():
+            print(f"appliance enroll: {args.from_dir} is not a folder", file=sys.stderr)
+            return 2
+        batches = _folders(args.from_dir)
+        if not batches:
+            print(f"appliance enroll: no person folders in {args.from_dir}", file=sys.stderr)
+            return 1
     else:
         if not args.name or not args.images:
             print("appliance enroll: give NAME IMAGE... or --from-dir DIR", file=sys.stderr)
             return 2
-        batches = [(args.name, args.images)]
+        batches = [(args.name, list(args.images))]
     svc = None
     failed = 0
     for name, images in batches:
+        if not images:
+            failed += 1
+            print(f"refused {name}: no photos in its folder", file=sys.stderr)
+            continue
         try:
-            body = {
-                "name": name,
-                "images": [base64.b64encode(Path(p).read_bytes()).decode() for p in images],
-                "force": args.force,
-                "largest": args.largest,
-            }
-            result = _daemon(cfg, "enroll", body) if svc is None else None
+            result = None
+            if svc is None:
+                body = {
+                    "name": name,
+                    "images": [_encoded(p) for p in images],
+                    "force": args.force,
+                    "largest": args.largest,
+                }
+                result = _daemon(cfg, "enroll", body)
             if result is not None:
                 templates = result["person"]["templates"]
                 person_name = result["person"]["name"]
@@ -77,11 +131,16 @@ def cmd_enroll(args: argparse.Namespace, cfg: Config) -> int:
             print(
                 f"enrolled {person_name}: {len(images)} photo(s), {templates} template(s) in total"
             )
-        except (EnrolmentRefused, ImageError, CommandError, OSError) as exc:
+        except CommandError as exc:
+            failed += 1
+            print(f"refused {name}: {_named(str(exc), images)}", file=sys.stderr)
+        except (EnrolmentRefused, ImageError, ValueError, OSError) as exc:
             failed += 1
             print(f"refused {name}: {exc}", file=sys.stderr)
     if svc is not None:
         svc.close()
+    if len(batches) > 1:
+        print(f"{len(batches) - failed} of {len(batches)} people enrolled", file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -20,12 +20,12 @@ import numpy as np
 
 from appliance.config.schema import Config
 from appliance.control.events import DomainEvents, PersonDeleted, PersonEnrolled, PersonRenamed
-from appliance.identity.gates import EnrolmentRefused, check_gates, pick_face
+from appliance.identity.gates import EnrolmentRefused, check_gates, photo_label, pick_face
 from appliance.identity.matcher import Match, Matcher, Thresholds
 from appliance.identity.thresholds import load_calibration, resolve
 from appliance.store import portable
 from appliance.store.gallery import Gallery, Person, Template
-from appliance.vision.imageio import decode_image, encode_jpeg, read_image
+from appliance.vision.imageio import ImageError, decode_image, encode_jpeg, read_image
 from appliance.vision.pipeline import Face, FacePipeline
 
 log = logging.getLogger(__name__)
@@ -109,7 +109,8 @@ class Recogniser:
             return self.matcher.match(embeddings, self.thresholds())
 
     def identify(self, image: np.ndarray) -> list[Identified]:
-        faces = self.pipeline.faces(image)
+        """Every face in a photo, named or unknown (a face filling the photo too)."""
+        faces = self.pipeline.photo_faces(image)
         if not faces:
             return []
         matches = self.match(np.stack([f.embedding for f in faces]))
@@ -118,15 +119,27 @@ class Recogniser:
     # --- enrolment -------------------------------------------------------------------
 
     def template_from(
-        self, image: np.ndarray | bytes | str | Path, source: str, largest: bool = False
+        self,
+        image: np.ndarray | bytes | str | Path,
+        source: str,
+        largest: bool = False,
+        label: str | None = None,
     ) -> tuple[Face, Template]:
-        """One gated template from a photo; raises EnrolmentRefused or ImageError."""
-        if isinstance(image, bytes):
-            image = decode_image(image)
-        elif isinstance(image, (str, Path)):
-            image = read_image(image)
-        face = pick_face(self.pipeline.faces(image), largest)
-        return face, self.template_of(face, source)
+        """One gated template from a photo; raises EnrolmentRefused or ImageError, whose
+        message starts with the photo's `label` (default: `photo_label` of a lone photo).
+        A face filling the photo is found too (`FacePipeline.photo_faces`)."""
+        label = label or photo_label(image, 0)
+        try:
+            if isinstance(image, bytes):
+                image = decode_image(image)
+            elif isinstance(image, (str, Path)):
+                image = read_image(image)
+            face = pick_face(self.pipeline.photo_faces(image), largest, photo=True)
+            return face, self.template_of(face, source)
+        except ImageError as exc:
+            raise ImageError(exc.reason, label) from exc
+        except EnrolmentRefused as exc:
+            raise exc.about(label) from exc
 
     def template_of(self, face: Face, source: str) -> Template:
         """A gated template from a face the pipeline found (a photo or a camera frame);
@@ -149,9 +162,30 @@ class Recogniser:
         largest: bool = False,
         meta: dict[str, Any] | None = None,
     ) -> Person:
-        """Gate every photo, check for duplicates, then store all or nothing."""
-        templates = [self.template_from(img, source, largest)[1] for img in images]
-        return self.store(name, templates, actor, force, meta)
+        """Gate every photo, check for duplicates, then store all or nothing.
+
+        Every photo is gated before anything is refused, so one refusal names each bad
+        photo (by `photo_label`) and the person can fix them all at once; its code is the
+        first bad photo's."""
+        if not images:
+            raise ValueError(f"no photos to enrol {name!r} from")
+        labels = [photo_label(img, i) for i, img in enumerate(images)]
+        templates: list[Template] = []
+        refused: list[EnrolmentRefused | ImageError] = []
+        for img, label in zip(images, labels, strict=True):
+            try:
+                templates.append(self.template_from(img, source, largest, label)[1])
+            except (EnrolmentRefused, ImageError) as exc:
+                refused.append(exc)
+        if refused:
+            text = "; ".join(str(e) for e in refused)
+            if len(images) > 1:
+                text = f"{len(refused)} of {len(images)} photos refused: {text}"
+            first = refused[0]
+            if isinstance(first, EnrolmentRefused):
+                raise EnrolmentRefused(first.code, text)
+            raise ImageError(text)
+        return self.store(name, templates, actor, force, meta, labels)
 
     def store(
         self,
@@ -160,11 +194,13 @@ class Recogniser:
         actor: str,
         force: bool = False,
         meta: dict[str, Any] | None = None,
+        labels: list[str] | None = None,
     ) -> Person:
-        """Check for duplicates, then store all templates or none; publishes the change."""
+        """Check for duplicates, then store all templates or none; publishes the change.
+        `labels` name the templates' photos in a duplicate refusal."""
         with self.lock:
             if not force:
-                self._duplicate_check(name, templates)
+                self._duplicate_check(name, templates, labels)
             new = not any(p.name.casefold() == name.strip().casefold() for p in self._people())
             person = self.gallery.enrol(
                 name, templates, actor, meta, self.cfg.enrolment.max_templates
@@ -181,20 +217,23 @@ class Recogniser:
         self.events.publish(PersonEnrolled(person, new, actor))
         return person
 
-    def _duplicate_check(self, name: str, templates: list[Template]) -> None:
+    def _duplicate_check(
+        self, name: str, templates: list[Template], labels: list[str] | None = None
+    ) -> None:
         th = self.thresholds()
         scores = self.matcher.person_scores(np.stack([t.embedding for t in templates]))
         if scores.size == 0:
             return
-        for row in scores:
+        for i, row in enumerate(scores):
             j = int(np.argmax(row))
             other = self.matcher.names[j]
             if row[j] >= th.accept and other.casefold() != name.strip().casefold():
+                photo = f"{labels[i]}: " if labels else ""
                 raise EnrolmentRefused(
                     "duplicate",
-                    f"looks like {other} (cosine "
-                    f"{row[j]:.2f} >= {th.accept:.2f}); "
-                    "use force to enrol anyway",
+                    f"{photo}looks like {other}: cosine {row[j]:.2f}, a new name needs "
+                    f"below {th.accept:.2f} (the accept threshold; recognition.mode and "
+                    "recognition.threshold set it); use force to enrol anyway",
                 )
 
     def _reload_person(self, person: Person) -> None:
