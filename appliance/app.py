@@ -31,6 +31,7 @@ from appliance.control.events import (
 )
 from appliance.control.service import CommandService
 from appliance.control.settings import LiveSettings
+from appliance.door import open_door
 from appliance.frame_loop import FrameLoop
 from appliance.health import Health, Meter
 from appliance.identity.capture import CaptureSessions
@@ -87,8 +88,6 @@ class App:
         self.settings = LiveSettings(cfg, config_path, self.events)
         state = cfg.storage.path()
         state.mkdir(parents=True, exist_ok=True)
-        self.recogniser = Recogniser.open(cfg, events=self.events)
-        self.recogniser.thresholds()  # fail at start, not on the first face, if uncalibrated
         o = cfg.outbox
         self.outbox = Outbox(
             state / "outbox.sqlite3",
@@ -98,6 +97,11 @@ class App:
             int(o.reserve_mb * 1e6),
         )
         self.nonces = Nonces(self.outbox.db, self.outbox.lock)
+        # The pins early, before the models load: the relay sits at its locked level
+        # from here on (a fail-safe maglock is released until a process drives it).
+        self.door = open_door(cfg.door, self._door_event)
+        self.recogniser = Recogniser.open(cfg, events=self.events)
+        self.recogniser.thresholds()  # fail at start, not on the first face, if uncalibrated
         self.key = read_secret(cfg.commands.key_file, "command-key")
         if cfg.commands.require_signature and self.key is None:
             log.warning(
@@ -121,7 +125,6 @@ class App:
         }
         self.origin = Origin(cfg.recognition.mode, self.source, self.device, models)
         self.decider = Decider(self.policy, self.origin, self.events, self.stats)
-        self.door = self._build_door(cfg)
         self.capture = CaptureSessions(self.recogniser, self.events, cfg.commands.capture_timeout_s)
         self.meter = Meter()
         self._build_mqtt(cfg, state)
@@ -157,15 +160,6 @@ class App:
     @property
     def cfg(self) -> Config:
         return self.settings.cfg
-
-    def _build_door(self, cfg: Config) -> Any:
-        """The door thread and its GPIO pins, when this device drives a lock."""
-        if not cfg.door.enabled:
-            return None
-        from appliance.door.controller import DoorController
-        from appliance.door.gpio import GpioPins
-
-        return DoorController(cfg.door, GpioPins(cfg.door), self._door_event)
 
     def _door_event(self, payload: dict[str, Any]) -> None:
         """From the door's own thread: stored in the outbox at once (the frame loop may

@@ -326,7 +326,11 @@ def _section(node: yaml.MappingNode, cls: type, name: str, prefix: str, problems
             )
         except _Problem as exc:
             problems.append(str(exc))
-    return cls(**values)
+    try:
+        return cls(**values)
+    except _Problem as exc:  # a rule across keys (__post_init__): quote the section's line
+        problems.append(f"{name}: line {node.start_mark.line + 1}: {exc}")
+        return cls()
 
 
 def parse(text: str, name: str = "config.yaml") -> Config:

@@ -30,8 +30,9 @@ LIVE = (
     "decision.unknown_frames",
 )
 # Sections a reload takes from the file; the others need a restart (logged).
-RELOADED = ("recognition", "decision", "enrolment", "commands", "outbox")
-RESTART = ("models", "camera", "mqtt", "storage")
+RELOADED = ("recognition", "decision", "enrolment", "commands", "outbox", "access")
+# The door's pins are claimed once, at start (and a restart never pulses the relay).
+RESTART = ("models", "camera", "mqtt", "storage", "door", "homeassistant")
 
 
 class LiveSettings:
