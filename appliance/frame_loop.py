@@ -157,11 +157,12 @@ class FrameLoop:
             self.capture.step(faces)
         self.expire()
         self.frames += 1
-        for name, a, b in (
-            ("detect", t0, t1),
-            ("align", t1, t2),
-            ("embed", t2, t3),
-            ("match_decide", t3, t4),
+        # Per what each stage works on (health.STAGES): a frame, or a face embedded.
+        for name, a, b, n in (
+            ("detect", t0, t1, 1),
+            ("align", t1, t2, 1),
+            ("embed", t2, t3, len(todo)),
+            ("match_decide", t3, t4, len(todo)),
         ):
-            self.meter.stage(name, b - a)
+            self.meter.stage(name, b - a, n)
         self.meter.tick()

@@ -7,6 +7,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from appliance import __version__
@@ -14,24 +15,46 @@ from appliance import __version__
 log = logging.getLogger(__name__)
 
 
+# What the frame loop times, and per what: the detector and the aligner (with the quality
+# gates) run once per frame whatever it shows; the embedder and the matcher once per face
+# worth embedding, so frames with nobody to embed say nothing about them.
+STAGES = {"detect": "frame", "align": "frame", "embed": "face", "match_decide": "face"}
+
+
+def iso_time(ts: float) -> str:
+    """A unix time as ISO 8601 with the local UTC offset ("2026-12-02T03:00:00+01:00"):
+    what Home Assistant's timestamp sensors parse, and what a person can read."""
+    return datetime.fromtimestamp(ts, UTC).astimezone().isoformat(timespec="seconds")
+
+
 @dataclass
 class Meter:
-    """Frame rate and per-stage times, smoothed (written by the frame loop only)."""
+    """Frame rate and per-stage times, smoothed (written by the frame loop only).
 
-    fps: float = 0.0
+    Nothing is reported before it was measured (None, not a 0 that reads like a
+    measurement): the frame rate needs two frames, a per-face stage a face."""
+
+    fps: float | None = None
     stage_ms: dict[str, float] = field(default_factory=dict)
     _last: float | None = None
 
-    def stage(self, name: str, seconds: float) -> None:
-        ms = seconds * 1e3
+    def stage(self, name: str, seconds: float, count: int = 1) -> None:
+        """`seconds` spent on `count` items (frames or faces, see STAGES); none: no sample."""
+        if count <= 0:
+            return
+        ms = seconds * 1e3 / count
         self.stage_ms[name] = 0.9 * self.stage_ms.get(name, ms) + 0.1 * ms
 
     def tick(self) -> None:
         now = time.monotonic()
         if self._last is not None:
             dt = max(now - self._last, 1e-6)
-            self.fps = 0.9 * self.fps + 0.1 / dt if self.fps else 1 / dt
+            self.fps = 1 / dt if self.fps is None else 0.9 * self.fps + 0.1 / dt
         self._last = now
+
+    def stages(self) -> dict[str, float | None]:
+        """Every stage in STAGES, in ms per frame or per face, None until measured."""
+        return {k: round(self.stage_ms[k], 2) if k in self.stage_ms else None for k in STAGES}
 
 
 class Health:
@@ -67,9 +90,10 @@ class Health:
             "boot": self.boot,
             "time": round(time.time(), 3),
             "mode": self.mode(),
+            "started": iso_time(self.started),
             "uptime_s": round(time.time() - self.started, 1),
-            "fps": round(self.meter.fps, 2),
-            "stage_ms": {k: round(v, 2) for k, v in self.meter.stage_ms.items()},
+            "fps": None if self.meter.fps is None else round(self.meter.fps, 2),
+            "stage_ms": self.meter.stages(),
             "storage": self._storage(),
             "counters": self.counters(),
         }
@@ -79,8 +103,9 @@ class Health:
 
     def summary(self, st: dict[str, Any]) -> str:
         """One line for systemd's STATUS=."""
+        fps = "no frame yet" if st["fps"] is None else f"{st['fps']} fps"
         return (
-            f"{st['fps']} fps, camera {st['camera'].get('state')}, "
+            f"{fps}, camera {st['camera'].get('state')}, "
             f"mqtt {st['mqtt']}, outbox {st['outbox']['depth']}"
         )
 

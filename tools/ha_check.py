@@ -5,15 +5,24 @@ against what we *think* Home Assistant accepts. A payload that HA silently rejec
 template, a device block that splits the device) does not show up in any of our tests,
 only in a user's dashboard. This script runs the whole chain for real:
 
-    mosquitto (loopback) <- appliance daemon (demo camera) -> Home Assistant 2024.3
+    mosquitto (loopback) <- appliance daemon (demo camera) -> Home Assistant
+
+against Home Assistant 2024.3 (`make ha-check`, the last release on Python 3.11) and the
+newest release on Python 3.13 (`make ha-check-current`: tools/ha/run.sh runs it in a
+Debian trixie root filesystem and passes `--hass "tools/ha/run.sh hass"`),
 
 and then reads what Home Assistant itself stored: its entity and device registries
 (`.storage/`) and its recorder database (SQLite, `states` table). It checks
 
-* every discovery entity exists in HA, created by the MQTT integration;
+* every discovery entity exists in HA, created by the MQTT integration, under the entity
+  id discovery.entity_id() names (object_id for 2024.3, default_entity_id for current
+  releases: both must give the same ids);
 * all of them are bound to ONE device with the appliance's identifiers and metadata;
 * their states update (decisions, last person, snapshot, diagnostics, per-person sensor,
-  the enrol text's state round trip);
+  the enrol text's state round trip); no diagnostic reads 0 before it is measured; the
+  timestamps (last person's `time`, last seen, started) are ISO 8601 with an offset;
+* access_granted stays on its full off_delay, even when another decision follows;
+* the README's automations load, and the greeting one runs on `granted` with the name;
 * HA's own text.set_value + button.press (an automation) reach the daemon's enrol;
 * deleting a person by a signed MQTT command removes the per-person entity from HA
   and clears its retained last_seen topic;
@@ -47,7 +56,9 @@ import argparse
 import base64
 import json
 import os
+import re
 import secrets
+import shlex
 import shutil
 import signal
 import sqlite3
@@ -57,10 +68,12 @@ import tempfile
 import threading
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as paho
+import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -70,7 +83,7 @@ from appliance import __version__  # noqa: E402
 from appliance.camera import assets  # noqa: E402
 from appliance.transport.mqtt import discovery  # noqa: E402
 from appliance.transport.mqtt.signing import sign  # noqa: E402
-from appliance.transport.mqtt.topics import Topics  # noqa: E402
+from appliance.transport.mqtt.topics import Topics, slug  # noqa: E402
 from tools.broker import Broker, free_port  # noqa: E402
 
 DEVICE = "door1"
@@ -169,10 +182,24 @@ class Client:
         self.c.disconnect()
 
 
-def ha_config(ha_dir: Path, broker_port: int, http_port: int) -> None:
+def readme_automations() -> list[dict[str, Any]]:
+    """The automations the README's Home Assistant section shows, for the door of this
+    run (the README's `door_front` is DEVICE here), so they load and run for real."""
+    text = (ROOT / "README.md").read_text()
+    section = text.split("\n## Home Assistant\n", 1)[1].split("\n## ", 1)[0]
+    out: list[dict[str, Any]] = []
+    for block in re.findall(r"```yaml\n(.*?)```", section, re.S):
+        out += yaml.safe_load(block.replace("door_front", DEVICE)).get("automation", [])
+    return out
+
+
+def ha_config(
+    ha_dir: Path, broker_port: int, http_port: int, automations: list[dict[str, Any]]
+) -> None:
     """A minimal HA: no default_config, only http (an MQTT dependency), the recorder
-    (to read states back) and the logger. The MQTT config entry is written before the
-    first start, as the UI's config flow would have stored it."""
+    (to read states back), the logger and automations (ours, and the README's). The MQTT
+    config entry is written before the first start, as the UI's config flow would have
+    stored it."""
     (ha_dir / ".storage").mkdir(parents=True, exist_ok=True)
     (ha_dir / "configuration.yaml").write_text(f"""\
 homeassistant:
@@ -207,6 +234,7 @@ automation:
       - delay: 2
       - service: button.press
         target: {{entity_id: button.{DEVICE}_enrol}}
+automation readme: {json.dumps(automations)}
 logger:
   default: warning
   logs:
@@ -259,15 +287,19 @@ def registry(ha_dir: Path) -> tuple[dict[str, dict[str, Any]], list[dict[str, An
     return by_uid, devs.get("devices", [])
 
 
-def history(db: Path) -> dict[str, list[tuple[str, dict[str, Any]]]]:
-    """entity_id -> [(state, attributes)] in order, from HA's recorder."""
+History = dict[str, list[tuple[str, dict[str, Any], float]]]
+
+
+def history(db: Path) -> History:
+    """entity_id -> [(state, attributes, last_updated unix time)] in order, from HA's
+    recorder."""
     if not db.exists():
         return {}
     out: dict[str, list[tuple[str, dict[str, Any]]]] = {}
     con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
     try:
         rows = con.execute(
-            "SELECT m.entity_id, s.state, a.shared_attrs FROM states s "
+            "SELECT m.entity_id, s.state, a.shared_attrs, s.last_updated_ts FROM states s "
             "JOIN states_meta m ON s.metadata_id = m.metadata_id "
             "LEFT JOIN state_attributes a ON s.attributes_id = a.attributes_id "
             "ORDER BY s.state_id"
@@ -276,8 +308,8 @@ def history(db: Path) -> dict[str, list[tuple[str, dict[str, Any]]]]:
         return {}
     finally:
         con.close()
-    for eid, state, attrs in rows:
-        out.setdefault(eid, []).append((state, json.loads(attrs) if attrs else {}))
+    for eid, state, attrs, ts in rows:
+        out.setdefault(eid, []).append((state, json.loads(attrs) if attrs else {}, ts or 0.0))
     return out
 
 
@@ -287,6 +319,34 @@ def expected(topics: Topics, person_id: str) -> dict[str, str]:
         topics, snapshots=True, allow_enrol=True, people=[(person_id, PERSON)]
     )
     return {f"{DEVICE}_{e.object_id}": e.component for e in ents}
+
+
+def entity_id(uid: str, component: str) -> str:
+    """The entity id discovery asks for (object_id / default_entity_id) for a unique id."""
+    oid = uid[len(DEVICE) + 1 :]
+    return discovery.entity_id(slug(DEVICE), discovery.Entity(component, oid, {}))
+
+
+def is_iso(s: Any) -> bool:
+    """ISO 8601 with a UTC offset, as Home Assistant's timestamps need."""
+    try:
+        return datetime.fromisoformat(s).tzinfo is not None
+    except (TypeError, ValueError):
+        return False
+
+
+def on_periods(hist: list[tuple[str, dict[str, Any], float]]) -> list[tuple[float, float]]:
+    """(on, off) times of a binary sensor's on periods that ended in `off` (not in
+    `unavailable`, which is the daemon stopping)."""
+    out, since = [], None
+    for s, _, ts in hist:
+        if s == "on" and since is None:
+            since = ts
+        elif s != "on" and since is not None:
+            if s == "off":
+                out.append((since, ts))
+            since = None
+    return out
 
 
 def is_number(s: str) -> bool:
@@ -303,7 +363,7 @@ def scenario(
     """The run itself; fills `out` with what `finish` prints."""
     ha_dir = work / "ha"
     topics = Topics("appliance", DEVICE)
-    final_hist: dict[str, list[tuple[str, dict[str, Any]]]] = {}
+    final_hist: History = {}
     uid2eid: dict[str, str] = {}
     # --- broker -------------------------------------------------------------------
     broker = out["broker"] = Broker(work, persistence=False)  # main stops it after procs
@@ -357,8 +417,10 @@ def scenario(
 
     # --- Home Assistant -----------------------------------------------------------
     hport = free_port()
-    ha_config(ha_dir, mport, hport)
-    argv = [args.hass, "-c", str(ha_dir), "--log-no-color"]
+    # Every run traced (Home Assistant keeps 5 by default), so the checks see them all.
+    automations = [{**a, "trace": {"stored_traces": 100}} for a in readme_automations()]
+    ha_config(ha_dir, mport, hport, automations)
+    argv = [*shlex.split(args.hass), "-c", str(ha_dir), "--log-no-color"]
     if not args.pip:
         argv.append("--skip-pip")
     t_ha = time.time()
@@ -400,12 +462,12 @@ def scenario(
         uid2eid = {u: by_uid[u]["entity_id"] for u in want if u in by_uid}
         hist = history(db)
         have_states = all(
-            any(s not in ("unknown", "unavailable") for s, _ in hist.get(uid2eid.get(u, ""), []))
+            any(s not in ("unknown", "unavailable") for s, *_ in hist.get(uid2eid.get(u, ""), []))
             for u, comp in want.items()
             if comp in needed_states
         )
         granted = any(
-            s == "on" for s, _ in hist.get(uid2eid.get(f"{DEVICE}_access_granted", ""), [])
+            s == "on" for s, *_ in hist.get(uid2eid.get(f"{DEVICE}_access_granted", ""), [])
         )
         if len(uid2eid) == len(want) and have_states and granted and ha_reply():
             break
@@ -476,10 +538,10 @@ def scenario(
         e = by_uid.get(uid)
         check(
             f"entity {uid} ({comp})",
-            e is not None and e["entity_id"].startswith(comp + "."),
+            e is not None and e["entity_id"] == entity_id(uid, comp),
             e["entity_id"] if e else "missing from the entity registry",
         )
-    person_hist = final_hist.get(uid2eid.get(person_uid) or f"sensor.{person_uid}", [])
+    person_hist = final_hist.get(entity_id(person_uid, "sensor"), [])
     check(
         f"entity {person_uid} (sensor) was created",
         bool(person_hist),
@@ -515,14 +577,14 @@ def scenario(
         )
 
     def states(uid: str) -> list[str]:
-        return [s for s, _ in final_hist.get(uid2eid.get(uid, ""), [])]
+        return [s for s, *_ in final_hist.get(uid2eid.get(uid, ""), [])]
 
     def real(uid: str) -> list[str]:
         return [s for s in states(uid) if s not in ("unknown", "unavailable", "")]
 
     ev = [
         a.get("event_type")
-        for s, a in final_hist.get(uid2eid.get(f"{DEVICE}_decision", ""), [])
+        for s, a, _ in final_hist.get(uid2eid.get(f"{DEVICE}_decision", ""), [])
         if s not in ("unknown", "unavailable")
     ]
     check(
@@ -537,6 +599,20 @@ def scenario(
     )
     ag = states(f"{DEVICE}_access_granted")
     check("binary_sensor access_granted turns on", "on" in ag, f"{len(ag)} states")
+    periods = on_periods(final_hist.get(uid2eid.get(f"{DEVICE}_access_granted", ""), []))
+    decided = [
+        ts
+        for s, a, ts in final_hist.get(uid2eid.get(f"{DEVICE}_decision", ""), [])
+        if s not in ("unknown", "unavailable") and a.get("event_type") != "granted"
+    ]
+    crossed = sum(1 for a, b in periods if any(a < t < b for t in decided))
+    short = min((b - a for a, b in periods), default=0.0)
+    check(
+        f"access_granted stays on {discovery.GRANTED_ON_S} s",
+        bool(periods) and short >= discovery.GRANTED_ON_S - 0.05,
+        f"{len(periods)} on periods, shortest {short:.2f} s; "
+        f"{crossed} with another decision during them",
+    )
     check(
         "image snapshot updates",
         bool(real(f"{DEVICE}_snapshot")),
@@ -548,24 +624,38 @@ def scenario(
         real(f"{DEVICE}_gallery_size")[-2:] == [str(n), str(n - 1)],
         str(real(f"{DEVICE}_gallery_size")),
     )
-    for oid in (
-        "fps",
-        "detect_ms",
-        "embed_ms",
-        "dropped_frames",
-        "outbox_depth",
-        "gallery_size",
-        "uptime",
-    ):
+    for oid in ("fps", "detect_ms", "embed_ms", "dropped_frames", "outbox_depth", "gallery_size"):
         r = real(f"{DEVICE}_{oid}")
         check(
             f"diagnostic {oid} numeric",
             bool(r) and all(is_number(s) for s in r),
             f"last {r[-1] if r else None}",
         )
+    for oid in ("fps", "detect_ms", "embed_ms"):  # unknown until measured, never a 0
+        r = real(f"{DEVICE}_{oid}")
+        check(
+            f"diagnostic {oid} never 0",
+            bool(r) and all(is_number(s) and float(s) > 0 for s in r),
+            f"first {r[0] if r else None}",
+        )
+    started = real(f"{DEVICE}_started")
+    check(
+        "diagnostic started is one timestamp",
+        len(set(started)) == 1 and is_iso(started[0]),
+        str(sorted(set(started))),
+    )
+    times = [
+        a.get("time") for s, a, _ in final_hist.get(uid2eid.get(f"{DEVICE}_last_person", ""), [])
+    ]
+    times = [t for t in times if t is not None]
+    check(
+        "last_person time attribute is ISO 8601",
+        bool(times) and all(is_iso(t) for t in times),
+        f"last {times[-1] if times else None}",
+    )
     cam = real(f"{DEVICE}_camera_state")
     check("diagnostic camera_state", bool(cam), f"last {cam[-1] if cam else None}")
-    stamps = [s for s, _ in person_hist if s and s[:2] == "20"]
+    stamps = [s for s, *_ in person_hist if s and s[:2] == "20"]
     check(
         f"sensor {person_uid} timestamp",
         bool(stamps),
@@ -581,6 +671,29 @@ def scenario(
         "sensor last_enrolment shows how the HA enrolment ended",
         bool(hr) and str(hr.get("result")) in shown,
         str(sorted(set(shown))),
+    )
+    # Runs are read from the traces Home Assistant saves at stop (the last 5 of each
+    # automation; the recorder leaves last_triggered out): the message each one rendered.
+    traces = read_json(ha_dir / ".storage" / "trace.saved_traces").get("data", {})
+    for auto in automations:
+        ran = [
+            step.get("result", {}).get("params", {})
+            for t in traces.get(f"automation.{auto['id']}", [])
+            for step in t.get("extended_dict", {}).get("trace", {}).get("action/0", [])
+        ]
+        alias = auto["alias"]
+        st = [s for h in final_hist.values() for s, a, _ in h if a.get("friendly_name") == alias]
+        check(f"README automation {auto['id']} loads", "on" in st, f"{len(ran)} runs traced")
+    greeting = f"Welcome, {PERSON}."
+    said = [
+        step.get("result", {}).get("params", {}).get("service_data", {}).get("message")
+        for t in traces.get("automation.front_door_greet", [])
+        for step in t.get("extended_dict", {}).get("trace", {}).get("action/0", [])
+    ]
+    check(
+        "README greeting says the name on granted",
+        greeting in said,
+        str(sorted({str(m) for m in said})) if said else "never ran",
     )
     never = [u for u in want if u != person_uid and all(s == "unavailable" for s in states(u))]
     check("every entity was available", not never, ", ".join(never))
@@ -599,11 +712,17 @@ def scenario(
     failed = [ln for ln in text.splitlines() if "Setup failed for" in ln]
     check("HA set up every integration", not failed, failed[0][-90:] if failed else "")
     out["uid2eid"], out["hist"] = uid2eid, final_hist
+    stamp = ha_dir / ".HA_VERSION"  # written by Home Assistant itself
+    out["version"] = stamp.read_text().strip() if stamp.exists() else "?"
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--hass", default="/opt/havenv/bin/hass", help="Home Assistant's hass")
+    ap.add_argument(
+        "--hass",
+        default="/opt/havenv/bin/hass",
+        help="Home Assistant's hass: a path, or a command line (tools/ha/run.sh hass)",
+    )
     ap.add_argument("--python", default=sys.executable, help="python with the appliance")
     ap.add_argument("--workdir", help="keep files here (default: a temp dir, removed on PASS)")
     ap.add_argument(
@@ -618,7 +737,7 @@ def main() -> int:
         help="let HA pip-install integration requirements (default --skip-pip)",
     )
     args = ap.parse_args()
-    if not Path(args.hass).exists():
+    if not shlex.split(args.hass) or not Path(shlex.split(args.hass)[0]).exists():
         print(f"no Home Assistant at {args.hass}", file=sys.stderr)
         return 2
     work = Path(args.workdir or tempfile.mkdtemp(prefix="ha_check-"))
@@ -642,7 +761,15 @@ def main() -> int:
         procs.stop_all()
         if out.get("broker"):
             out["broker"].stop()
-    return finish(results, work, t0, args.workdir, out.get("uid2eid", {}), out.get("hist", {}))
+    return finish(
+        results,
+        work,
+        t0,
+        args.workdir,
+        out.get("uid2eid", {}),
+        out.get("hist", {}),
+        out.get("version", "?"),
+    )
 
 
 def finish(
@@ -651,21 +778,23 @@ def finish(
     t0: float,
     keep: str | None,
     uid2eid: dict[str, str],
-    hist: dict[str, list[tuple[str, dict[str, Any]]]],
+    hist: History,
+    version: str = "?",
 ) -> int:
     if uid2eid:
         print("\nEntities in Home Assistant (last available state, number of states):")
         for uid, eid in sorted(uid2eid.items()):
             st = hist.get(eid, [])
-            up = [s for s, _ in st if s and s != "unavailable"]
+            up = [s for s, *_ in st if s and s != "unavailable"]
             last = up[-1] if up else "-"
             print(f"  {eid or '(removed) ' + uid:45s} {last[:32]:32s} {len(st):4d}")
     print("\nCheck" + " " * 51 + "Result  Detail")
     for name, ok, detail in results:
         print(f"  {name[:53]:53s} {'PASS' if ok else 'FAIL':6s}  {detail[:90]}")
     failed = sum(1 for _, ok, _ in results if not ok)
+    print(f"\nHome Assistant {version}")
     print(
-        f"\n{len(results) - failed} passed, {failed} failed in {time.time() - t0:.0f} s "
+        f"{len(results) - failed} passed, {failed} failed in {time.time() - t0:.0f} s "
         f"(files: {work})"
     )
     if not failed and not keep:

@@ -93,23 +93,11 @@ ensure_binfmt() {
 
 rootfs() { echo "$CACHE/rootfs-$1"; }
 
-# Built once per suite and package list; a half-built one is never used (built aside, then
-# renamed). The stamp records what went in, so a changed list rebuilds it.
+# shellcheck source=tools/arm64/rootfs.sh disable=SC1091
+source "$REPO/tools/arm64/rootfs.sh"
+
 ensure_rootfs() {
-  local suite=$1 dir stamp want
-  dir=$(rootfs "$suite")
-  stamp="$dir/.appliance-rootfs"
-  want="$suite $ROOTFS_PACKAGES"
-  if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
-    return
-  fi
-  log "building the arm64 $suite root filesystem in $dir (a few minutes, once)"
-  rm -rf "$dir.new" "$dir"
-  mkdir -p "$CACHE"
-  mmdebstrap --quiet --arch=arm64 --variant=minbase --include="$ROOTFS_PACKAGES" \
-    "$suite" "$dir.new" "$MIRROR"
-  echo "$want" >"$dir.new/.appliance-rootfs"
-  mv "$dir.new" "$dir"
+  build_rootfs arm64 "$1" "$(rootfs "$1")" "$ROOTFS_PACKAGES" "$MIRROR"
 }
 
 # Run a command inside a root filesystem, in a private mount namespace: /proc, /dev, /sys,
@@ -127,11 +115,8 @@ enter() {
   shift
   # Only ever inside in_rootfs's private namespace: these mounts must not reach the host.
   [ "${ARM64_IN_NS:-}" = 1 ] || die "__enter is internal: use in_rootfs"
-  mount -t proc proc "$r/proc"
-  mount --rbind /dev "$r/dev"
-  mount --rbind /sys "$r/sys"
-  mount -o remount,bind,ro "$r/sys" 2>/dev/null || true
-  mkdir -p "$r/root/.cache/pip" "$r/work/shared/data" "$r/work/out" "$r/tmp"
+  mount_rootfs_basics "$r"
+  mkdir -p "$r/root/.cache/pip" "$r/work/shared/data" "$r/work/out"
   mkdir -p "$(host_pip_cache)" "$OUT"
   mount --bind "$(host_pip_cache)" "$r/root/.cache/pip"
   if [ -d "$SHARED" ]; then
@@ -139,19 +124,7 @@ enter() {
     mount -o remount,bind,ro "$r/work/shared/data"
   fi
   mount --bind "$OUT" "$r/work/out"
-  mount -t tmpfs -o size=2g tmpfs "$r/tmp"
-  cp /etc/resolv.conf "$r/etc/resolv.conf"
-  # The host's trust store, so that a TLS-intercepting proxy the host trusts is trusted
-  # here too; pip's own certifi bundle would not know it, hence PIP_CERT.
-  cp /etc/ssl/certs/ca-certificates.crt "$r/etc/ssl/certs/ca-certificates.crt"
-  local pass=() v
-  for v in QEMU_CPU PIP_INDEX_URL http_proxy https_proxy no_proxy HTTP_PROXY HTTPS_PROXY NO_PROXY; do
-    if [ -n "${!v:-}" ]; then pass+=("$v=${!v}"); fi
-  done
-  local ca=/etc/ssl/certs/ca-certificates.crt
-  exec env -i HOME=/root LANG=C.UTF-8 TERM="${TERM:-dumb}" \
-    PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    PIP_CERT=$ca SSL_CERT_FILE=$ca REQUESTS_CA_BUNDLE=$ca "${pass[@]}" chroot "$r" "$@"
+  exec_in_rootfs "$r" "$@"
 }
 
 # The repository as it is on disk (tracked and untracked, not ignored), with no .venv:

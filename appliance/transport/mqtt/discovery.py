@@ -1,22 +1,29 @@
 """Home Assistant MQTT discovery: the appliance appears as one device, by itself.
 
-One retained config topic per entity (`<prefix>/<component>/<node>/<object>/config`):
-Home Assistant 2024.3, the last release on Python 3.11, does not understand device-based
-discovery, and current releases still accept this form. Every entity carries the same
-device block, a stable unique_id, availability bound to the status topic, and an origin.
+One retained config topic per entity (`<prefix>/<component>/<node>/<object>/config`),
+not device-based discovery (one config for the whole device, Home Assistant >= 2024.11):
+2024.3, the last release on Python 3.11, does not understand that, and current releases
+still accept this form, which tools/ha_check.py checks against both. Every entity carries
+the same device block, a stable unique_id, availability bound to the status topic, an
+origin, and its entity id twice: `object_id` (what 2024.3 reads) and `default_entity_id`
+(the same id with its domain, what Home Assistant reads since 2025.10; `object_id` alone
+is deprecated there and stops working in 2026.4), so every release creates the same ids.
 Pure functions: the daemon publishes what they return.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from appliance import __version__
 from appliance.transport.mqtt.topics import Topics, slug
 
 EVENT_TYPES = ["granted", "denied", "unknown", "check_in", "check_out"]
+GRANTED_ON_S = 5  # binary_sensor.<door>_access_granted stays on this long after a `granted`
 ORIGIN = {
     "name": "appliance",
     "sw_version": __version__,
@@ -49,14 +56,30 @@ def ha_topics(topics: Topics) -> dict[str, str]:
     }
 
 
-def device_block(topics: Topics, name: str) -> dict[str, Any]:
-    return {
+def check_configuration_url(url: str | None) -> str | None:
+    """The device's web page as Home Assistant links it ("Visit"), or None.
+
+    Checked here because Home Assistant rejects the whole discovery payload of an entity
+    whose device block has an invalid URL: every entity would silently disappear."""
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"configuration_url must be an http(s) URL with a host, not {url!r}")
+    return url
+
+
+def device_block(topics: Topics, name: str, configuration_url: str | None = None) -> dict[str, Any]:
+    block: dict[str, Any] = {
         "identifiers": [f"appliance_{topics.device}"],
         "name": name,
         "manufacturer": "appliance (open source)",
         "model": "Face-recognition door appliance",
         "sw_version": __version__,
     }
+    if check_configuration_url(configuration_url):
+        block["configuration_url"] = configuration_url
+    return block
 
 
 def entities(
@@ -98,26 +121,31 @@ def entities(
             {
                 "name": "Access granted",
                 "state_topic": topics.event,
-                "value_template": "{{ 'ON' if value_json.decision == 'granted' else 'OFF' }}",
-                "off_delay": 5,
+                # Only `granted` says anything to this sensor: any other decision renders
+                # nothing, which Home Assistant ignores, so the next stranger on the same
+                # topic does not switch it off early; off_delay alone switches it off.
+                "value_template": "{{ 'ON' if value_json.decision == 'granted' else '' }}",
+                "off_delay": GRANTED_ON_S,
                 "device_class": "lock",
             },
         ),  # lock: on = unlocked
     ]
+    # A value not yet measured is null in the state message and renders "None", which Home
+    # Assistant shows as unknown rather than as a 0 that reads like a measurement.
     diag = [
         ("fps", "Frame rate", "{{ value_json.fps }}", "fps", "measurement", None),
         (
             "detect_ms",
-            "Detector time",
-            "{{ value_json.stage_ms.detect | default(0) }}",
+            "Detector time per frame",
+            "{{ value_json.stage_ms.detect }}",
             "ms",
             "measurement",
             "duration",
         ),
         (
             "embed_ms",
-            "Embedder time",
-            "{{ value_json.stage_ms.embed | default(0) }}",
+            "Embedder time per face",
+            "{{ value_json.stage_ms.embed }}",
             "ms",
             "measurement",
             "duration",
@@ -126,7 +154,7 @@ def entities(
             "dropped_frames",
             "Dropped frames",
             "{{ value_json.camera.frames_dropped }}",
-            None,
+            "frames",
             "total_increasing",
             None,
         ),
@@ -134,7 +162,7 @@ def entities(
             "outbox_depth",
             "Outbox depth",
             "{{ value_json.outbox.depth }}",
-            None,
+            "events",
             "measurement",
             None,
         ),
@@ -142,19 +170,14 @@ def entities(
             "gallery_size",
             "People enrolled",
             "{{ value_json.gallery.people }}",
-            None,
+            "people",
             "measurement",
             None,
         ),
         ("camera_state", "Camera", "{{ value_json.camera.state }}", None, None, None),
-        (
-            "uptime",
-            "Uptime",
-            "{{ value_json.uptime_s | int }}",
-            "s",
-            "total_increasing",
-            "duration",
-        ),
+        # When the daemon started, not an uptime: a duration rewritten every state message
+        # fills the recorder; this value changes once per start.
+        ("started", "Started", "{{ value_json.started }}", None, None, "timestamp"),
     ]
     for oid, name, tpl, unit, sclass, dclass in diag:
         cfg: dict[str, Any] = {
@@ -240,6 +263,9 @@ OPTIONAL = {
     ("button", "enrol"),
     ("sensor", "last_enrolment"),
 }
+# Entities that earlier versions created: their retained configs are cleared so that
+# Home Assistant removes them (the uptime duration became the `started` timestamp).
+RETIRED = {("sensor", "uptime")}
 
 
 def config_topic(prefix: str, node: str, e: Entity) -> str:
@@ -254,19 +280,33 @@ def payloads(
     snapshots: bool,
     allow_enrol: bool,
     people: list[tuple[str, str]],
+    configuration_url: str | None = None,
 ) -> list[tuple[str, str]]:
     """(config topic, retained payload) for every entity; empty payloads remove the
-    optional entities that do not apply (a feature switched off)."""
+    optional entities that do not apply (a feature switched off) and retired ones.
+    `configuration_url`: the device's web page, if it has one (check_configuration_url)."""
     node = slug(topics.device)
+    device = device_block(topics, device_name, configuration_url)
     present = entities(topics, snapshots=snapshots, allow_enrol=allow_enrol, people=people)
-    out = [_config(topics, prefix, device_name, e) for e in present]
+    out = [_config(topics, prefix, device, e) for e in present]
     have = {(e.component, e.object_id) for e in present}
-    for comp, oid in sorted(OPTIONAL - have):
+    for comp, oid in sorted((OPTIONAL - have) | RETIRED):
         out.append((config_topic(prefix, node, Entity(comp, oid, {})), ""))
     return out
 
 
-def _config(topics: Topics, prefix: str, device_name: str, e: Entity) -> tuple[str, str]:
+def ha_object_id(node: str, e: Entity) -> str:
+    """The entity id's object part as Home Assistant spells it (its slugify on our ASCII
+    slugs: lower case, runs of anything else one "_"): "Zo_Front" -> "zo_front_fps"."""
+    return re.sub(r"[^a-z0-9]+", "_", f"{node}_{e.object_id}".lower()).strip("_")
+
+
+def entity_id(node: str, e: Entity) -> str:
+    """The entity id Home Assistant gives it, e.g. "sensor.door1_fps"."""
+    return f"{e.component}.{ha_object_id(node, e)}"
+
+
+def _config(topics: Topics, prefix: str, device: dict[str, Any], e: Entity) -> tuple[str, str]:
     node = slug(topics.device)
     avail = [
         {"topic": topics.status, "payload_available": "online", "payload_not_available": "offline"}
@@ -274,8 +314,9 @@ def _config(topics: Topics, prefix: str, device_name: str, e: Entity) -> tuple[s
     cfg = {
         **e.config,
         "unique_id": f"{node}_{e.object_id}",
-        "object_id": f"{node}_{e.object_id}",
-        "device": device_block(topics, device_name),
+        "object_id": ha_object_id(node, e),  # Home Assistant before 2025.10
+        "default_entity_id": entity_id(node, e),  # 2025.10 and later
+        "device": device,
         "origin": ORIGIN,
         "availability": avail,
     }
@@ -283,10 +324,16 @@ def _config(topics: Topics, prefix: str, device_name: str, e: Entity) -> tuple[s
 
 
 def person_payload(
-    topics: Topics, prefix: str, device_name: str, person_id: str, name: str
+    topics: Topics,
+    prefix: str,
+    device_name: str,
+    person_id: str,
+    name: str,
+    configuration_url: str | None = None,
 ) -> tuple[str, str]:
     """One person's entity alone: enrolling someone does not resend everyone's."""
-    return _config(topics, prefix, device_name, person_entity(topics, person_id, name))
+    device = device_block(topics, device_name, configuration_url)
+    return _config(topics, prefix, device, person_entity(topics, person_id, name))
 
 
 def removal(topics: Topics, prefix: str, person_id: str) -> str:

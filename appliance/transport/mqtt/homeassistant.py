@@ -43,6 +43,7 @@ class HomeAssistantBridge:
         state_dir: Path,
         *,
         snapshots: bool,
+        configuration_url: str | None = None,
     ) -> None:
         self.cfg = cfg
         self.topics = topics
@@ -53,6 +54,9 @@ class HomeAssistantBridge:
         self.people_file = state_dir / "ha_people.json"  # ids only: no names, no faces
         self.snapshots = snapshots
         self.device_name = cfg.device_name or f"Door {topics.device}"
+        # The device's web page, linked from Home Assistant's device page; checked now, so
+        # a bad URL is refused at start rather than hiding every entity from HA later.
+        self.configuration_url = discovery.check_configuration_url(configuration_url)
         self.ha = discovery.ha_topics(topics)
         self._name: tuple[str, float] | None = None
 
@@ -85,6 +89,7 @@ class HomeAssistantBridge:
             snapshots=self.snapshots,
             allow_enrol=self.cfg.allow_enrol,
             people=people,
+            configuration_url=self.configuration_url,
         ):
             self.publish(topic, payload, qos=1, retain=True)
         ids = {pid for pid, _ in people}
@@ -99,7 +104,12 @@ class HomeAssistantBridge:
 
     def _send_person(self, person_id: str, name: str) -> None:
         topic, payload = discovery.person_payload(
-            self.topics, self.cfg.discovery_prefix, self.device_name, person_id, name
+            self.topics,
+            self.cfg.discovery_prefix,
+            self.device_name,
+            person_id,
+            name,
+            self.configuration_url,
         )
         self.publish(topic, payload, qos=1, retain=True)
         self._record(self._recorded() | {person_id})

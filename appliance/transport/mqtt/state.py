@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import logging
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +22,7 @@ from appliance.control.events import (
     PersonDeleted,
     PersonRenamed,
 )
+from appliance.health import iso_time
 from appliance.transport.mqtt.discovery import person_last_seen_topic
 from appliance.transport.mqtt.topics import Topics
 from appliance.vision.imageio import encode_jpeg
@@ -73,14 +73,14 @@ class RetainedState:
         p = e.payload
         pid, decision = p["person_id"], p["decision"]
         if pid and decision != "denied":
-            when = time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(p["decided"]))
+            when = iso_time(p["decided"])
             self.publish(person_last_seen_topic(self.topics, pid), when, qos=1, retain=True)
         if pid:
             self.last_person = {
                 "name": p["name"],
                 "person_id": pid,
                 "score": p["score"],
-                "time": p["decided"],
+                "time": iso_time(p["decided"]),
                 "event_id": p["event_id"],
                 "decision": decision,
             }
@@ -122,7 +122,7 @@ class RetainedState:
             "person_id": e.person_id,
             "message": e.message,
             "by": e.actor,
-            "time": round(e.at, 3),
+            "time": iso_time(e.at),
         }
         self.publish(self.topics.enrolment, json.dumps(self.enrolment), qos=1, retain=True)
 
