@@ -42,6 +42,7 @@ from appliance.store.nonces import Nonces
 from appliance.store.outbox import Outbox
 from appliance.transport.local import LocalServer, socket_path
 from appliance.transport.mqtt.commands import MqttCommands, Verifier
+from appliance.transport.mqtt.discovery import DoorEntities
 from appliance.transport.mqtt.homeassistant import HomeAssistantBridge
 from appliance.transport.mqtt.link import MqttLink, Settings, client_id
 from appliance.transport.mqtt.signing import read_secret
@@ -187,6 +188,12 @@ class App:
             lambda: [(p.id, p.name) for p in self.recogniser.gallery.persons()],
             state,
             snapshots=cfg.decision.snapshot,
+            door=(
+                DoorEntities(cfg.door.contact_pin is not None, cfg.homeassistant.allow_unlock)
+                if self.door is not None
+                else None
+            ),
+            unlock_s=cfg.door.unlock_s,
         )
         self.retained = RetainedState(
             self.topics,

@@ -9,6 +9,7 @@ from typing import Any
 import cv2
 import pytest
 
+from appliance.access.rulebook import RuleBook
 from appliance.config.schema import Config, EnrolmentConfig, StorageConfig
 from appliance.control import commands as c
 from appliance.control.bus import CommandBus
@@ -40,7 +41,12 @@ def door(tmp_path, pipeline) -> Any:
     rec = Recogniser(cfg, pipeline, open_gallery(cfg), events)
     capture = CaptureSessions(rec, events, timeout_s=30.0)
     service = CommandService(
-        rec, LiveSettings(cfg, None, events), capture, lambda: {"ok": True}, lambda: 0
+        rec,
+        LiveSettings(cfg, None, events),
+        capture,
+        lambda: {"ok": True},
+        lambda: 0,
+        RuleBook(rec.gallery, cfg, events),
     )
     bus = CommandBus(maxsize=2)
 
@@ -145,3 +151,27 @@ def test_a_change_by_another_process_is_noticed_and_published(door, astronaut, t
     assert door.rec.refresh() is True
     assert isinstance(door.seen[-1], PersonDeleted)
     assert door.rec.identify(astronaut)[0].match.person_id is None
+
+
+def test_rule_commands_run_through_the_service_and_refuse_cleanly(door, astronaut):
+    door.run(c.Enrol("Ann", (png(astronaut),))).result()
+    got = door.run(c.SetGroup("staff", {"windows": ["mon-fri 08:00-18:00"]})).result()
+    assert got["created"] is True and got["windows"] == ["mon-fri 08:00-18:00"]
+    got = door.run(c.SetAccess("Ann", {"groups": ["staff"], "valid_until": "2030-01-01"})).result()
+    assert got["groups"] == ["staff"] and got["valid_until"] == "2030-01-01"
+    assert door.run(c.SetDoorMode("lockdown", None)).result() == {"mode": "lockdown", "group": None}
+    snap = door.run(c.ListRules()).result()
+    assert snap["mode"]["mode"] == "lockdown" and "staff" in snap["groups"]
+    for bad, code in [
+        (c.SetAccess("Ann", {"groups": ["nosuch"]}), "GalleryError"),
+        (c.SetGroup("night", {"windows": ["mon 18:00-18:00"]}), "ScheduleError"),
+        (c.SetDoorMode("passage", None), "ScheduleError"),
+        (c.Unlock(5.0, "test"), "no_door"),  # this device drives no door
+        (c.DoorStatus(), "no_door"),
+    ]:
+        with pytest.raises(CommandError) as e:
+            door.run(bad).result()
+        assert e.value.code == code, (bad, e.value.code, e.value.message)
+    assert door.run(c.ListRules()).result() == snap  # the refusals changed nothing
+    audit = [e["action"] for e in door.rec.gallery.audit_log(50)]
+    assert {"group_set", "access_set", "door_mode"} <= set(audit)

@@ -30,7 +30,10 @@ SAFE = re.compile(r"^[a-zA-Z0-9_-]+$")
 ENTITY_ID = re.compile(r"^[a-z0-9_]+\.[a-z0-9]+(_[a-z0-9]+)*$")  # Home Assistant's valid ids
 
 
-def _all(snapshots=True, allow_enrol=True):
+FULL_DOOR = discovery.DoorEntities(contact=True, allow_unlock=True)
+
+
+def _all(snapshots=True, allow_enrol=True, door=FULL_DOOR):
     topics = Topics("appliance", "Zoë / Front")
     people = [("0123456789abcdef0123", "Zoë / Front"), ("fedcba", "Ann")]
     return topics, discovery.payloads(
@@ -40,6 +43,7 @@ def _all(snapshots=True, allow_enrol=True):
         snapshots=snapshots,
         allow_enrol=allow_enrol,
         people=people,
+        door=door,
     )
 
 
@@ -68,13 +72,15 @@ def test_every_payload_is_well_formed():
         if component == "sensor" and "device_class" in cfg:
             assert cfg["device_class"] in SENSOR_DEVICE_CLASSES
         if component == "binary_sensor":
-            assert cfg["device_class"] in BINARY_DEVICE_CLASSES and cfg["off_delay"] > 0
+            assert cfg["device_class"] in BINARY_DEVICE_CLASSES
+            if object_id.endswith("access_granted"):  # the others follow the state topic
+                assert cfg["off_delay"] > 0
         if "state_class" in cfg:
             assert cfg["state_class"] in STATE_CLASSES
         if component == "event":
             assert {"granted", "denied", "unknown"} <= set(cfg["event_types"])
     comps = {t.split("/")[1] for t, _ in items}
-    assert comps == {"event", "sensor", "binary_sensor", "image", "text", "button"}
+    assert comps == {"event", "sensor", "binary_sensor", "image", "text", "button", "lock"}
     diag = [json.loads(p) for t, p in items if "diagnostic" in p]
     assert len(diag) == 8
 
@@ -275,7 +281,7 @@ def test_embedder_time_is_per_face_not_diluted_by_empty_frames():
 
 
 def test_switched_off_features_are_removed():
-    _, items = _all(snapshots=False, allow_enrol=False)
+    _, items = _all(snapshots=False, allow_enrol=False, door=None)
     empty = {tuple(t.split("/")[1:4:2]) for t, p in items if p == ""}
     assert empty == discovery.OPTIONAL | discovery.RETIRED
 
@@ -331,3 +337,60 @@ def test_daemon_publishes_and_removes_person_entities(tmp_path, broker):
     listener.close()
     ha.close()
     assert d.stop() == 0
+
+
+def _render(template: str, value: dict) -> str:
+    """Home Assistant's templates are Jinja2 with `value_json`; render them the same way
+    (to_json as Home Assistant defines it) to see what an entity would show."""
+    import jinja2
+
+    env = jinja2.Environment()
+    env.filters["to_json"] = json.dumps
+    return env.from_string(template).render(value_json=value)
+
+
+def test_door_entities_only_with_a_door_and_the_lock_only_when_allowed():
+    def have(door):
+        _, items = _all(door=door)
+        return {tuple(t.split("/")[1:4:2]) for t, p in items if p}, {
+            tuple(t.split("/")[1:4:2]) for t, p in items if not p
+        }
+
+    on, off = have(FULL_DOOR)
+    assert {("lock", "door_lock"), ("binary_sensor", "door"), ("binary_sensor", "relay")} <= on
+    on, off = have(discovery.DoorEntities(contact=False, allow_unlock=False))
+    assert ("binary_sensor", "relay") in on and ("lock", "door_lock") in off
+    assert ("binary_sensor", "door") in off  # no contact wired: no door state invented
+    on, off = have(None)
+    assert not {("binary_sensor", "relay"), ("sensor", "door_mode")} & on
+    assert {("lock", "door_lock"), ("binary_sensor", "relay")} <= off
+
+
+def test_door_payload_templates_render_what_home_assistant_should_show():
+    topics = Topics("appliance", "door1")
+    ents = {
+        e.object_id: e.config
+        for e in discovery.entities(
+            topics, snapshots=False, allow_enrol=False, people=[], door=FULL_DOOR
+        )
+    }
+    ev_tpl = ents["decision"]["value_template"]
+    door_event = {"event_id": "e1", "type": "door", "event": "forced_open", "reason": None}
+    got = json.loads(_render(ev_tpl, door_event))
+    assert got["event_type"] == "door_forced_open" in ents["decision"]["event_types"]
+    decision = {"event_id": "e2", "decision": "denied", "reason": "outside_schedule", "name": "A"}
+    got = json.loads(_render(ev_tpl, {**decision, "score": 0.8, "margin": 0.2, "threshold": 0.5}))
+    assert (got["event_type"], got["reason"]) == ("denied", "outside_schedule")
+    # A door event never switches the access-granted sensor (nor off: it renders nothing).
+    assert _render(ents["access_granted"]["value_template"], door_event) == ""
+    state = {"door": {"relay": "unlocked", "contact": "open", "alarm": "held_open"}}
+    state["access"] = {"mode": "passage", "group": "staff"}
+    assert _render(ents["relay"]["value_template"], state) == "ON"
+    assert _render(ents["door"]["value_template"], state) == "ON"
+    assert _render(ents["door_lock"]["value_template"], state) == "unlocked"
+    assert _render(ents["door_alarm"]["value_template"], state) == "held_open"
+    assert _render(ents["door_mode"]["value_template"], state) == "passage"
+    unknown = {"door": {"relay": "locked", "contact": "unknown", "alarm": None}}
+    assert _render(ents["door"]["value_template"], unknown) == ""  # not a made-up "closed"
+    assert _render(ents["door_alarm"]["value_template"], unknown) == "none"
+    assert ents["door_lock"]["command_topic"] == discovery.ha_topics(topics)["unlock"]

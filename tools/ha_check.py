@@ -82,12 +82,14 @@ sys.path.insert(0, str(ROOT))
 from appliance import __version__  # noqa: E402
 from appliance.camera import assets  # noqa: E402
 from appliance.transport.mqtt import discovery  # noqa: E402
+from appliance.transport.mqtt.discovery import DoorEntities  # noqa: E402
 from appliance.transport.mqtt.signing import sign  # noqa: E402
 from appliance.transport.mqtt.topics import Topics, slug  # noqa: E402
 from tools.broker import Broker, free_port  # noqa: E402
 
 DEVICE = "door1"
 PREFIX = "homeassistant"
+DOOR = DoorEntities(contact=True, allow_unlock=True)
 PERSON = "astronaut"
 HA_NAME = "HA Visitor"  # typed into the enrol text by an HA automation, then the button
 
@@ -234,6 +236,18 @@ automation:
       - delay: 2
       - service: button.press
         target: {{entity_id: button.{DEVICE}_enrol}}
+  - alias: ha_check open the door from Home Assistant
+    trigger:
+      - platform: homeassistant
+        event: start
+    action:
+      - wait_template: "{{{{ states.lock.{DEVICE}_door_lock is not none and
+          states('lock.{DEVICE}_door_lock') == 'locked' }}}}"
+        timeout: 120
+        continue_on_timeout: false
+      - delay: 4
+      - service: lock.open
+        target: {{entity_id: lock.{DEVICE}_door_lock}}
 automation readme: {json.dumps(automations)}
 logger:
   default: warning
@@ -316,7 +330,7 @@ def history(db: Path) -> History:
 def expected(topics: Topics, person_id: str) -> dict[str, str]:
     """unique_id -> component, from the appliance's own discovery module."""
     ents = discovery.entities(
-        topics, snapshots=True, allow_enrol=True, people=[(person_id, PERSON)]
+        topics, snapshots=True, allow_enrol=True, people=[(person_id, PERSON)], door=DOOR
     )
     return {f"{DEVICE}_{e.object_id}": e.component for e in ents}
 
@@ -386,8 +400,18 @@ def scenario(
         },
         "commands": {"key_file": str(work / "command-key")},
         "decision": {"cooldown_s": 0, "snapshot": True},
-        "homeassistant": {"discovery": True, "discovery_prefix": PREFIX, "allow_enrol": True},
+        "homeassistant": {
+            "discovery": True,
+            "discovery_prefix": PREFIX,
+            "allow_enrol": True,
+            "allow_unlock": True,
+        },
+        # The door on gpiozero's mock pins; the test opens and shuts it through the
+        # adapter's simulator file, and Home Assistant's lock entity opens it.
+        "door": {"enabled": True, "relay_pin": 17, "contact_pin": 27, "unlock_s": 1.0},
     }
+    sim = work / "door.sim"
+    sim.write_text("close\n")
     (work / "config.yaml").write_text(json.dumps(cfg))  # JSON is YAML
     client = out["client"] = Client(mport, topics)
     daemon = procs.start(
@@ -395,7 +419,12 @@ def scenario(
         [args.python, "-m", "appliance", "-c", str(work / "config.yaml"), "run"],
         work / "daemon.log",
         cwd=ROOT,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        env={
+            **os.environ,
+            "PYTHONPATH": str(ROOT),
+            "GPIOZERO_PIN_FACTORY": "mock",
+            "APPLIANCE_DOOR_SIM": str(sim),
+        },
     )
     client.wait_for(lambda: (topics.status, b"online") in client.messages, 120)
     log("daemon online")
@@ -473,6 +502,11 @@ def scenario(
             break
         time.sleep(3)
     log(f"HA shows {len(uid2eid)}/{len(want)} entities after {time.time() - t_ha:.0f} s")
+    # The door opens and shuts (someone walks through), read by HA from the state topic.
+    for line in ("open", "close"):
+        with sim.open("a") as f:
+            f.write(line + "\n")
+        time.sleep(4)
 
     # --- HA's text + button: enrol whoever the camera sees under HA_NAME ---------
     # The demo walks the astronaut (refused: a duplicate) and a stranger (enrolled) past
@@ -589,8 +623,31 @@ def scenario(
     ]
     check(
         "event decision fires with event types",
-        bool(ev) and set(ev) <= set(discovery.EVENT_TYPES),
+        bool(ev) and set(ev) <= set(discovery.EVENT_TYPES + discovery.DOOR_EVENT_TYPES),
         f"{len(ev)} events: {sorted(set(ev))}",
+    )
+    check(
+        "door events reach the event entity",
+        {"door_unlocked", "door_locked"} <= set(ev),
+        str(sorted(t for t in set(ev) if t.startswith("door_"))),
+    )
+    lock = real(f"{DEVICE}_door_lock")
+    check(
+        "lock door_lock shows locked and unlocked",
+        {"locked", "unlocked"} <= set(lock),
+        f"{len(lock)} states: {sorted(set(lock))}",
+    )
+    dlog = (work / "daemon.log").read_text(errors="replace")
+    check(
+        "HA lock.open unlocks the door (unsigned, allow_unlock)",
+        "remote unlock for 1 s by homeassistant" in dlog,
+        "door thread logged the remote unlock" if "by homeassistant" in dlog else "not seen",
+    )
+    door = real(f"{DEVICE}_door")
+    check(
+        "binary_sensor door follows the contact",
+        "on" in door and "off" in door,
+        str(door[-6:]),
     )
     check(
         "sensor last_person = astronaut",

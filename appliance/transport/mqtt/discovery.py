@@ -23,12 +23,29 @@ from appliance import __version__
 from appliance.transport.mqtt.topics import Topics, slug
 
 EVENT_TYPES = ["granted", "denied", "unknown", "check_in", "check_out"]
+# A door event on the same topic has no `decision`: its event type is "door_<event>".
+DOOR_EVENT_TYPES = [
+    "door_unlocked",
+    "door_locked",
+    "door_opened",
+    "door_closed",
+    "door_forced_open",
+    "door_held_open",
+]
 GRANTED_ON_S = 5  # binary_sensor.<door>_access_granted stays on this long after a `granted`
 ORIGIN = {
     "name": "appliance",
     "sw_version": __version__,
     "support_url": "https://github.com/face-appliance/appliance",
 }
+
+
+@dataclass(frozen=True)
+class DoorEntities:
+    """What the device's door offers Home Assistant (None: it drives no door)."""
+
+    contact: bool  # a door contact is wired: the door's open/closed state exists
+    allow_unlock: bool  # homeassistant.allow_unlock: a lock entity that opens it
 
 
 @dataclass(frozen=True)
@@ -53,6 +70,7 @@ def ha_topics(topics: Topics) -> dict[str, str]:
         "enrol_name": f"{topics.base}/ha/enrol_name/set",
         "enrol_name_state": f"{topics.base}/ha/enrol_name",
         "enrol_press": f"{topics.base}/ha/enrol/press",
+        "unlock": f"{topics.base}/ha/unlock",
     }
 
 
@@ -82,11 +100,95 @@ def device_block(topics: Topics, name: str, configuration_url: str | None = None
     return block
 
 
+def door_entities(topics: Topics, door: DoorEntities) -> list[Entity]:
+    """The relay, the contact, the mode, and (only if allowed) a lock that opens it; all
+    read from the retained state message, where the door thread's changes appear."""
+    state = topics.state
+    out = [
+        Entity(
+            "binary_sensor",
+            "relay",
+            {
+                "name": "Lock relay",
+                "state_topic": state,
+                "value_template": (
+                    "{{ 'ON' if value_json.door and value_json.door.relay == 'unlocked' "
+                    "else 'OFF' }}"
+                ),
+                "device_class": "lock",  # on = unlocked
+            },
+        ),
+        Entity(
+            "sensor",
+            "door_mode",
+            {
+                "name": "Door mode",
+                "state_topic": state,
+                "value_template": "{{ value_json.access.mode }}",
+                "icon": "mdi:door-closed-lock",
+            },
+        ),
+        Entity(
+            "sensor",
+            "door_alarm",
+            {
+                "name": "Door alarm",
+                "state_topic": state,
+                "value_template": "{{ (value_json.door and value_json.door.alarm) or 'none' }}",
+                "icon": "mdi:alarm-light",
+            },
+        ),
+    ]
+    if door.contact:
+        out.append(
+            Entity(
+                "binary_sensor",
+                "door",
+                {
+                    "name": "Door",
+                    "state_topic": state,
+                    # unknown (no reading yet) renders nothing: Home Assistant keeps
+                    # its state instead of showing a closed door that may be open.
+                    "value_template": (
+                        "{{ {'open': 'ON', 'closed': 'OFF'}.get("
+                        "value_json.door.contact if value_json.door else '', '') }}"
+                    ),
+                    "device_class": "door",
+                },
+            )
+        )
+    if door.allow_unlock:
+        out.append(
+            Entity(
+                "lock",
+                "door_lock",
+                {
+                    "name": "Door lock",
+                    "command_topic": ha_topics(topics)["unlock"],
+                    "payload_open": "OPEN",
+                    "payload_unlock": "UNLOCK",
+                    "payload_lock": "LOCK",
+                    "state_topic": state,
+                    "value_template": "{{ value_json.door.relay if value_json.door else '' }}",
+                    "state_locked": "locked",
+                    "state_unlocked": "unlocked",
+                },
+            )
+        )
+    return out
+
+
 def entities(
-    topics: Topics, *, snapshots: bool, allow_enrol: bool, people: list[tuple[str, str]]
+    topics: Topics,
+    *,
+    snapshots: bool,
+    allow_enrol: bool,
+    people: list[tuple[str, str]],
+    door: DoorEntities | None = None,
 ) -> list[Entity]:
     """Every entity that applies now. `people`: (person_id, name)."""
     state = topics.state
+    event_types = EVENT_TYPES + (DOOR_EVENT_TYPES if door is not None else [])
     out = [
         Entity(
             "event",
@@ -94,11 +196,13 @@ def entities(
             {
                 "name": "Decision",
                 "state_topic": topics.event,
-                "event_types": EVENT_TYPES,
+                "event_types": event_types,
                 "value_template": (
-                    '{{ {"event_type": value_json.decision, "person": '
-                    'value_json.name, "score": value_json.score, "margin": '
-                    'value_json.margin, "threshold": value_json.threshold, '
+                    '{{ {"event_type": value_json.get("decision") or '
+                    '("door_" ~ value_json.get("event")), "person": '
+                    'value_json.get("name"), "score": value_json.get("score"), '
+                    '"margin": value_json.get("margin"), "threshold": '
+                    'value_json.get("threshold"), "reason": value_json.get("reason"), '
                     '"event_id": value_json.event_id} | to_json }}'
                 ),
                 "icon": "mdi:door",
@@ -240,6 +344,8 @@ def entities(
                 },
             )
         )
+    if door is not None:
+        out.extend(door_entities(topics, door))
     out.extend(person_entity(topics, pid, name) for pid, name in people)
     return out
 
@@ -259,6 +365,11 @@ def person_entity(topics: Topics, person_id: str, name: str) -> Entity:
 
 OPTIONAL = {
     ("image", "snapshot"),
+    ("binary_sensor", "relay"),
+    ("binary_sensor", "door"),
+    ("sensor", "door_mode"),
+    ("sensor", "door_alarm"),
+    ("lock", "door_lock"),
     ("text", "enrol_name"),
     ("button", "enrol"),
     ("sensor", "last_enrolment"),
@@ -281,13 +392,16 @@ def payloads(
     allow_enrol: bool,
     people: list[tuple[str, str]],
     configuration_url: str | None = None,
+    door: DoorEntities | None = None,
 ) -> list[tuple[str, str]]:
     """(config topic, retained payload) for every entity; empty payloads remove the
     optional entities that do not apply (a feature switched off) and retired ones.
     `configuration_url`: the device's web page, if it has one (check_configuration_url)."""
     node = slug(topics.device)
     device = device_block(topics, device_name, configuration_url)
-    present = entities(topics, snapshots=snapshots, allow_enrol=allow_enrol, people=people)
+    present = entities(
+        topics, snapshots=snapshots, allow_enrol=allow_enrol, people=people, door=door
+    )
     out = [_config(topics, prefix, device, e) for e in present]
     have = {(e.component, e.object_id) for e in present}
     for comp, oid in sorted((OPTIONAL - have) | RETIRED):

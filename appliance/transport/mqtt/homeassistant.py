@@ -20,7 +20,7 @@ from typing import Any
 
 from appliance.config.schema import HomeAssistantConfig
 from appliance.control.bus import CommandBus, Jobs
-from appliance.control.commands import CaptureEnrol, CommandError
+from appliance.control.commands import CaptureEnrol, CommandError, Unlock
 from appliance.control.events import DomainEvents, PersonDeleted, PersonEnrolled, PersonRenamed
 from appliance.transport.mqtt import discovery
 from appliance.transport.mqtt.link import Incoming
@@ -44,6 +44,8 @@ class HomeAssistantBridge:
         *,
         snapshots: bool,
         configuration_url: str | None = None,
+        door: discovery.DoorEntities | None = None,
+        unlock_s: float = 5.0,
     ) -> None:
         self.cfg = cfg
         self.topics = topics
@@ -58,6 +60,8 @@ class HomeAssistantBridge:
         # a bad URL is refused at start rather than hiding every entity from HA later.
         self.configuration_url = discovery.check_configuration_url(configuration_url)
         self.ha = discovery.ha_topics(topics)
+        self.door = door
+        self.unlock_s = unlock_s
         self._name: tuple[str, float] | None = None
 
     def subscriptions(self) -> tuple[str, ...]:
@@ -66,7 +70,12 @@ class HomeAssistantBridge:
         subs: tuple[str, ...] = (f"{self.cfg.discovery_prefix}/status",)
         if self.cfg.allow_enrol:
             subs += (self.ha["enrol_name"], self.ha["enrol_press"])
+        if self._unlock_allowed():
+            subs += (self.ha["unlock"],)
         return subs
+
+    def _unlock_allowed(self) -> bool:
+        return self.door is not None and self.door.allow_unlock
 
     def subscribe(self, events: DomainEvents) -> None:
         if not self.cfg.discovery:
@@ -90,6 +99,7 @@ class HomeAssistantBridge:
             allow_enrol=self.cfg.allow_enrol,
             people=people,
             configuration_url=self.configuration_url,
+            door=self.door,
         ):
             self.publish(topic, payload, qos=1, retain=True)
         ids = {pid for pid, _ in people}
@@ -143,6 +153,24 @@ class HomeAssistantBridge:
             self.publish(self.ha["enrol_name_state"], name, qos=1, retain=False)
         elif msg.topic == self.ha["enrol_press"]:
             self._press()
+        elif msg.topic == self.ha["unlock"]:
+            self._unlock(msg.payload)
+
+    def _unlock(self, payload: bytes) -> None:
+        """Home Assistant's lock entity: OPEN or UNLOCK opens for `door.unlock_s`.
+
+        Unsigned (Home Assistant cannot sign), hence off unless `homeassistant.allow_unlock`
+        and only as safe as the broker ACL on this topic (SECURITY.md). LOCK is ignored:
+        the door relocks by itself, and nothing here may hold it open."""
+        if not self._unlock_allowed():
+            return
+        if payload.strip() not in (b"OPEN", b"UNLOCK"):
+            log.info("Home Assistant lock: %r ignored (the door relocks by itself)", payload[:16])
+            return
+        try:
+            self.bus.submit(Unlock(self.unlock_s, "homeassistant"), "homeassistant")
+        except CommandError as exc:
+            log.warning("Home Assistant unlock not run: %s", exc.message)
 
     def _press(self) -> None:
         """Enrol whoever stands at the door under the name typed in Home Assistant.
