@@ -177,3 +177,13 @@ def test_gallery_errors_name_what_is_missing(book):
     _, rb = book
     with pytest.raises(GalleryError, match="no person called 'Zed'"):
         rb.set_person("Zed", {"groups": []}, "x")
+
+
+def test_an_unknown_time_zone_is_a_config_error_naming_key_and_line():
+    from appliance.config.schema import ConfigError
+
+    with pytest.raises(ConfigError) as exc:
+        parse("camera:\n  width: 640\naccess:\n  timezone: Mars/Base\n")
+    (problem,) = exc.value.problems
+    assert "line 4" in problem and "'access.timezone'" in problem and "Mars/Base" in problem
+    assert str(parse('access: {timezone: "America/New_York"}').access.timezone)
