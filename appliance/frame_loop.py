@@ -22,7 +22,8 @@ from appliance.control.bus import CommandBus, Jobs
 from appliance.health import Meter
 from appliance.identity.capture import CaptureSessions
 from appliance.identity.recogniser import Recogniser
-from appliance.identity.tracker import Tracker
+from appliance.identity.tracker import Tracker, Verdict
+from appliance.liveness.verdict import LivenessRules, Observation, judge
 from appliance.sdnotify import Notifier
 from appliance.vision.pipeline import Face
 
@@ -96,12 +97,51 @@ class FrameLoop:
 
     def expire(self) -> None:
         for v in self.tracker.expire():
-            self.decider.on_verdict(v)
+            self._decide(v, v.track.pending[1] if v.track.pending else None, ended=True)
 
     def finish(self) -> None:
         """At shutdown: decide the visits still open, so none is lost."""
         for v in self.tracker.expire_all():
-            self.decider.on_verdict(v)
+            self._decide(v, v.track.pending[1] if v.track.pending else None, ended=True)
+
+    # --- liveness (appliance.liveness): the mesh per tracked face, a verdict per visit ---
+
+    def _liveness(self) -> LivenessRules | None:
+        """The live `liveness` settings when the check applies in this mode, else None."""
+        cfg = self.recogniser.cfg
+        rules = LivenessRules.from_config(cfg.liveness)
+        if not rules.on or (cfg.recognition.mode == "attendance" and not rules.attendance_flag):
+            return None
+        return rules
+
+    def _observe(self, image: np.ndarray, dets: list[Any], tracks: list[Any], t: float) -> None:
+        """One mesh batch over the faces whose visit still needs liveness evidence."""
+        want = [(d, tr) for d, tr in zip(dets, tracks, strict=True) if not tr.decided or tr.pending]
+        if not want:
+            return
+        marks = self.recogniser.pipeline.landmarks.landmarks(image, [d for d, _ in want])
+        for (_, tr), lm in zip(want, marks, strict=True):
+            if lm is not None:
+                tr.evidence.append(Observation.of(lm, t))
+            if tr.pending:
+                self._decide(*tr.pending, ended=False)
+
+    def _decide(self, v: Verdict, face: Face | None, ended: bool) -> None:
+        """Hand a recognition verdict to the decider, with its liveness verdict when the
+        check is on. A recognised face whose liveness is still undecided is held on its
+        track until the check decides or the visit ends (then it is not live: no
+        liveness verdict within the visit is no grant)."""
+        rules = self._liveness()
+        if rules is None or v.person_id is None:
+            v.track.pending = None
+            self.decider.on_verdict(v, face)
+            return
+        lv = judge(v.track.evidence, rules, ended=ended)
+        if lv.live is None:
+            v.track.pending = (v, face)
+            return
+        v.track.pending = None
+        self.decider.on_verdict(v, face, lv.figures(rules))
 
     def _camera_alive(self) -> bool:
         """False once a camera read has hung for 3x `camera.stall_s`: the watchdog ping
@@ -127,6 +167,8 @@ class FrameLoop:
         t1 = time.perf_counter()
         wall = time.time() - (time.monotonic() - frame.captured)
         tracks = self.tracker.update([d.box for d in dets], frame.index, wall)
+        if self._liveness() is not None:
+            self._observe(frame.image, dets, tracks, frame.captured)
         faces = pipe.faces(frame.image, embed=False, detections=dets)
         by_det = {id(f.detection): f for f in faces}
         todo: list[tuple[Face, Any]] = []
@@ -149,7 +191,7 @@ class FrameLoop:
                 f.embedding = v
                 verdict = self.tracker.vote(tr, m, f.quality.score * f.quality.frontal)
                 if verdict:
-                    self.decider.on_verdict(verdict, f)
+                    self._decide(verdict, f, ended=False)
         else:
             t3 = t2
         t4 = time.perf_counter()

@@ -9,6 +9,11 @@
     tools/evaluate.py identify --data ../shared/data/scenes/examples/knn_examples --json OUT
     tools/evaluate.py lfw-detection --data ../shared/data/lfw [--float] --json OUT
     tools/evaluate.py enrol-crops --data ../shared/data/lfw [--limit N] [--grey] --json OUT
+    tools/evaluate.py liveness --data ../shared/data/liveness [--fps 10] [--visit-s 1.5] --json OUT
+
+liveness: attack_accept (APCER) per attack type and bona_fide_reject (BPCER) per visit,
+real recordings and simulations apart, tune and report people apart, with the device's
+face mesh and `liveness` settings (tools/liveness_eval.py says how visits are made).
 
 lfw: LFW View-2, all 6,000 pairs in 10 folds; each fold's threshold is chosen on the
 other nine. Each 150x150 crop is padded to 250x250 (black), detected, aligned and
@@ -625,6 +630,19 @@ def run_detection(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
+def run_liveness(args: argparse.Namespace) -> dict[str, Any]:
+    """--data is the shared `liveness/` folder (or the data root above it); the Hamilton
+    clip is read from `scenes/examples` beside it."""
+    import liveness_eval
+
+    from appliance.config.schema import load as load_config
+
+    if (args.data / "nuaa").is_dir():
+        args.data = args.data.parent
+    args.config = load_config(args.config)
+    return liveness_eval.run(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -647,7 +665,13 @@ def main(argv: list[str] | None = None) -> int:
     crops = sub.add_parser("enrol-crops", help="enrolment from unpadded LFW crops, default gates")
     crops.add_argument("--limit", type=int, default=300, help="crops to try (spread evenly)")
     crops.add_argument("--grey", action="store_true", help="make the crops grey first")
-    for s in (lfw, det, ide, lfw_det, crops):
+    live = sub.add_parser("liveness", help="presentation-attack rates (tools/liveness_eval.py)")
+    live.add_argument("--fps", type=float, default=10.0, help="frames processed per second")
+    live.add_argument("--visit-s", type=float, default=1.5, help="seconds per visit")
+    live.add_argument("--limit", type=int, default=0, help="visits to measure (spread evenly)")
+    live.add_argument("--no-sim", action="store_true", help="real recordings only")
+    live.add_argument("--config", type=Path, default=ROOT / "config.yaml")
+    for s in (lfw, det, ide, lfw_det, crops, live):
         s.add_argument("--data", type=Path, required=True)
         s.add_argument(
             "--embedder",
@@ -675,6 +699,7 @@ def main(argv: list[str] | None = None) -> int:
         "lfw-detection": run_lfw_detection,
         "identify": run_identify,
         "enrol-crops": run_enrol_crops,
+        "liveness": run_liveness,
     }
     result = run[args.cmd](args)
     text = json.dumps(result, indent=2)

@@ -40,6 +40,9 @@ from quantlib.sources import SOURCES, fetch, sha256_file  # noqa: E402
 
 from appliance.vision.detect import BOXES_OUTPUT, SCORES_OUTPUT, FaceDetector, iou  # noqa: E402
 from appliance.vision.embed import Embedder, EmbedderSpec  # noqa: E402
+from appliance.vision.landmarks import FLAG_OUTPUT as MESH_FLAG  # noqa: E402
+from appliance.vision.landmarks import POINTS_OUTPUT as MESH_POINTS  # noqa: E402
+from appliance.vision.landmarks import FaceMesh  # noqa: E402
 from appliance.vision.runtime import TfliteModel, runtime_version  # noqa: E402
 
 log = logging.getLogger("quantize")
@@ -109,7 +112,29 @@ SPECS: dict[str, dict[str, Any]] = {
         "with per-channel factors as 1x1 depthwise weights "
         "(tools/quantlib/equalise.py); the float function is unchanged",
     },
+    "face_mesh": {
+        "kind": "landmarks",
+        "file": "face_mesh_int8.tflite",
+        "float_file": "face_mesh_float.tflite",
+        "input": {
+            "size": 192,
+            "colour": "RGB",
+            "layout": "NHWC, the detector's box x 1.5, square, eyes level "
+            "(appliance.vision.landmarks.roi_transform)",
+            "normalisation": {"kind": "affine", "mean": 0.0, "std": 255.0},
+        },
+        "outputs": {
+            MESH_POINTS: "(N, 1, 1, 1404) float: x, y, z of 468 points in 192-px input units",
+            MESH_FLAG: "(N, 1, 1, 1) float: face-presence logit",
+        },
+        "int8_notes": "native PRELU ops rewritten as relu(x) + sign(-a)*relu(-|a|*x) "
+        "(tools/quantlib/tflite_graph.tf_prelu_exact) so XNNPACK takes them in int8; "
+        "outputs dequantised to float inside the graph",
+    },
 }
+
+# Models whose outputs stay float (a DEQUANTIZE inside the graph): coordinates and logits.
+FLOAT_OUTPUTS = {"detector", "face_mesh"}
 
 # Models whose PReLU channels are equalised before int8 conversion (see equalise.py).
 EQUALISE_PRELU = {"mobilefacenet"}
@@ -166,6 +191,8 @@ def _rename_outputs(tflite: bytes, names: dict[tuple[int, ...], str]) -> bytes:
 def _output_names(name: str) -> dict[tuple[int, ...], str]:
     if name == "detector":
         return {(2304, 16): BOXES_OUTPUT, (2304, 1): SCORES_OUTPUT}
+    if name == "face_mesh":
+        return {(1, 1, 1404): MESH_POINTS, (1, 1, 1): MESH_FLAG}
     out = SPECS[name]["output"]
     return {(out["dim"],): out["name"]}
 
@@ -208,6 +235,14 @@ def build(
             "what": "each photo padded by 50 px, and placed small in a 640x480 frame",
             "frames": 2 * len(calib),
         }
+    elif name == "face_mesh":
+        crops = cal.mesh_crops(calib, float_det)
+        gen = lambda: cal.mesh_inputs(crops)  # noqa: E731
+        calib_summary = {
+            "what": "the mesh's input crop of each photo's largest face, cut from the "
+            "float detector's box as the device cuts it",
+            "faces": len(crops),
+        }
     else:
         spec = _spec(name, "0" * 12)
         faces = cal.aligned_faces(calib, float_det, spec.size, spec.zoom, spec.shift_y)
@@ -218,7 +253,7 @@ def build(
         }
     qfn = _int8_function(name, source, fn, gen)
     int8 = _rename_outputs(
-        to_tflite(qfn, calibration=gen, float_outputs=(name == "detector")), names
+        to_tflite(qfn, calibration=gen, float_outputs=(name in FLOAT_OUTPUTS)), names
     )
     out_path = out_dir / SPECS[name]["file"]
     out_path.write_bytes(int8)
@@ -228,6 +263,10 @@ def build(
     partitions, whole = model.delegate_partitions()
     if name == "detector":
         agreement = detector_agreement(float_det, FaceDetector(model), agree)
+    elif name == "face_mesh":
+        agreement = mesh_agreement(
+            FaceMesh(TfliteModel(float_path)), FaceMesh(model), float_det, agree
+        )
     else:
         agreement = embedder_agreement(
             Embedder(TfliteModel(float_path), _spec(name, sha)),
@@ -295,6 +334,42 @@ def detector_agreement(flt: FaceDetector, q: FaceDetector, paths: list[Path]) ->
         "score_median_int8": round(float(np.median(sq)), 4),
         "score_max_int8": round(float(np.max(sq)), 4),
         "score_abs_diff_median": round(float(np.median(np.abs(np.subtract(sf, sq)))), 4),
+    }
+
+
+def mesh_agreement(
+    flt: FaceMesh, q: FaceMesh, det: FaceDetector, paths: list[Path]
+) -> dict[str, Any]:
+    """On held-out photos: int8 vs float mesh points, in eye distances (all 468 points,
+    and the eye-lid points the blink signal reads), the eye aspect ratio, and how many
+    crops off the face each calls a face."""
+    from appliance.vision.landmarks import LEFT_EYE_EAR, RIGHT_EYE_EAR
+
+    errs, lids, ears = [], [], []
+    off_f = off_q = n_off = 0
+    for img, d in cal.largest_faces(paths, det):
+        off = cal.off_face(d)
+        off_f += flt.landmarks(img, [off])[0] is not None
+        off_q += q.landmarks(img, [off])[0] is not None
+        n_off += 1
+        a, b = flt.landmarks(img, [d])[0], q.landmarks(img, [d])[0]
+        if a is None or b is None:
+            continue
+        scale = float(np.linalg.norm(np.subtract(*a.eye_centres())))
+        e = np.linalg.norm(a.points[:, :2] - b.points[:, :2], axis=1) / scale
+        errs.append(float(e.mean()))
+        lids.append(float(e[list(RIGHT_EYE_EAR + LEFT_EYE_EAR)].mean()))
+        ears.append(abs(a.eye_aspect_ratio() - b.eye_aspect_ratio()))
+    return {
+        "faces": len(errs),
+        "point_error_eye_distances_median": round(float(np.median(errs)), 4),
+        "point_error_eye_distances_p95": round(float(np.percentile(errs, 95)), 4),
+        "eyelid_error_eye_distances_median": round(float(np.median(lids)), 4),
+        "ear_abs_diff_median": round(float(np.median(ears)), 4),
+        "ear_abs_diff_p95": round(float(np.percentile(ears, 95)), 4),
+        "off_face_crops": n_off,
+        "off_face_called_face_float": off_f,
+        "off_face_called_face_int8": off_q,
     }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import time
 import uuid
+from typing import Any
 
 from appliance.access.events import Origin, event_payload
 from appliance.access.policy import AccessPolicy
@@ -33,16 +34,23 @@ class Decider:
         self.events = events
         self.stats = stats
 
-    def on_verdict(self, v: Verdict, face: Face | None = None) -> None:
+    def on_verdict(
+        self, v: Verdict, face: Face | None = None, liveness: dict[str, Any] | None = None
+    ) -> None:
+        """`liveness`: the visit's liveness figures when the check is on (their `live`
+        decides with the policy; undecided is not live), None when it is off."""
         now = time.time()
         day = time.strftime("%Y-%m-%d", time.localtime(now))
-        decision = self.policy.decide(v.person_id, now, day)
+        live = None if liveness is None else liveness["live"] is True
+        decision = self.policy.decide(v.person_id, now, day, live)
         if decision is None:
             self.stats["suppressed"] += 1
             log.debug("track %d: person %s within cooldown, no event", v.track.id, v.person_id)
             return
         event_id = str(uuid.uuid4())
-        payload = event_payload(v, decision.decision, event_id, now, self.origin, decision.reason)
+        payload = event_payload(
+            v, decision.decision, event_id, now, self.origin, decision.reason, liveness
+        )
         self.stats["events"] += 1
         self.events.publish(Decided(payload, face.aligned if face is not None else None))
         log.info(

@@ -26,8 +26,12 @@ def event_payload(
     decided: float,
     origin: Origin,
     reason: str | None = None,
+    liveness: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    return {
+    """`liveness`: the figures of the visit's liveness check (`LiveVerdict.figures`);
+    with it the event also carries `live` (its verdict) at the top level. With liveness
+    off neither key is present, so the payload is what it was before the check."""
+    payload: dict[str, Any] = {
         "event_id": event_id,
         "type": origin.mode,
         "decision": decision,
@@ -48,3 +52,7 @@ def event_payload(
         "models": dict(origin.models),
         "replayed": False,
     }
+    if liveness is not None:
+        payload["live"] = liveness["live"]
+        payload["liveness"] = liveness
+    return payload

@@ -23,6 +23,9 @@ def everyone(person_id: str, now: float) -> tuple[str, str | None]:
     return "granted", None
 
 
+PRESENTATION_ATTACK = "presentation_attack"  # the denial reason of a failed liveness check
+
+
 @dataclass(frozen=True)
 class Rules:
     mode: str  # access | attendance
@@ -46,10 +49,17 @@ class AccessPolicy:
         self._last: dict[str, tuple[float, Decision]] = {}
         self._attendance: dict[str, tuple[str, str]] = {}  # person -> (day, last decision)
 
-    def decide(self, person_id: str | None, now: float, day: str) -> Decision | None:
+    def decide(
+        self, person_id: str | None, now: float, day: str, live: bool | None = None
+    ) -> Decision | None:
         """The decision for a recognised person (or `unknown`); None when the person was
         decided the same way less than `cooldown_s` ago (one event per visit, not one per
-        track). A different outcome (denied at 07:59, granted at 08:00) is not held back."""
+        track). A different outcome (denied at 07:59, granted at 08:00) is not held back.
+
+        `live` is the visit's liveness verdict when liveness is on (None: off). In access
+        mode anything but True is `denied` with reason `presentation_attack`, before the
+        door's rules are asked: a face that failed, or never passed, the check is no
+        grant. Attendance records the visit either way (the event carries `live`)."""
         if person_id is None:
             return Decision("unknown")
         last = self._last.get(person_id)
@@ -60,6 +70,8 @@ class AccessPolicy:
             in_today = prev is not None and prev == (day, "check_in")
             d = Decision("check_out" if in_today else "check_in")
             self._attendance[person_id] = (day, d.decision)
+        elif live is not None and live is not True:
+            d = Decision("denied", PRESENTATION_ATTACK)
         else:
             d = Decision(*self.check(person_id, now))
             if last is not None and last[1] == d and now - last[0] < self.rules.cooldown_s:

@@ -19,6 +19,8 @@ from typing import Any
 
 import yaml
 
+from appliance.liveness import MODES
+
 
 class ConfigError(ValueError):
     def __init__(self, problems: list[str]) -> None:
@@ -119,6 +121,19 @@ class DecisionConfig:
     # such filter (the access groups and their schedules still apply).
     allowed_groups: tuple[str, ...] = ()
     snapshot: bool = False
+
+
+@dataclass(frozen=True)
+class LivenessConfig:
+    # Presentation-attack check per visit (README "Liveness", SECURITY.md). off by
+    # default: on the measured data no threshold stops prints without refusing most
+    # real visits of 1.5 s (tools/evaluate.py liveness).
+    mode: str = _opt("off", choices=MODES)
+    planarity_min: float = _opt(0.06, range=(0.0, 1.0))
+    blink_min: float = _opt(0.35, range=(0.0, 1.0))
+    min_frames: int = _opt(3, range=(2, 100))
+    max_s: float = _opt(1.5, range=(0.2, 30.0))
+    attendance_flag: bool = True
 
 
 @dataclass(frozen=True)
@@ -226,6 +241,7 @@ class Config:
     enrolment: EnrolmentConfig = field(default_factory=EnrolmentConfig)
     storage: StorageConfig = field(default_factory=StorageConfig)
     decision: DecisionConfig = field(default_factory=DecisionConfig)
+    liveness: LivenessConfig = field(default_factory=LivenessConfig)
     mqtt: MqttConfig = field(default_factory=MqttConfig)
     commands: CommandsConfig = field(default_factory=CommandsConfig)
     outbox: OutboxConfig = field(default_factory=OutboxConfig)

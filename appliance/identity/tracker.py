@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -47,6 +48,10 @@ class Track:
     missed: int = 0
     decided: bool = False
     frames_seen: int = 1
+    # Liveness: the visit's observations (geometry only, appliance.liveness.verdict) and
+    # a recognition verdict held back until the liveness verdict is in.
+    evidence: list[Any] = field(default_factory=list)
+    pending: Any = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +109,9 @@ class Tracker:
         self.tracks = [t for t in self.tracks if t.missed <= self.rules.max_missed]
         verdicts = []
         for t in gone:
+            if t.pending is not None:  # recognised, waiting for liveness: decide it now
+                verdicts.append(t.pending[0])
+                continue
             v = None if t.decided else self._decide(t, leaving=True)
             if v:
                 verdicts.append(v)

