@@ -71,7 +71,9 @@ class Client:
             self.csrf = r.json()["csrf"]
         return r
 
-    def upload(self, path: str, files: list[tuple[str, str, bytes]], fields: dict[str, str]) -> Reply:
+    def upload(
+        self, path: str, files: list[tuple[str, str, bytes]], fields: dict[str, str]
+    ) -> Reply:
         data, ctype = multipart(files, fields)
         return self.request("POST", path, raw=data, headers={"Content-Type": ctype})
 

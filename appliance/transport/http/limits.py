@@ -1,5 +1,5 @@
 """Login rate limit per client address, in memory (a restart forgets it; the per-user
-lockout in the users store does not). Ten tries a minute per address: a person who
+lockout in the users store does not). Ten failed tries a minute per address: a person who
 mistypes never notices it, a script guessing passwords gets 14,400 tries a day at most,
 and the user-name lockout stops it long before."""
 
@@ -21,16 +21,20 @@ class RateLimit:
         self._seen: dict[str, deque[float]] = defaultdict(deque)
         self._lock = threading.Lock()
 
-    def hit(self, key: str) -> float:
-        """Count a try; 0 if allowed, else how many seconds until the next one is."""
+    def wait(self, key: str) -> float:
+        """0 if `key` may try now, else how many seconds until it may."""
         now = time.monotonic()
+        with self._lock:
+            q = self._seen.get(key)
+            while q and q[0] <= now - self.window_s:
+                q.popleft()
+            if q is not None and len(q) >= self.tries:
+                return q[0] + self.window_s - now
+            return 0.0
+
+    def hit(self, key: str) -> None:
+        """Count a failed try of `key`."""
         with self._lock:
             if len(self._seen) > MAX_ADDRESSES:
                 self._seen.clear()
-            q = self._seen[key]
-            while q and q[0] <= now - self.window_s:
-                q.popleft()
-            if len(q) >= self.tries:
-                return q[0] + self.window_s - now
-            q.append(now)
-            return 0.0
+            self._seen[key].append(time.monotonic())

@@ -144,6 +144,8 @@ def _error_status(exc: CommandError) -> int:
         if exc.message.startswith("no "):
             return 404
         return 409 if "taken" in exc.message else 400
+    if exc.code.endswith("Error"):  # ScheduleError, ValueError, ...: bad input
+        return 400
     return STATUS.get(exc.code, 422)  # enrolment refusals (too_small, duplicate, ...): 422
 
 
@@ -442,9 +444,9 @@ def _client(req: Request) -> str:
 
 
 async def h_login(s: WebServer, req: Request, who: Principal) -> Response:
-    wait = s.limit.hit(_client(req))
+    wait = s.limit.wait(_client(req))
     if wait:
-        resp = _problem("rate_limited", f"too many login tries; wait {wait:.0f} s", 429)
+        resp = _problem("rate_limited", f"too many failed logins; wait {wait:.0f} s", 429)
         resp.headers["retry-after"] = str(int(wait) + 1)
         return resp
     body = await _body_json(req)
@@ -457,7 +459,8 @@ async def h_login(s: WebServer, req: Request, who: Principal) -> Response:
             s.users.login, user, password, w.login_max_failures, w.lockout_s
         )
     except UserError as exc:
-        log.info("web login refused for a user name from %s: %s", _client(req), exc.code)
+        s.limit.hit(_client(req))
+        log.info("web login refused from %s: %s", _client(req), exc.code)
         raise
     sid, session = await run_in_threadpool(s.users.new_session, name, w.session_hours)
     resp = _json({"user": name, "csrf": session.csrf})
@@ -467,14 +470,15 @@ async def h_login(s: WebServer, req: Request, who: Principal) -> Response:
 
 
 async def h_setup(s: WebServer, req: Request, who: Principal) -> Response:
-    wait = s.limit.hit(_client(req))
+    wait = s.limit.wait(_client(req))
     if wait:
-        return _problem("rate_limited", f"too many tries; wait {wait:.0f} s", 429)
+        return _problem("rate_limited", f"too many failed tries; wait {wait:.0f} s", 429)
     body = await _body_json(req)
     code = body.get("code")
     if s.setup_code is None or not isinstance(code, str):
         raise ApiError("forbidden", "no setup is open (an owner exists); log in instead")
-    if not hmac.compare_digest(code, s.setup_code):
+    if not hmac.compare_digest(code.encode(), s.setup_code.encode()):
+        s.limit.hit(_client(req))
         raise ApiError("forbidden", "wrong setup code (it is in the daemon's log)")
     await run_in_threadpool(s.users.add, body.get("user"), body.get("password"), "web:setup", True)
     s.setup_code = None
