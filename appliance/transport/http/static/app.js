@@ -48,10 +48,9 @@ function when(t) { return t ? new Date(t * 1000).toLocaleString() : "—"; }
 function hms(s) { const h = Math.floor(s / 3600), m = Math.floor(s % 3600 / 60); return `${h} h ${String(m).padStart(2, "0")} min`; }
 function badge(d) { return el("span", { class: "badge " + String(d).replace(/[^a-z_]/g, "") }, d); }
 function card(title, ...children) { return el("section", { class: "card" }, el("h2", {}, title), ...children); }
-function table(head, rows) {
+function table(head, body) {
   return el("div", { class: "scroll" }, el("table", {},
-    el("thead", {}, el("tr", {}, head.map(h => el("th", {}, h)))),
-    el("tbody", {}, rows)));
+    el("thead", {}, el("tr", {}, head.map(h => el("th", {}, h)))), body));
 }
 function field(label, input) { return el("label", {}, label, input); }
 function every(ms, fn) { fn(); timers.push(setInterval(fn, ms)); }
