@@ -25,10 +25,12 @@ endef
 ensure_mosquitto = $(call ensure_apt,command -v mosquitto || [ -x /usr/sbin/mosquitto ],mosquitto)
 # Tests only: ffmpeg serves the network-camera stream (tests/test_camera.py), and
 # gst-launch-1.0 with videotestsrc stands in for a Jetson's camera
-# (tests/test_camera_gstreamer.py).
+# (tests/test_camera_gstreamer.py), and Debian's chromium with chromium-driver drives the
+# web pages (tests/test_web_browser.py).
 define ensure_test_tools
 	$(call ensure_apt,command -v ffmpeg,ffmpeg)
 	$(call ensure_apt,gst-inspect-1.0 videotestsrc && gst-inspect-1.0 videoscale,gstreamer1.0-tools gstreamer1.0-plugins-base)
+	$(call ensure_apt,[ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ],chromium chromium-driver)
 endef
 
 # python3 -m venv needs Debian's python3-venv (ensurepip); install it when missing.

@@ -38,8 +38,10 @@ from appliance.identity.capture import CaptureSessions
 from appliance.identity.recogniser import Recogniser
 from appliance.identity.tracker import Tracker, VoteRules
 from appliance.sdnotify import Notifier
+from appliance.store.event_log import EVENTS_FILE, EventLog, Retention
 from appliance.store.nonces import Nonces
 from appliance.store.outbox import Outbox
+from appliance.transport.http.live import LiveTap, LiveView
 from appliance.transport.local import LocalServer, socket_path
 from appliance.transport.mqtt.commands import MqttCommands, Verifier
 from appliance.transport.mqtt.discovery import DoorEntities
@@ -48,6 +50,7 @@ from appliance.transport.mqtt.link import MqttLink, Settings, client_id
 from appliance.transport.mqtt.signing import read_secret
 from appliance.transport.mqtt.state import RetainedState
 from appliance.transport.mqtt.topics import Topics, device_id
+from appliance.vision.imageio import encode_jpeg
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +101,11 @@ class App:
             int(o.reserve_mb * 1e6),
         )
         self.nonces = Nonces(self.outbox.db, self.outbox.lock)
+        ev = cfg.events
+        self.event_log = EventLog(
+            state / EVENTS_FILE,
+            Retention(ev.retention_days, ev.max_events, ev.snapshots, ev.snapshot_retention_days),
+        )
         # The pins early, before the models load: the relay sits at its locked level
         # from here on (a fail-safe maglock is released until a process drives it).
         self.door = open_door(cfg.door, self._door_event)
@@ -137,10 +145,14 @@ class App:
             self.reload,
             self.rules,
             self.door,
+            self.event_log,
         )
         self.local = LocalServer(socket_path(cfg), self.bus)
+        self.tap = LiveTap(self.camera)  # the live view draws the frame the loop processed
+        self.live = LiveView(cfg.web.live_fps)
+        self.web = self._build_web(cfg, state) if cfg.web.enabled else None
         self.loop = FrameLoop(
-            camera=self.camera,
+            camera=self.tap,  # type: ignore[arg-type]
             recogniser=self.recogniser,
             tracker=self.tracker,
             decider=self.decider,
@@ -240,8 +252,40 @@ class App:
             state_dir=str(state),
         )
 
+    def _build_web(self, cfg: Config, state: Path) -> Any:
+        """The pages and API (imported only when enabled: the framework stays unloaded)."""
+        from appliance.access.schedule import zone
+        from appliance.store.users import USERS_FILE, Users
+        from appliance.transport.http.logtail import LogTail
+        from appliance.transport.http.server import WebServer
+
+        self.logtail = LogTail()
+        logging.getLogger().addHandler(self.logtail)
+        return WebServer(
+            lambda: self.cfg,
+            self.bus,
+            Users(state / USERS_FILE),
+            self.live,
+            self.logtail,
+            lambda: zone(self.cfg.access.timezone or None),
+        )
+
     def _publish(self, topic: str, payload: Any, **kw: Any) -> Any:
+        prefix = self.cfg.homeassistant.discovery_prefix + "/"
+        if self.web is not None and payload and topic.startswith(prefix):
+            # Home Assistant's device page links to the pages (configuration_url).
+            obj = json.loads(payload)
+            if isinstance(obj, dict) and isinstance(obj.get("device"), dict):
+                obj["device"]["configuration_url"] = self.web.url
+                payload = json.dumps(obj, sort_keys=True)
         return self.link.publish(topic, payload, **kw)
+
+    def _log_decision(self, e: Decided) -> None:
+        jpeg = None
+        if self.cfg.events.snapshots and e.face is not None:
+            jpeg = encode_jpeg(e.face)
+        self.event_log.add_decision(e.payload, jpeg)
+        self.live.decided(e.payload)
 
     def _verifier(self) -> Verifier:
         c = self.cfg.commands
@@ -270,6 +314,8 @@ class App:
             ),
         )
         ev.subscribe(Decided, self._on_decided)
+        ev.subscribe(Decided, self._log_decision)
+        ev.subscribe(DoorEvent, lambda e: self.event_log.add_door(e.payload))
         self.retained.subscribe(ev)
         self.ha.subscribe(ev)
         ev.subscribe(PersonDeleted, self._erase)
@@ -281,6 +327,8 @@ class App:
         n = self.outbox.redact_person(e.person.id, e.person.name)
         if n:
             log.info("erased person %s from %d undelivered event(s)", e.person.id, n)
+        n = self.event_log.forget(e.person.id, e.person.name)
+        log.info("erased person %s from the event history (%d event(s))", e.person.id, n)
 
     def _settings_changed(self, e: SettingsChanged) -> None:
         self.recogniser.cfg = e.cfg
@@ -308,6 +356,8 @@ class App:
         )
         self.delivery.start()
         self.local.start()
+        if self.web is not None:
+            self.web.start()
 
     def wait_ready(self, timeout: float = 20.0) -> None:
         """READY when models and gallery are loaded (the constructor did that), MQTT is
@@ -344,6 +394,7 @@ class App:
             self.reload_requested.clear()
             self.reload()
         self.rules.refresh()
+        self.live.offer(self.tap.last, self.tracker.tracks)
         now = time.monotonic()
         if self.door is not None and now >= self._next_passage:
             self.door.set_passage(self.rules.passage_open(time.time()))
@@ -376,6 +427,8 @@ class App:
     def shutdown(self) -> None:
         self.notifier.stopping()
         self.stop.set()
+        if self.web is not None:
+            self.web.stop()
         self.local.stop()
         self.capture.cancel("the daemon is stopping")
         self.loop.finish()
@@ -387,5 +440,6 @@ class App:
         self.publish_state()
         self.link.stop()
         self.outbox.close()
+        self.event_log.close()
         self.recogniser.close()
         log.info("stopped: %d frames, %d events", self.loop.frames, self.stats["events"])

@@ -2,7 +2,8 @@
 
 Commands that change the gallery (`enroll`, `people`, `gallery`) live in `people.py`,
 those for the door's rules and the door (`group`, `access`, `door`) in `access.py`; both
-go through the running daemon when there is one; `photos.py` looks at photos; `remote.py`
+go through the running daemon when there is one; `photos.py` looks at photos;
+`users.py` manages the web pages' owner accounts and API tokens; `remote.py`
 signs commands and reads a door's state from the broker.
 """
 
@@ -15,7 +16,7 @@ import sys
 from pathlib import Path
 
 from appliance import __version__
-from appliance.cli import access
+from appliance.cli import access, users
 from appliance.cli.people import cmd_enroll, cmd_gallery, cmd_people
 from appliance.cli.photos import cmd_detect, cmd_identify, cmd_verify
 from appliance.cli.remote import cmd_sign, cmd_status
@@ -88,6 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     for action in ("export", "import"):
         gaa.add_parser(action).add_argument("file", type=Path)
     access.add_parsers(sub)
+    users.add_parsers(sub)
     args = p.parse_args(argv)
     args.actor = actor
     logging.basicConfig(
@@ -113,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
             "group": access.cmd_rules,
             "access": access.cmd_rules,
             "door": access.cmd_rules,
+            "user": users.cmd_user,
         }[args.cmd]
         return handler(args, cfg)
     except ConfigError as exc:

@@ -232,6 +232,44 @@ class DoorConfig:
             seen[pin] = key
 
 
+def _host_port(value: str) -> None:
+    host, sep, port = value.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{value!r} is not <address>:<port> (e.g. 0.0.0.0:8080)")
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    # The owner's pages and REST API (appliance/transport/http). Off by default: it holds
+    # biometric data and opens the door, so it is switched on once an owner exists.
+    enabled: bool = False
+    listen: str = _opt("0.0.0.0:8080", check=_host_port)
+    # TLS: both files, or neither (plain HTTP; cookies then lack `Secure`).
+    tls_cert_file: str = _opt("", file=True)
+    tls_key_file: str = _opt("", file=True)
+    session_hours: float = _opt(12.0, range=(0.1, 24 * 90))
+    # A user name is locked for `lockout_s` after this many wrong passwords in a row.
+    login_max_failures: int = _opt(5, range=(1, 100))
+    lockout_s: float = _opt(300.0, range=(1.0, 86400.0))
+    live_fps: float = _opt(2.0, range=(0.2, 15.0))
+    # The address Home Assistant links to; empty: http(s)://<host name>:<port>/.
+    url: str = ""
+
+    def __post_init__(self) -> None:
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise _Problem("'web.tls_cert_file' and 'web.tls_key_file' go together")
+
+
+@dataclass(frozen=True)
+class EventsConfig:
+    # The local event history the pages show (appliance/store/event_log.py).
+    retention_days: float = _opt(90.0, range=(0.01, 3650.0))
+    max_events: int = _opt(200_000, range=(100, 10_000_000))
+    # Keep the aligned face picture of each decision. Off by default: faces are personal.
+    snapshots: bool = False
+    snapshot_retention_days: float = _opt(7.0, range=(0.01, 3650.0))
+
+
 @dataclass(frozen=True)
 class Config:
     camera: CameraConfig = field(default_factory=CameraConfig)
@@ -248,6 +286,8 @@ class Config:
     homeassistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
     access: AccessConfig = field(default_factory=AccessConfig)
     door: DoorConfig = field(default_factory=DoorConfig)
+    web: WebConfig = field(default_factory=WebConfig)
+    events: EventsConfig = field(default_factory=EventsConfig)
 
 
 _SECTION_TYPES: dict[type, dict[str, Any]] = {}

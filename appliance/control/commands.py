@@ -1,4 +1,4 @@
-"""Typed commands: what any transport (MQTT, the local socket, later HTTP) may ask.
+"""Typed commands: what any transport (MQTT, the local socket, HTTP) may ask.
 
 A transport authenticates the caller its own way, then turns the request into one of
 these with `from_args`, so a web page, a signed MQTT message and the CLI all run the same
@@ -16,6 +16,7 @@ from typing import Any
 MAX_IMAGES = 10
 MAX_IMAGE_B64 = 8 * 1024 * 1024
 MAX_NAME = 200
+MAX_IMAGE_BYTES = MAX_IMAGE_B64 * 3 // 4  # a photo as raw bytes (HTTP upload): the same limit
 
 
 class CommandError(Exception):
@@ -131,6 +132,70 @@ class DoorStatus:
     pass
 
 
+@dataclass(frozen=True)
+class EnrolPhotos:
+    """Enrol from uploaded photos with a result per photo (the web page): each is gated
+    on its own; with `keep_good` the good ones are stored even if others were refused,
+    otherwise one refusal stores nothing."""
+
+    name: str
+    photos: tuple[tuple[str, bytes], ...]  # (label, bytes)
+    force: bool = False
+    keep_good: bool = False
+
+
+@dataclass(frozen=True)
+class Recognize:
+    """Every face of an uploaded photo, named or unknown, with scores and thresholds."""
+
+    image: bytes
+
+
+@dataclass(frozen=True)
+class ListEvents:
+    person: str | None = None
+    decision: str | None = None
+    since: float | None = None
+    until: float | None = None
+    after_seq: int | None = None
+    limit: int = 100
+
+
+@dataclass(frozen=True)
+class Attendance:
+    since: float
+    until: float
+    person: str | None = None
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    event_id: str
+
+
+@dataclass(frozen=True)
+class Thumbnail:
+    who: str
+    index: int
+
+
+@dataclass(frozen=True)
+class LastSeen:
+    pass
+
+
+def photos(items: list[tuple[str, bytes]]) -> tuple[tuple[str, bytes], ...]:
+    """Uploaded photos, checked like MQTT's: 1..MAX_IMAGES, each at most MAX_IMAGE_BYTES."""
+    if not 1 <= len(items) <= MAX_IMAGES:
+        raise CommandError("malformed", f"send 1..{MAX_IMAGES} photos, got {len(items)}")
+    for label, data in items:
+        if len(data) > MAX_IMAGE_BYTES:
+            raise CommandError(
+                "too_large", f"{label}: {len(data)} bytes, at most {MAX_IMAGE_BYTES} allowed"
+            )
+    return tuple(items)
+
+
 Command = (
     Enrol
     | CaptureEnrol
@@ -149,6 +214,13 @@ Command = (
     | Unlock
     | ListRules
     | DoorStatus
+    | EnrolPhotos
+    | Recognize
+    | ListEvents
+    | Attendance
+    | Snapshot
+    | Thumbnail
+    | LastSeen
 )
 
 MAX_UNLOCK_S = 3600.0
