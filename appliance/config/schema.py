@@ -218,6 +218,17 @@ class DoorConfig:
 
 
 @dataclass(frozen=True)
+class ReplicationConfig:
+    # Several doors sharing people and rules through the broker (README "Several doors").
+    enabled: bool = False
+    site: str = "site"  # the doors that share a gallery; part of the topics and the AAD
+    key_file: str = _opt("", file=True)  # else $CREDENTIALS_DIRECTORY/replication-key
+    digest_interval_s: float = _opt(60.0, range=(1.0, 86400.0))
+    tombstone_days: float = _opt(90.0, range=(0.001, 36500.0))
+    max_clock_skew_s: float = _opt(600.0, range=(1.0, 86400.0))
+
+
+@dataclass(frozen=True)
 class Config:
     camera: CameraConfig = field(default_factory=CameraConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
@@ -232,6 +243,7 @@ class Config:
     homeassistant: HomeAssistantConfig = field(default_factory=HomeAssistantConfig)
     access: AccessConfig = field(default_factory=AccessConfig)
     door: DoorConfig = field(default_factory=DoorConfig)
+    replication: ReplicationConfig = field(default_factory=ReplicationConfig)
 
 
 _SECTION_TYPES: dict[type, dict[str, Any]] = {}

@@ -131,6 +131,16 @@ class DoorStatus:
     pass
 
 
+@dataclass(frozen=True)
+class ApplyRecords:
+    """Replication: records from other doors, already decrypted and authenticated
+    (appliance/replication/sync.py). No transport maps a name to it: only the replicator
+    submits it, so a remote change takes the same single write path as a local one."""
+
+    records: tuple[Any, ...]  # appliance.replication.records.Record
+    origin: str = "replication"
+
+
 Command = (
     Enrol
     | CaptureEnrol
@@ -149,6 +159,7 @@ Command = (
     | Unlock
     | ListRules
     | DoorStatus
+    | ApplyRecords
 )
 
 MAX_UNLOCK_S = 3600.0

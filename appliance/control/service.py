@@ -36,6 +36,7 @@ class CommandService:
         reload: Callable[[], int],
         rules: RuleBook,
         door: Any = None,  # appliance.door.controller.DoorController, when one is wired
+        replication: Any = None,  # appliance.replication.sync.Replicator, when enabled
     ) -> None:
         self.recogniser = recogniser
         self.settings = settings
@@ -44,6 +45,7 @@ class CommandService:
         self.reload = reload
         self.rules = rules
         self.door = door
+        self.replication = replication
         self.counts = {"commands": 0, "commands_refused": 0}
 
     def execute(self, cmd: c.Command, actor: str) -> Any:
@@ -117,6 +119,10 @@ class CommandService:
             return {"unlocked_s": cmd.duration_s, "door": door.state()}
         if isinstance(cmd, c.DoorStatus):
             return {"door": self._door().state(), "mode": self.rules.snapshot()["mode"]}
+        if isinstance(cmd, c.ApplyRecords):
+            if self.replication is None:
+                raise CommandError("no_replication", "replication.enabled is false here")
+            return self.replication.apply(list(cmd.records), f"replication:{cmd.origin}")
         raise CommandError("unknown_command", f"unknown command {type(cmd).__name__}")
 
     def _door(self) -> Any:
