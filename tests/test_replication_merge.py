@@ -75,6 +75,9 @@ def test_conflict_rule_is_total_and_deterministic():
     assert newer(b, a) and not newer(a, b) and not newer(a, a)
     assert newer((6, "door-a", ""), b)  # a later version wins, whoever made it
     assert newer(a, None)
+    tomb = (4, "door-a", "")  # a person's delete wins over a later rename made apart
+    assert newer(tomb, b, "person") and not newer(b, tomb, "person")
+    assert not newer(tomb, b, "group")  # a group deleted and made again lives again
 
 
 def test_seal_and_open_refuse_wrong_key_modified_moved_and_other_site():
@@ -264,7 +267,7 @@ def test_any_order_any_duplicates_same_state(ops, sync_every, orders):
         # the winner of each entity is its largest version sent
         best: dict[str, Record] = {}
         for r in sent:
-            if r.entity not in best or r.version > best[r.entity].version:
+            if r.entity not in best or newer(r.version, best[r.entity].version, r.kind):
                 best[r.entity] = r
         assert {e: v for e, (v, _) in states[0].items()} == {e: r.version for e, r in best.items()}
         for e, r in best.items():

@@ -9,7 +9,8 @@ A record is `(kind, key, hlc, origin, body)`:
 - any of them with body `None`: a tombstone. It carries nothing but the id and version:
   no name, no template (a person's deletion leaves no personal data behind).
 
-Conflict rule: of two records for the same entity, the one with the larger
+Conflict rule (`rank`): a person's tombstone wins over any live version of them;
+otherwise, of two records for the same entity, the one with the larger
 `(hlc, origin, content hash)` wins, everywhere. The hash is there only to make a tie of
 the first two (which a door never issues) deterministic too. Applying is idempotent: a
 record not newer than what a door has changes nothing, so duplicates, late and
@@ -49,9 +50,17 @@ def content_hash(body: dict[str, Any] | None) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def newer(a: Version, b: Version | None) -> bool:
-    """True when `a` wins over `b` (None: nothing known yet)."""
-    return b is None or a > b
+def rank(kind: str, v: Version | list[Any]) -> tuple[int, int, str, str]:
+    """The order of the conflict rule. A person's tombstone outranks every live version
+    of that person (delete wins: a rename or an enrolment made concurrently, at a door
+    that had not heard of the delete, does not bring them back; ids are never reused, so
+    enrolling them again makes a new person). Otherwise the larger (hlc, origin, hash)."""
+    return (int(kind == "person" and not v[2]), v[0], v[1], v[2])
+
+
+def newer(a: Version, b: Version | None, kind: str = "") -> bool:
+    """True when `a` wins over `b` (None: nothing known yet) for an entity of `kind`."""
+    return b is None or rank(kind, a) > rank(kind, b)
 
 
 @dataclass(frozen=True)

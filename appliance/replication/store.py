@@ -210,7 +210,7 @@ class ReplicaStore:
                 if clock is not None:
                     clock.observe(r.hlc)
                 cur = self.version(r.entity, db)
-                if not newer(r.version, cur):
+                if not newer(r.version, cur, r.kind):
                     res.stale += 1
                     continue
                 try:

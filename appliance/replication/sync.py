@@ -46,7 +46,7 @@ from appliance.control.events import (
 )
 from appliance.replication.crypto import SiteKey
 from appliance.replication.hlc import Clock, wall_ms
-from appliance.replication.records import Record, RecordRefused, Version
+from appliance.replication.records import Record, RecordRefused, Version, newer, rank
 from appliance.replication.store import Applied, ReplicaStore, split
 from appliance.store.gallery import Gallery
 from appliance.transport.mqtt.topics import SiteTopics
@@ -56,15 +56,19 @@ log = logging.getLogger(__name__)
 BATCH = 200  # records per ApplyRecords command: one transaction, one matcher rebuild
 MAX_INBOX = 100_000  # entities waiting to be applied; beyond, the digest brings them later
 MAX_DIGEST = 16 * 1024 * 1024  # a digest's size once decompressed
-FETCH_ALL = 50  # more records missing than this: subscribe to the whole site again
+# Records fetched again per digest, one topic each. Not the whole `rec/#` again: a broker
+# caps what it queues for one client (Mosquitto: max_queued_messages 1000), so a refetch
+# of everything would be cut at the same place again.
+FETCH_MAX = 500
 ACTOR = "replication"
 
 Publish = Callable[..., Any]
 
 
-def _ahead(a: list[Any] | Version, b: list[Any] | Version) -> bool:
-    """Digest entries compare as (hlc, origin, hash prefix)."""
-    return (a[0], a[1], a[2][:16]) > (b[0], b[1], b[2][:16])
+def _ahead(entity: str, a: list[Any] | Version, b: list[Any] | Version) -> bool:
+    """The conflict rule on digest entries (hash prefixes)."""
+    kind = split(entity)[0]
+    return rank(kind, (a[0], a[1], a[2][:16])) > rank(kind, (b[0], b[1], b[2][:16]))
 
 
 class Replicator:
@@ -215,7 +219,7 @@ class Replicator:
             if queued is None and len(self._inbox) >= MAX_INBOX:
                 self.counts["dropped"] += 1
                 return
-            if queued is None or rec.version > queued.version:
+            if queued is None or newer(rec.version, queued.version, rec.kind):
                 self._inbox[rec.entity] = rec
         self.pump()
 
@@ -239,7 +243,7 @@ class Replicator:
             with self._lock:
                 for r in batch:
                     q = self._inbox.get(r.entity)
-                    if q is None or r.version > q.version:
+                    if q is None or newer(r.version, q.version, r.kind):
                         self._inbox[r.entity] = r
                 self._inflight = False
             self.jobs.call_later(0.2, self.pump)
@@ -336,9 +340,12 @@ class Replicator:
             if not (isinstance(v[1], str) and isinstance(v[2], str)):
                 continue
             m = mine.get(e)
-            if m is None or _ahead(v, m):
-                want.append(e)
-            elif _ahead(m, v):
+            if m is None or _ahead(e, v, m):
+                with self._lock:
+                    q = self._inbox.get(e)
+                if q is None or _ahead(e, v, q.version):  # not already on its way in
+                    want.append(e)
+            elif _ahead(e, m, v):
                 push.append(e)  # their copy is older: even of an expired tombstone
         if not hello:  # a fresh door gets the retained records anyway
             push += [
@@ -357,11 +364,8 @@ class Replicator:
         self.counts["repushed"] += sent
         if want:
             self.counts["fetches"] += 1
-            if len(want) > FETCH_ALL:
-                self._fetch(self.topics.record_filter, False)
-            else:
-                for e in want:
-                    self._fetch(self.topic_of(e), True)
+            for e in want[:FETCH_MAX]:
+                self._fetch(self.topic_of(e), True)
         if hello and now - self._last_digest > 2.0:
             self.jobs.call_later(random.uniform(0.0, 1.0), self.publish_digest)
         if want or sent:

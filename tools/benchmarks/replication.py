@@ -51,7 +51,7 @@ class Node:
 
     def __init__(self, state: Path, port: int, device: str, digest_s: float = 60.0) -> None:
         self.device = device
-        self.state = state
+        self.dir = state
         self.port = port
         self.cfg = ReplicationConfig(enabled=True, site="bench", digest_interval_s=digest_s)
         self.gallery = Gallery(state / "gallery.sqlite3")
