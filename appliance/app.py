@@ -37,6 +37,9 @@ from appliance.health import Health, Meter
 from appliance.identity.capture import CaptureSessions
 from appliance.identity.recogniser import Recogniser
 from appliance.identity.tracker import Tracker, VoteRules
+from appliance.replication.crypto import SiteKey
+from appliance.replication.store import Applied
+from appliance.replication.sync import Replicator
 from appliance.sdnotify import Notifier
 from appliance.store.event_log import EVENTS_FILE, EventLog, Retention
 from appliance.store.nonces import Nonces
@@ -136,6 +139,7 @@ class App:
         self.decider = Decider(self.policy, self.origin, self.events, self.stats)
         self.capture = CaptureSessions(self.recogniser, self.events, cfg.commands.capture_timeout_s)
         self.meter = Meter()
+        self.replication = self._build_replication(cfg)
         self._build_mqtt(cfg, state)
         self.service = CommandService(
             self.recogniser,
@@ -146,6 +150,7 @@ class App:
             self.rules,
             self.door,
             self.event_log,
+            self.replication,
         )
         self.local = LocalServer(socket_path(cfg), self.bus)
         self.tap = LiveTap(self.camera)  # the live view draws the frame the loop processed
@@ -188,6 +193,45 @@ class App:
         if self.door is not None and p["decision"] == "granted":
             self.door.grant(p["event_id"], p["person_id"], p["name"])
 
+    def _build_replication(self, cfg: Config) -> Replicator | None:
+        r = cfg.replication
+        if not r.enabled:
+            return None
+        secret = read_secret(r.key_file, "replication-key")
+        if secret is None:
+            raise ValueError(
+                "replication.enabled, but no site key: set replication.key_file or the "
+                "systemd credential 'replication-key' (the same secret on every door)"
+            )
+        log.info("replication: site %r, this door is %s", r.site, self.device)
+        return Replicator(
+            r,
+            SiteKey(secret, r.site),
+            self.device,
+            cfg.mqtt.prefix,
+            self.recogniser.gallery,
+            self.bus,
+            self.jobs,
+            lambda *a, **kw: self._publish(*a, **kw),
+            lambda topic, once: self.link.fetch(topic, once),
+            lambda: self.link.connected.is_set(),
+            self._replicated,
+            self.recogniser.embedder,
+        )
+
+    def _replicated(self, actor: str, res: Applied) -> None:
+        """Records from other doors were stored: the matcher and the rules follow, and
+        the domain events go out (Home Assistant, retained topics, the outbox's erasure)
+        as for a change made here."""
+        self.recogniser.refresh(force=True, actor=actor)
+        self.rules.replicated(actor)
+
+    def _on_other(self, m: Any) -> None:
+        if self.replication is not None and self.replication.owns(m.topic):
+            self.replication.on_message(m.topic, m.payload)
+        else:
+            self.ha.on_message(m)
+
     def _build_mqtt(self, cfg: Config, state: Path) -> None:
         self.link_settings = Settings.from_config(cfg.mqtt, client_id(self.device))
         publish = self._publish
@@ -220,8 +264,9 @@ class App:
             self.link_settings,
             self.topics,
             self.mqtt_commands.on_message,
-            subscriptions=self.ha.subscriptions(),
-            on_other=self.ha.on_message,
+            subscriptions=self.ha.subscriptions()
+            + (self.replication.subscriptions() if self.replication else ()),
+            on_other=self._on_other,
             on_connected=lambda: self.jobs.call_soon(self._on_connected),
         )
         self.health = Health(
@@ -245,6 +290,7 @@ class App:
                 "last_person": lambda: self.retained.last_person,
                 "door": lambda: self.door.state() if self.door is not None else None,
                 "access": lambda: {"mode": self.rules.mode.mode, "group": self.rules.mode.group},
+                **({"replication": self.replication.status} if self.replication else {}),
             },
             counters=self._counters,
             free_bytes=self.outbox.free_bytes,
@@ -320,6 +366,8 @@ class App:
         self.ha.subscribe(ev)
         ev.subscribe(PersonDeleted, self._erase)
         ev.subscribe(SettingsChanged, self._settings_changed)
+        if self.replication is not None:
+            self.replication.subscribe(ev)
 
     def _erase(self, e: PersonDeleted) -> None:
         self.policy.forget(e.person.id)
@@ -343,6 +391,8 @@ class App:
     def _on_connected(self) -> None:
         self.retained.on_connected()
         self.ha.publish_all()
+        if self.replication is not None:
+            self.replication.on_connected()
 
     # --- lifecycle -------------------------------------------------------------------
 
@@ -350,6 +400,8 @@ class App:
         if self.door is not None:
             self.door.start()  # first: the exit button works while the rest starts
         self.camera.start()
+        if self.replication is not None:
+            self.replication.start()
         self.link.start()
         self.delivery = threading.Thread(
             target=self.link.deliver, args=(self.outbox, self.stop), name="outbox", daemon=True
@@ -395,6 +447,8 @@ class App:
             self.reload()
         self.rules.refresh()
         self.live.offer(self.tap.last, self.tracker.tracks)
+        if self.replication is not None:
+            self.replication.tick()
         now = time.monotonic()
         if self.door is not None and now >= self._next_passage:
             self.door.set_passage(self.rules.passage_open(time.time()))

@@ -49,7 +49,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(rss_probe(1)))
         return 0
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("section", choices=("matching", "time-to-event", "pipeline", "summary"))
+    p.add_argument(
+        "section", choices=("matching", "time-to-event", "pipeline", "summary", "replication")
+    )
     p.add_argument("--json", type=Path)
     p.add_argument("--clip", type=Path)
     p.add_argument("--enrol", help="NAME=PHOTO of the person who appears in the clip")
@@ -60,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-peers", action="store_true", help="pipeline: appliance only")
     p.add_argument("--lfw", type=Path, default=ROOT.parent / "shared" / "data" / "lfw" / "images")
     p.add_argument("--chart", type=Path, help="pipeline: PNG (default beside the JSON)")
+    p.add_argument("--people", type=int, default=1000, help="replication: the site's size")
     args = p.parse_args(argv)
     out = args.json or ROOT / "build" / "bench" / f"{args.section}.json"
     if args.section == "summary":  # accuracy and projection again, timings untouched
@@ -98,6 +101,18 @@ def main(argv: list[str] | None = None) -> int:
         result: dict[str, Any] = {"machine": machine_full(), "time_to_event": tte}
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2) + "\n")
+        return 0
+    if args.section == "replication":
+        from tools.benchmarks.replication import bench_replication
+
+        result = {
+            "machine": machine(),
+            "replication": bench_replication(args.appearances, args.people),
+        }
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps(result["replication"], indent=2))
+        print(f"wrote {out}")
         return 0
     from tools.benchmarks.matching import bench_matching, lines
 

@@ -5,7 +5,14 @@
     ...                       # connect to 127.0.0.1:broker.port
     broker.stop()             # and start() again: an outage and its end
 
-or `with Broker(workdir) as broker:`. The configuration (`mosquitto.conf`) and the log
+or `with Broker(workdir) as broker:`. Two brokers bridged, as a site broker and a
+company hub (replication's setup, README "Several doors"):
+
+    hub = Broker(workdir / "hub"); hub.start()
+    site = Broker(workdir / "site", bridge=Bridge(hub.port, ("appliance/site/#",)))
+    site.start()              # site.stop() is then also a bridge outage
+
+ The configuration (`mosquitto.conf`) and the log
 (`mosquitto.log`, started afresh by the first start() and appended to by the next) are
 written in `workdir`. Standard library only: the tests, `tools/run_demo.py`,
 `tools/soak.py`, `tools/bench.py` and `tools/ha_check.py` import it from any venv.
@@ -48,6 +55,30 @@ def mosquitto_exe() -> str:
     return exe
 
 
+class Bridge:
+    """A Mosquitto bridge from the broker that has it to another on loopback: the
+    `topics` patterns both ways at QoS 1, a persistent bridge session (nothing lost
+    while the bridge is down), retained messages carried (`try_private`), reconnecting
+    within a second or two after either end comes back."""
+
+    def __init__(self, port: int, topics: tuple[str, ...], name: str = "hub") -> None:
+        self.port = port
+        self.topics = topics
+        self.name = name
+
+    def conf(self) -> str:
+        lines = [
+            f"connection {self.name}",
+            f"address {HOST}:{self.port}",
+            "cleansession false",
+            "try_private true",
+            "restart_timeout 1 2",
+            "keepalive_interval 10",
+            *(f"topic {t} both 1" for t in self.topics),
+        ]
+        return "\n".join(lines) + "\n"
+
+
 class Broker:
     """A real Mosquitto on a free loopback port; stop()/start() simulate an outage.
 
@@ -58,7 +89,12 @@ class Broker:
     """
 
     def __init__(
-        self, workdir: Path, *, persistence: bool = True, start_timeout_s: float = 10.0
+        self,
+        workdir: Path,
+        *,
+        persistence: bool = True,
+        start_timeout_s: float = 10.0,
+        bridge: Bridge | None = None,
     ) -> None:
         self.exe = mosquitto_exe()
         self.workdir = Path(workdir)
@@ -74,7 +110,10 @@ class Broker:
             else "persistence false\n"
         )
         user = f"user {getpass.getuser()}\n"
-        self.conf.write_text(f"listener {self.port} {HOST}\nallow_anonymous true\n{store}{user}")
+        bridged = bridge.conf() if bridge else ""
+        self.conf.write_text(
+            f"listener {self.port} {HOST}\nallow_anonymous true\n{store}{user}{bridged}"
+        )
         self.proc: subprocess.Popen[bytes] | None = None
         self._started = False
 

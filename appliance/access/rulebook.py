@@ -94,6 +94,10 @@ class RuleBook:
         log.info("access rules changed (%s, by %s)", what, actor)
         self.events.publish(RulesChanged(what, actor))
 
+    def replicated(self, actor: str) -> None:
+        """Records from other doors changed the stored rules (appliance/replication)."""
+        self._changed("replication", actor)
+
     def set_group(self, name: str, spec: dict[str, Any], actor: str) -> dict[str, Any]:
         group = Group.from_dict(name, spec)
         existing = next((n for n in self.groups if n.casefold() == name.casefold()), None)

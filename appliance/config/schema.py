@@ -271,6 +271,17 @@ class EventsConfig:
 
 
 @dataclass(frozen=True)
+class ReplicationConfig:
+    # Several doors sharing people and rules through the broker (README "Several doors").
+    enabled: bool = False
+    site: str = "site"  # the doors that share a gallery; part of the topics and the AAD
+    key_file: str = _opt("", file=True)  # else $CREDENTIALS_DIRECTORY/replication-key
+    digest_interval_s: float = _opt(60.0, range=(1.0, 86400.0))
+    tombstone_days: float = _opt(90.0, range=(0.001, 36500.0))
+    max_clock_skew_s: float = _opt(600.0, range=(1.0, 86400.0))
+
+
+@dataclass(frozen=True)
 class Config:
     camera: CameraConfig = field(default_factory=CameraConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
@@ -288,6 +299,7 @@ class Config:
     door: DoorConfig = field(default_factory=DoorConfig)
     web: WebConfig = field(default_factory=WebConfig)
     events: EventsConfig = field(default_factory=EventsConfig)
+    replication: ReplicationConfig = field(default_factory=ReplicationConfig)
 
 
 _SECTION_TYPES: dict[type, dict[str, Any]] = {}

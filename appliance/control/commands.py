@@ -196,6 +196,16 @@ def photos(items: list[tuple[str, bytes]]) -> tuple[tuple[str, bytes], ...]:
     return tuple(items)
 
 
+@dataclass(frozen=True)
+class ApplyRecords:
+    """Replication: records from other doors, already decrypted and authenticated
+    (appliance/replication/sync.py). No transport maps a name to it: only the replicator
+    submits it, so a remote change takes the same single write path as a local one."""
+
+    records: tuple[Any, ...]  # appliance.replication.records.Record
+    origin: str = "replication"
+
+
 Command = (
     Enrol
     | CaptureEnrol
@@ -221,6 +231,7 @@ Command = (
     | Snapshot
     | Thumbnail
     | LastSeen
+    | ApplyRecords
 )
 
 MAX_UNLOCK_S = 3600.0

@@ -51,6 +51,7 @@ class CommandService:
         rules: RuleBook,
         door: Any = None,  # appliance.door.controller.DoorController, when one is wired
         event_log: Any = None,  # appliance.store.event_log.EventLog, when one is wired
+        replication: Any = None,  # appliance.replication.sync.Replicator, when enabled
     ) -> None:
         self.recogniser = recogniser
         self.settings = settings
@@ -60,6 +61,7 @@ class CommandService:
         self.rules = rules
         self.door = door
         self.event_log = event_log
+        self.replication = replication
         self.counts = {"commands": 0, "commands_refused": 0}
 
     def execute(self, cmd: c.Command, actor: str) -> Any:
@@ -143,6 +145,10 @@ class CommandService:
             if not 0 <= cmd.index < len(thumbs):
                 raise CommandError("not_found", f"no thumbnail {cmd.index} (kept: {len(thumbs)})")
             return {"jpeg": thumbs[cmd.index]}
+        if isinstance(cmd, c.ApplyRecords):
+            if self.replication is None:
+                raise CommandError("no_replication", "replication.enabled is false here")
+            return self.replication.apply(list(cmd.records), f"replication:{cmd.origin}")
         return self._history(cmd)
 
     def _history(self, cmd: c.Command) -> Any:

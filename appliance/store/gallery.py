@@ -28,7 +28,7 @@ from appliance.store.sqlite import connect, transaction
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 # Each entry moves the schema from version i to i + 1; they run in order on open.
 MIGRATIONS: list[str] = [
@@ -81,6 +81,19 @@ MIGRATIONS: list[str] = [
     INSERT INTO person_access (person_id, groups)
         SELECT id, json_array(json_extract(meta, '$.group')) FROM persons
         WHERE json_type(meta, '$.group') = 'text';
+    """,
+    # 3: replication (appliance/replication): the version of every replicated entity
+    # (person/<id>, group/<name>, mode/door) and its content hash; hash '' is a tombstone.
+    # Person ids were already stable random ids; a tombstone row holds no personal data
+    # and is kept, so an old copy of a deleted person can never come back.
+    """
+    CREATE TABLE replica (
+        entity TEXT PRIMARY KEY,
+        hlc INTEGER NOT NULL,
+        origin TEXT NOT NULL,
+        hash TEXT NOT NULL,
+        at REAL NOT NULL
+    );
     """,
 ]
 

@@ -244,6 +244,15 @@ class MqttLink:
         except Exception:
             log.exception("MQTT: command handler failed on %s", msg.topic)
 
+    def fetch(self, topic: str, once: bool = True) -> None:
+        """Have the broker send `topic`'s retained messages again (replication's
+        anti-entropy): a SUBSCRIBE to a filter, even one already held, makes the broker
+        resend what it retains for it. `once`: unsubscribe right after (a single record
+        topic, which the site's filter covers anyway; packets are handled in order)."""
+        self.client.subscribe(topic, 1)
+        if once:
+            self.client.unsubscribe(topic)
+
     # --- publishing ------------------------------------------------------------------
 
     def publish(

@@ -81,3 +81,38 @@ class Topics:
     def command_name(self, topic: str) -> str | None:
         head = f"{self.base}/cmd/"
         return topic[len(head) :] if topic.startswith(head) else None
+
+
+@dataclass(frozen=True)
+class SiteTopics:
+    """Replication (appliance/replication): one site's records and digests, shared by its
+    doors. Record topics end in a keyed hash of the entity, so the broker sees no ids."""
+
+    prefix: str
+    site: str
+
+    @property
+    def base(self) -> str:
+        return f"{self.prefix}/site/{slug(self.site)}"
+
+    def record(self, kind: str, topic_id: str) -> str:  # retained, QoS 1
+        return f"{self.base}/rec/{kind}/{topic_id}"
+
+    @property
+    def record_filter(self) -> str:
+        return f"{self.base}/rec/#"
+
+    def digest(self, device: str) -> str:  # a door's versions, QoS 0, not retained
+        return f"{self.base}/digest/{device}"
+
+    @property
+    def digest_filter(self) -> str:
+        return f"{self.base}/digest/+"
+
+    def parse(self, topic: str) -> tuple[str, str] | None:
+        """("rec", "<kind>/<id>") or ("digest", device) for this site's topics, else None."""
+        head = f"{self.base}/"
+        if not topic.startswith(head):
+            return None
+        what, _, rest = topic[len(head) :].partition("/")
+        return (what, rest) if what in ("rec", "digest") and rest else None
