@@ -91,6 +91,8 @@ HANDLER_CODES = REJECT_CODES | {
     "ImageError",
     "GalleryError",
     "ValueError",
+    "ScheduleError",  # a malformed window, date, mode or time zone for the access rules
+    "no_door",  # unlock/door on a device that drives no door
 }
 LIVE_KEYS = (
     "recognition.stranger_accept",
