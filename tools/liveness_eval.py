@@ -28,7 +28,7 @@ import argparse
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -294,6 +294,7 @@ class Row:
     obs: list[Observation]
     cues: dict[str, float]  # border, moire on the decision frame ({} when no face)
     cue_t: float | None  # visit time of the decision frame
+    verdicts: dict[tuple[str, float, float], Any] = field(default_factory=dict)
 
 
 def observe(
@@ -347,7 +348,10 @@ def decide(row: Row, combo: str, rules: LivenessRules, th: dict[str, float]) -> 
     if combo in ("border", "moire", "texture"):
         return texture_ok, cue_t
     mode = "planarity" if combo == "texture+planarity" else combo
-    v = judge(row.obs, rules.with_mode(mode)) if row.obs else None
+    key = (mode, rules.planarity_min, rules.blink_min)
+    if key not in row.verdicts:  # each row is judged by several combinations
+        row.verdicts[key] = judge(row.obs, rules.with_mode(mode)) if row.obs else None
+    v = row.verdicts[key]
     live = bool(v and v.live)
     t = v.decided_s if v and v.decided_s is not None else rules.max_s
     if combo == "texture+planarity":
