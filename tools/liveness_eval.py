@@ -28,7 +28,7 @@ import argparse
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -220,6 +220,36 @@ def _screen(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return phone
 
 
+SIM_VERSION = 1  # bump when `simulate` or `simulated_visits` change what they make
+CACHE = Path(__file__).resolve().parent.parent / "build" / "eval"
+
+
+def cached_simulations(
+    data: Path, fps: float, visit_s: float, pipe: FacePipeline, cache: Path = CACHE
+) -> list[Visit]:
+    """`simulated_visits`, made once and kept in build/eval (gitignored; frames of
+    public clips, never committed): the recapture chain costs more than measuring."""
+    path = cache / f"liveness_sim_v{SIM_VERSION}_fps{fps:g}_visit{visit_s:g}.npz"
+    if path.is_file():
+        z = np.load(path, allow_pickle=False)
+        meta = [str(m).split("|") for m in z["meta"]]
+        out = [
+            Visit(src, kind, False, split, list(z[f"v{i}"]), fps)
+            for i, (src, kind, split) in enumerate(meta)
+        ]
+        log.info("liveness: %d simulated visits from %s", len(out), path)
+        return out
+    t = time.perf_counter()
+    out = simulated_visits(data, fps, visit_s, pipe)
+    cache.mkdir(parents=True, exist_ok=True)
+    arrays = {f"v{i}": np.stack(v.frames) for i, v in enumerate(out)}
+    meta = np.array([f"{v.source}|{v.kind}|{v.split}" for v in out])
+    np.savez_compressed(path, meta=meta, **arrays)
+    took = time.perf_counter() - t
+    log.info("liveness: %d simulated visits in %.0f s -> %s", len(out), took, path)
+    return out
+
+
 def simulated_visits(data: Path, fps: float, visit_s: float, pipe: FacePipeline) -> list[Visit]:
     """Attacks made from the bona fide clips' people (tune/report split as theirs): for
     each clip, a still of its middle frame printed, shown on a screen and cut out, and
@@ -253,42 +283,121 @@ def simulated_visits(data: Path, fps: float, visit_s: float, pipe: FacePipeline)
 # --- measurement ----------------------------------------------------------------------
 
 
-def observe(pipe: FacePipeline, mesh: FaceMesh, v: Visit) -> tuple[list[Observation], float]:
-    """The visit's observations (largest face per frame) and the ms the mesh took."""
+@dataclass
+class Row:
+    """One measured visit: its observations and the once-per-decision texture cues."""
+
+    source: str
+    kind: str
+    real: bool
+    split: str
+    obs: list[Observation]
+    cues: dict[str, float]  # border, moire on the decision frame ({} when no face)
+    cue_t: float | None  # visit time of the decision frame
+    verdicts: dict[tuple[str, float, float], Any] = field(default_factory=dict)
+
+
+def observe(
+    pipe: FacePipeline, mesh: FaceMesh, v: Visit, cue_frame: int, cost: dict[str, float]
+) -> Row:
+    """The visit's observations (largest face per frame) and, on its `cue_frame`-th
+    face (the first frame a verdict can be given), the texture cues. `cost` gathers
+    ms and counts per stage."""
+    from tools.presentation_attack import border_cue, moire_cue
+
     obs: list[Observation] = []
-    ms = 0.0
+    cues: dict[str, float] = {}
+    cue_t = None
     for k, f in enumerate(v.frames):
+        t = time.perf_counter()
         dets = pipe.detector.detect(f)
+        cost["detect_ms"] += (time.perf_counter() - t) * 1000
+        cost["frames"] += 1
         if not dets:
             continue
         d = max(dets, key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))
         t = time.perf_counter()
         lm = mesh.landmarks(f, [d])[0]
-        ms += (time.perf_counter() - t) * 1000
-        if lm is not None:
-            obs.append(Observation.of(lm, k / v.fps))
-    return obs, ms
+        cost["mesh_ms"] += (time.perf_counter() - t) * 1000
+        cost["faces"] += 1
+        if lm is None:
+            continue
+        obs.append(Observation.of(lm, k / v.fps))
+        if len(obs) == cue_frame:
+            t = time.perf_counter()
+            (face,) = pipe.faces(f, embed=False, detections=[d])
+            cues = {"border": border_cue(f, d.box), "moire": moire_cue(face.aligned)}
+            cost["cue_ms"] += (time.perf_counter() - t) * 1000
+            cost["cue_runs"] += 1
+            cue_t = k / v.fps
+    return Row(v.source, v.kind, v.real, v.split, obs, cues, cue_t)
 
 
-def rates(rows: list[dict[str, Any]], rules: LivenessRules) -> dict[str, Any]:
+# Signals and combinations measured; each maps a row and the thresholds to (live, time).
+COMBOS = ("blink", "planarity", "border", "moire", "texture", "texture+planarity")
+
+
+def decide(row: Row, combo: str, rules: LivenessRules, th: dict[str, float]) -> tuple[bool, float]:
+    """Would the visit be judged live under `combo`, and when (visit seconds)? The
+    texture cues are judged once, on the decision frame: live when at most `th` (fewer
+    straight edges beside the face, less screen moire than the tune people showed)."""
+    texture_ok = bool(row.cues) and all(
+        row.cues[c] <= th[c] for c in ("border", "moire") if c in combo or combo.startswith("tex")
+    )
+    cue_t = row.cue_t if row.cue_t is not None else rules.max_s
+    if combo in ("border", "moire", "texture"):
+        return texture_ok, cue_t
+    mode = "planarity" if combo == "texture+planarity" else combo
+    key = (mode, rules.planarity_min, rules.blink_min)
+    if key not in row.verdicts:  # each row is judged by several combinations
+        row.verdicts[key] = judge(row.obs, rules.with_mode(mode)) if row.obs else None
+    v = row.verdicts[key]
+    live = bool(v and v.live)
+    t = v.decided_s if v and v.decided_s is not None else rules.max_s
+    if combo == "texture+planarity":
+        return live and texture_ok, max(t, cue_t)
+    return live, t
+
+
+def rates(rows: list[Row], combo: str, rules: LivenessRules, th: dict[str, float]) -> dict:
     """Per kind: visits, how many were judged live, and the share (attack_accept for
-    attacks, bona_fide_reject for live)."""
+    attacks, bona_fide_reject for live), with the time to a live decision."""
     out: dict[str, Any] = {}
-    for kind in sorted({r["kind"] for r in rows}):
-        rs = [r for r in rows if r["kind"] == kind]
-        verdicts = [judge(r["obs"], rules) for r in rs]
-        live = sum(1 for v in verdicts if v.live)
+    for kind in sorted({r.kind for r in rows}):
+        rs = [r for r in rows if r.kind == kind]
+        res = [decide(r, combo, rules, th) for r in rs]
+        live = sum(1 for ok, _ in res if ok)
         key = "bona_fide_reject" if kind == "live" else "attack_accept"
         share = (len(rs) - live) / len(rs) if kind == "live" else live / len(rs)
-        times = [v.decided_s for v in verdicts if v.decided_s is not None]
+        times = [t for ok, t in res if ok]
         out[kind] = {
             "visits": len(rs),
             "judged_live": live,
             key: round(100 * share, 2),
-            "decision_s_median": round(float(np.median(times)), 3) if times else None,
-            "decision_s_p95": round(float(np.percentile(times, 95)), 3) if times else None,
+            "live_decision_s_median": round(float(np.median(times)), 3) if times else None,
+            "live_decision_s_p95": round(float(np.percentile(times, 95)), 3) if times else None,
         }
+    attacks = [r for r in rows if r.kind != "live"]
+    if attacks:
+        n = sum(1 for r in attacks if decide(r, combo, rules, th)[0])
+        share = round(100 * n / len(attacks), 2)
+        out["all_attacks"] = {"visits": len(attacks), "attack_accept": share}
     return out
+
+
+def tune(rows: list[Row], rules: LivenessRules, target: float) -> dict[str, float]:
+    """Thresholds from the tune people alone: each texture cue's threshold is the
+    smallest that refuses at most `target` % of their live visits (a cue above its
+    threshold means an attack). Planarity keeps the configured threshold, and the
+    tuned value that would meet the target is reported beside it."""
+    live = [r for r in rows if r.split == "tune" and r.kind == "live"]
+    th: dict[str, float] = {}
+    for c in ("border", "moire"):
+        vals = np.array([r.cues.get(c, np.inf) for r in live])
+        th[c] = float(np.percentile(vals[np.isfinite(vals)], 100 - target)) if len(vals) else 0.0
+    plan = [judge(r.obs, rules.with_mode("planarity")).signals["planarity"] for r in live if r.obs]
+    th["planarity_for_target"] = float(np.percentile(plan, target)) if plan else 0.0
+    return th
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -299,48 +408,45 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     data = Path(args.data)
     t0 = time.perf_counter()
     visits = real_visits(data, args.fps, args.visit_s)
+    log.info("liveness: %d real visits read in %.0f s", len(visits), time.perf_counter() - t0)
     if not args.no_sim:
-        visits += simulated_visits(data, args.fps, args.visit_s, pipe)
+        visits += cached_simulations(data, args.fps, args.visit_s, pipe)
     if args.limit:
         visits = visits[:: max(1, len(visits) // args.limit)]
-    rows = []
-    frames = 0
-    mesh_ms = 0.0
-    for v in visits:
-        obs, ms = observe(pipe, mesh, v)
-        frames += len(obs)
-        mesh_ms += ms
-        rows.append({"source": v.source, "kind": v.kind, "real": v.real, "split": v.split,
-                     "obs": obs})  # fmt: skip
     rules = LivenessRules.from_config(args.config)
     configured = rules.mode
     if not rules.on:  # measure what turning it on with these thresholds would do
         rules = rules.with_mode("planarity")
+    cost = dict.fromkeys(("detect_ms", "mesh_ms", "cue_ms", "frames", "faces", "cue_runs"), 0.0)
+    rows: list[Row] = []
+    t1 = time.perf_counter()
+    for i, v in enumerate(visits):
+        rows.append(observe(pipe, mesh, v, rules.min_frames, cost))
+        if (i + 1) % 50 == 0 or i + 1 == len(visits):
+            took = time.perf_counter() - t1
+            log.info("liveness: %d/%d visits measured, %.0f s", i + 1, len(visits), took)
+    th = tune(rows, rules, args.target)
     result: dict[str, Any] = {
         "configured_mode": configured,
         "rules": rules.as_dict(),
+        "thresholds_tuned": {k: round(v, 4) for k, v in th.items()},
+        "target_bona_fide_reject_pct": args.target,
         "fps": args.fps,
         "visit_s": args.visit_s,
-        "landmark_ms_per_face": round(mesh_ms / max(frames, 1), 2),
         "threads": 1,
-        "seconds": round(time.perf_counter() - t0, 1),
+        "cost_ms": {
+            "detect_per_frame": round(cost["detect_ms"] / max(cost["frames"], 1), 2),
+            "mesh_per_face": round(cost["mesh_ms"] / max(cost["faces"], 1), 2),
+            "texture_cues_per_decision": round(cost["cue_ms"] / max(cost["cue_runs"], 1), 2),
+        },
+        "visits": len(rows),
     }
     for split in ("tune", "report"):
         for real in (True, False):
-            sel = [r for r in rows if r["split"] == split and r["real"] == real]
-            if sel:
-                result[f"{split}_{'real' if real else 'simulated'}"] = rates(sel, rules)
-    result["signals"] = signal_table(rows, rules)
+            sel = [r for r in rows if r.split == split and r.real == real]
+            if not sel:
+                continue
+            name = f"{split}_{'real' if real else 'simulated'}"
+            result[name] = {c: rates(sel, c, rules, th) for c in COMBOS}
+    result["seconds"] = round(time.perf_counter() - t0, 1)
     return result
-
-
-def signal_table(rows: list[dict[str, Any]], rules: LivenessRules) -> dict[str, Any]:
-    """Each signal alone (the others off) and combined, on the report split."""
-    out: dict[str, Any] = {}
-    report = [r for r in rows if r["split"] == "report"]
-    for name, mode in (("blink", "blink"), ("planarity", "planarity"), ("combined", rules.mode)):
-        out[name] = {
-            "real": rates([r for r in report if r["real"]], rules.with_mode(mode)),
-            "simulated": rates([r for r in report if not r["real"]], rules.with_mode(mode)),
-        }
-    return out

@@ -335,7 +335,8 @@ def border_cue(frame: np.ndarray, box: np.ndarray) -> float:
     x1, y1, x2, y2 = (float(v) for v in box)
     bw, bh = x2 - x1, y2 - y1
     rx1, ry1 = max(int(x1 - 0.8 * bw), 0), max(int(y1 - 0.8 * bh), 0)
-    rx2, ry2 = min(int(x2 + 0.8 * bw), W), min(int(y2 + 0.8 * bh), H)
+    fh, fw = frame.shape[:2]
+    rx2, ry2 = min(int(x2 + 0.8 * bw), fw), min(int(y2 + 0.8 * bh), fh)
     grey = cv2.cvtColor(frame[ry1:ry2, rx1:rx2], cv2.COLOR_RGB2GRAY)
     edges = cv2.Canny(cv2.GaussianBlur(grey, (5, 5), 0), 30, 90)
     lines = cv2.HoughLinesP(

@@ -4,7 +4,8 @@ Commands that change the gallery (`enroll`, `people`, `gallery`) live in `people
 those for the door's rules and the door (`group`, `access`, `door`) in `access.py`; both
 go through the running daemon when there is one; `photos.py` looks at photos;
 `users.py` manages the web pages' owner accounts and API tokens; `remote.py`
-signs commands and reads a door's state from the broker.
+signs commands and reads a door's state from the broker; `liveness.py` judges recorded
+visits with the liveness check.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from appliance import __version__
 from appliance.cli import access, users
+from appliance.cli import liveness as liveness_cli
 from appliance.cli.people import cmd_enroll, cmd_gallery, cmd_people
 from appliance.cli.photos import cmd_detect, cmd_identify, cmd_verify
 from appliance.cli.remote import cmd_sign, cmd_status
@@ -90,6 +92,7 @@ def main(argv: list[str] | None = None) -> int:
         gaa.add_parser(action).add_argument("file", type=Path)
     access.add_parsers(sub)
     users.add_parsers(sub)
+    liveness_cli.add_parser(sub)
     args = p.parse_args(argv)
     args.actor = actor
     logging.basicConfig(
@@ -116,6 +119,7 @@ def main(argv: list[str] | None = None) -> int:
             "access": access.cmd_rules,
             "door": access.cmd_rules,
             "user": users.cmd_user,
+            "check-liveness": liveness_cli.cmd_check_liveness,
         }[args.cmd]
         return handler(args, cfg)
     except ConfigError as exc:

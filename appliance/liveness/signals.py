@@ -35,6 +35,16 @@ _EYES = {
 RIGID = np.array([i for i in range(468) if i not in _LIPS and i not in _EYES], dtype=np.int64)
 
 
+def blink_scores(ears: Sequence[float]) -> np.ndarray:
+    """`blink_score` of every prefix of `ears` at once (element k: the first k+1 values),
+    so the incremental verdict does not recompute the visit for each new frame."""
+    e = np.asarray(ears, dtype=np.float64)
+    out = np.zeros(e.size)
+    for k in range(3, e.size + 1):
+        out[k - 1] = blink_score(e[:k])
+    return out
+
+
 def blink_score(ears: Sequence[float]) -> float:
     """How deep the deepest closing of the eyes was, as a fraction of the open EAR.
 
@@ -49,11 +59,13 @@ def blink_score(ears: Sequence[float]) -> float:
     open_ = float(np.percentile(e, 80))
     if open_ <= 1e-6:
         return 0.0
-    best = 0.0
-    for i in range(1, e.size - 1):
-        if e[i + 1 :].max() >= 0.85 * open_:  # the eyes reopened afterwards
-            best = max(best, 1.0 - e[i] / open_)
-    return float(max(best, 0.0))
+    # the closing at i counts if the eyes reopened afterwards (suffix max over i+1..)
+    later = np.maximum.accumulate(e[::-1])[::-1][2:]
+    inner = e[1:-1]
+    ok = later >= 0.85 * open_
+    if not ok.any():
+        return 0.0
+    return float(max(float(np.max(1.0 - inner[ok] / open_)), 0.0))
 
 
 def homography_residual(a: np.ndarray, b: np.ndarray, scale: float) -> float:
@@ -78,6 +90,21 @@ def motion(a: np.ndarray, b: np.ndarray, scale: float) -> float:
     return float(np.sqrt(np.mean(np.sum((a0 * k - b0) ** 2, axis=1))) / max(scale, 1e-6))
 
 
+def planarity_scores(points: Sequence[np.ndarray], scales: Sequence[float]) -> np.ndarray:
+    """`planarity_score` of every prefix (element k: the first k+1 frames), from one
+    pass of homographies: each frame against the first three."""
+    n = len(points)
+    out = np.zeros(n)
+    best = 0.0
+    for j in range(1, n):
+        b = np.asarray(points[j])[:, :2]
+        for i in range(min(3, j)):
+            a = np.asarray(points[i])[:, :2]
+            best = max(best, homography_residual(a, b, 0.5 * (scales[i] + scales[j])))
+        out[j] = best
+    return out
+
+
 def planarity_score(points: Sequence[np.ndarray], scales: Sequence[float]) -> float:
     """The non-planarity of a visit: the largest homography residual between the
     visit's first frames and any later frame, in eye distances. `points` are each
@@ -88,14 +115,6 @@ def planarity_score(points: Sequence[np.ndarray], scales: Sequence[float]) -> fl
     visit is seen in full rather than as many tiny steps the mesh jitter drowns. 0 with
     fewer than 2 frames.
     """
-    n = len(points)
-    if n < 2:
+    if len(points) < 2:
         return 0.0
-    best = 0.0
-    for i in range(min(3, n - 1)):
-        a = np.asarray(points[i])[:, :2]
-        for j in range(i + 1, n):
-            b = np.asarray(points[j])[:, :2]
-            s = 0.5 * (scales[i] + scales[j])
-            best = max(best, homography_residual(a, b, s))
-    return float(best)
+    return float(planarity_scores(points, scales)[-1])

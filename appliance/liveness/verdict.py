@@ -19,7 +19,13 @@ from typing import Any
 import numpy as np
 
 from appliance.liveness import MODES
-from appliance.liveness.signals import RIGID, blink_score, planarity_score
+from appliance.liveness.signals import (
+    RIGID,
+    blink_score,
+    blink_scores,
+    planarity_score,
+    planarity_scores,
+)
 from appliance.vision.landmarks import Landmarks
 
 __all__ = ["MODES", "LiveVerdict", "LivenessRules", "Observation", "judge"]
@@ -125,10 +131,13 @@ def judge(obs: list[Observation], rules: LivenessRules, ended: bool = True) -> L
     `max_s` does and the window is over (a later observation, or `ended`: the track
     left); else undecided."""
     window = [o for o in obs if o.t <= obs[0].t + rules.max_s] if obs else []
-    for k in range(rules.min_frames, len(window) + 1):
-        sig = scores(window[:k])
-        if passes(sig, rules):
-            return LiveVerdict(True, window[k - 1].t - window[0].t, sig, k)
+    if len(window) >= rules.min_frames:
+        plan = planarity_scores([o.points for o in window], [o.eye_distance for o in window])
+        blink = blink_scores([o.ear for o in window])
+        for k in range(rules.min_frames, len(window) + 1):
+            sig = {"planarity": float(plan[k - 1]), "blink": float(blink[k - 1])}
+            if passes(sig, rules):
+                return LiveVerdict(True, window[k - 1].t - window[0].t, sig, k)
     sig = scores(window) if window else {"planarity": 0.0, "blink": 0.0}
     over = ended or len(obs) > len(window)
     if over:
