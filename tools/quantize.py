@@ -36,6 +36,8 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 import numpy as np  # noqa: E402
 from quantlib import calibration as cal  # noqa: E402
+from quantlib.manifest import merge as merge_manifest  # noqa: E402
+from quantlib.manifest import missing_calibration  # noqa: E402
 from quantlib.sources import SOURCES, fetch, sha256_file  # noqa: E402
 
 from appliance.vision.detect import BOXES_OUTPUT, SCORES_OUTPUT, FaceDetector, iou  # noqa: E402
@@ -344,8 +346,17 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="regenerate into a temp dir and compare with the committed models",
     )
+    p.add_argument(
+        "--list-uncalibrated",
+        action="store_true",
+        help="print the embedders in --out/manifest.json that have no open-set calibration "
+        "and exit (no TensorFlow needed)",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    if args.list_uncalibrated:
+        print("\n".join(missing_calibration(json.loads((args.out / "manifest.json").read_text()))))
+        return 0
     if args.make_lfw_list:
         lfw, folds, count = args.make_lfw_list
         lo, hi = map(int, folds.split("-"))
@@ -393,12 +404,19 @@ def main(argv: list[str] | None = None) -> int:
         built[name]["calibration"].update(calib_info)
     if args.check:
         return check(built, args.out, out_dir, agree)
-    manifest["models"].update(built)
     # Score fusion is no model of its own: the device runs the members and concatenates
-    # their unit vectors (appliance.vision.embed.FusedEmbedder); `evaluate.py identify
-    # --embedder fused --write-calibration` adds its measured open-set curve here.
-    manifest["models"].setdefault("fused", {})
-    manifest["models"]["fused"].update(FUSION)
+    # their unit vectors (appliance.vision.embed.FusedEmbedder). The open-set curves that
+    # `evaluate.py identify --write-calibration` measured stay while the weights they were
+    # measured on are unchanged (quantlib/manifest.py); `make models` measures the rest.
+    manifest, dropped = merge_manifest(manifest, built, FUSION)
+    for name in dropped:
+        log.warning(
+            "%s: weights changed, so its open-set calibration no longer applies and was "
+            "dropped; measure it again with tools/evaluate.py identify --embedder %s "
+            "--write-calibration (`make models` does)",
+            name,
+            name,
+        )
     manifest["generated"] = {
         "tool": "tools/quantize.py",
         "date": dt.date.today().isoformat(),
