@@ -152,6 +152,9 @@ bench: $(VENV)/.installed assets
 	    -r requirements-bench.txt && \
 	  .venv-bench/bin/pip install --quiet --disable-pip-version-check --no-deps \
 	    face-recognition==1.3.0 && touch .venv-bench/.installed; }
+	$(VENV)/bin/python tools/bench.py prepare
+	@[ -f $(SHARED)/scenes/examples/short_hamilton_clip.mp4 ] || echo "bench: time-to-event \
+	  SKIPPED: no clip at $(SHARED)/scenes/examples/short_hamilton_clip.mp4 (set SHARED=)"
 	-[ ! -f $(SHARED)/scenes/examples/short_hamilton_clip.mp4 ] || \
 	  $(VENV)/bin/python tools/bench.py time-to-event \
 	    --clip $(SHARED)/scenes/examples/short_hamilton_clip.mp4 \

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tools import bench
-from tools.benchmarks import projection
+from tools.benchmarks import prepare, projection
 from tools.benchmarks.accuracy import lfw_accuracy
 from tools.benchmarks.time_to_event import bench_time_to_event, compose_visits_clip
 
@@ -121,11 +121,17 @@ def test_pipeline_smoke_writes_macs_accuracy_and_projection(tmp_path: Path) -> N
                 str(out),
                 "--lfw",
                 str(tmp_path / "absent"),
+                "--no-fetch",
             ]
         )
         == 0
     )
     r = json.loads(out.read_text())
+    assert r["systems_skipped"]["face_recognition"] == "--no-peers"
+    assert r["systems_skipped"]["classic"] == "--no-peers"
+    assert {"appliance_int8", "appliance_fused"} <= set(r["systems_run"])
+    assert set(r["systems_run"]).isdisjoint(r["systems_skipped"])
+    assert set(r["systems_run"]) | set(r["systems_skipped"]) == set(r["systems"])
     assert set(r["macs"]) >= {"detector", r["embedder"]}
     assert all(v > 0 for v in r["macs"].values())
     assert set(r["accuracy"]) == set(r["systems"])
@@ -138,6 +144,19 @@ def test_pipeline_smoke_writes_macs_accuracy_and_projection(tmp_path: Path) -> N
     assert fused["models"]["embedder"] == "facenet_int8.tflite+mobilefacenet_int8.tflite"
     assert fused["end_to_end"]["1"]["faces_found"] == 1
     assert (tmp_path / "pipeline.png").stat().st_size > 0
+
+
+def test_prepare_says_what_it_skips_and_why(tmp_path: Path, monkeypatch, capsys) -> None:
+    """A fresh checkout without the float models and with fetching off: the float system
+    is skipped with the folder named, before anything is timed, and so are the peers."""
+    monkeypatch.setattr(prepare, "FLOAT_DIR", tmp_path / "float-models")
+    plan = prepare.prepare(peers=False, fetch=False)
+    assert plan["appliance_int8"]["run"] and plan["appliance_fused"]["run"]
+    assert not plan["appliance_float"]["run"]
+    assert "float-models missing" in plan["appliance_float"]["reason"]
+    assert plan["classic"] == {"run": False, "reason": "--no-peers"}
+    said = capsys.readouterr().out
+    assert "appliance_float   SKIPPED: " in said and "appliance_int8    runs" in said
 
 
 def _face_recognition_python() -> str | None:

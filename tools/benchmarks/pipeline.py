@@ -21,6 +21,7 @@ from tools.benchmarks.common import BENCH, ROOT, machine_full, stats
 from tools.benchmarks.frames import FRAME_H, FRAME_W, compose_frames, face_patches
 from tools.benchmarks.matching import random_matcher
 from tools.benchmarks.peers import run_peer
+from tools.benchmarks.prepare import FLOAT_DIR, SYSTEMS
 from tools.benchmarks.projection import model_macs
 from tools.benchmarks.summary import annotate
 
@@ -132,9 +133,10 @@ def bench_appliance(
 
 
 def bench_pipeline(
-    repeats: int, peer_repeats: int, peers: bool, lfw: Path | None
+    repeats: int, peer_repeats: int, plan: dict[str, dict[str, Any]], lfw: Path | None
 ) -> dict[str, Any]:
-    """Every system on the same frames, at 1 thread and at all cores, one run."""
+    """Every system `plan` (prepare.prepare) lets run on the same frames, at 1 thread and
+    at all cores, one run; the others are recorded with the reason they were skipped."""
     import subprocess
 
     from appliance.vision.pipeline import FacePipeline
@@ -143,31 +145,31 @@ def bench_pipeline(
     thread_counts = sorted({1, cores})
     probe = FacePipeline.load(threads=1)
     frames = compose_frames(face_patches(probe, lfw))
-    float_dir = ROOT / "build" / "float-models"
-    systems: dict[str, dict[str, Any]] = {
-        "appliance_int8": {},
-        "appliance_fused": {},
-        "appliance_float": {},
-        "face_recognition": {},
-        "classic": {},
+    runs: dict[str, Any] = {
+        "appliance_int8": lambda t, npz: bench_appliance(frames, t, repeats),
+        "appliance_fused": lambda t, npz: bench_appliance(frames, t, repeats, embedder="fused"),
+        "appliance_float": lambda t, npz: bench_appliance(frames, t, repeats, FLOAT_DIR),
+        "face_recognition": lambda t, npz: run_peer("face_recognition", npz, t, peer_repeats),
+        "classic": lambda t, npz: run_peer(
+            "classic", npz, t, peer_repeats, Path(plan["classic"].get("h5", ""))
+        ),
     }
+    systems: dict[str, dict[str, Any]] = {name: {} for name in SYSTEMS}
     with tempfile.TemporaryDirectory() as tmp:
         npz = Path(tmp) / "frames.npz"
         np.savez(npz, **{str(k): v for k, v in frames.items()})
         for t in thread_counts:
-            key = f"threads_{t}"
-            systems["appliance_int8"][key] = bench_appliance(frames, t, repeats)
-            systems["appliance_fused"][key] = bench_appliance(frames, t, repeats, embedder="fused")
-            if float_dir.is_dir():
-                systems["appliance_float"][key] = bench_appliance(frames, t, repeats, float_dir)
-            else:
-                systems["appliance_float"][key] = {"error": f"{float_dir} missing"}
-            for peer in ("face_recognition", "classic"):
-                systems[peer][key] = (
-                    run_peer(peer, npz, t, peer_repeats)
-                    if peers
-                    else {"error": "skipped (--no-peers)"}
+            for name in SYSTEMS:
+                systems[name][f"threads_{t}"] = (
+                    runs[name](t, npz)
+                    if plan[name]["run"]
+                    else {"error": f"skipped: {plan[name]['reason']}"}
                 )
+    skipped = {n: p["reason"] for n, p in plan.items() if not p["run"]}
+    for name in SYSTEMS:  # planned, but failed while it ran
+        errors = [r["error"] for r in systems[name].values() if "error" in r]
+        if plan[name]["run"] and errors:
+            skipped[name] = f"failed: {errors[0]}"
     rss = json.loads(
         subprocess.run(
             [sys.executable, str(BENCH), "rss-probe"],
@@ -230,6 +232,8 @@ def bench_pipeline(
         {
             "machine": machine_full(),
             "versions": library_versions(),
+            "systems_run": [n for n in SYSTEMS if n not in skipped],
+            "systems_skipped": skipped,
             "thread_counts": thread_counts,
             "repeats": repeats,
             "peer_repeats": peer_repeats,
