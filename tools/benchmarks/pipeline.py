@@ -20,6 +20,7 @@ from appliance.identity.matcher import Thresholds
 from tools.benchmarks.common import BENCH, ROOT, machine_full, stats
 from tools.benchmarks.frames import FRAME_H, FRAME_W, compose_frames, face_patches
 from tools.benchmarks.matching import random_matcher
+from tools.benchmarks.peak import measure_peak
 from tools.benchmarks.peers import run_peer
 from tools.benchmarks.prepare import FLOAT_DIR, SYSTEMS
 from tools.benchmarks.projection import model_macs
@@ -170,6 +171,7 @@ def bench_pipeline(
         errors = [r["error"] for r in systems[name].values() if "error" in r]
         if plan[name]["run"] and errors:
             skipped[name] = f"failed: {errors[0]}"
+    peak = measure_peak()  # what the models' shares of peak are taken against
     rss = json.loads(
         subprocess.run(
             [sys.executable, str(BENCH), "rss-probe"],
@@ -240,6 +242,7 @@ def bench_pipeline(
             "frame": f"{FRAME_W}x{FRAME_H} BGR, faces 160 px patches, gradient background",
             "embedder": probe.embedder.spec.name,
             "macs": macs,
+            "host_peak_measured": peak,
             "systems": systems,
             "ratios": ratios,
             "rss_mb": rss["rss_mb"],
