@@ -5,6 +5,7 @@
     tools/bench.py prepare [--no-peers] [--no-fetch]
     tools/bench.py pipeline [--no-peers] [--no-fetch] [--repeats N] [--json OUT.json]
     tools/bench.py summary [--json build/bench/pipeline.json]
+    tools/bench.py idle [--window S] [--json build/bench/idle.json]
     tools/bench.py time-to-event --clip ../shared/data/scenes/examples/short_hamilton_clip.mp4 \
         --enrol "Lin-Manuel Miranda=../shared/data/scenes/examples/lin-manuel-miranda.png"
 
@@ -20,6 +21,8 @@ prepare (also the first thing pipeline does): fetch or build what each system ne
 float models, FaceNet's h5 for the classic peer) and say which systems will run and which
 are skipped and why; pipeline.json records the same as systems_run / systems_skipped.
 summary: recompute accuracy and projection in an existing pipeline.json, no timing.
+idle: idle_cpu_percent, the real daemon's CPU (% of one core, /proc/<pid>/stat) on a 30 fps
+file showing an empty scene, the state of nearly every hour at a door.
 
 Each benchmark is a module of tools/benchmarks/; this file is only the command line.
 """
@@ -54,12 +57,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument(
-        "section", choices=("matching", "time-to-event", "pipeline", "summary", "prepare")
+        "section",
+        choices=("matching", "time-to-event", "idle", "pipeline", "summary", "prepare"),
     )
     p.add_argument("--json", type=Path)
     p.add_argument("--clip", type=Path)
     p.add_argument("--enrol", help="NAME=PHOTO of the person who appears in the clip")
     p.add_argument("--appearances", type=int, default=20)
+    p.add_argument("--window", type=float, default=30.0, help="idle: seconds measured")
     p.add_argument("--dim", type=int, default=DIM, help="matching: embedding size")
     p.add_argument("--repeats", type=int, default=50, help="pipeline: timed runs per figure")
     p.add_argument("--peer-repeats", type=int, default=15, help="pipeline: runs per peer figure")
@@ -115,6 +120,16 @@ def main(argv: list[str] | None = None) -> int:
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2) + "\n")
         return 0
+    if args.section == "idle":
+        from tools.benchmarks.idle import bench_idle
+
+        idle = bench_idle(args.window)
+        result = {"machine": machine_full(), "idle": idle}
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps(idle))
+        print(f"wrote {out}")
+        return 0 if "error" not in idle else 1
     from tools.benchmarks.matching import bench_matching, lines
 
     result = {"machine": machine(), "matching": bench_matching(args.dim)}

@@ -4,7 +4,6 @@ and a paho subscriber; seconds from the first tracked frame to the event's arriv
 from __future__ import annotations
 
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from tools.benchmarks.common import ROOT
+from tools.benchmarks.daemon import BenchDaemon, bench_daemon
 from tools.benchmarks.frames import FRAME_H, FRAME_W, backdrop
 
 TTE_FPS = 30.0
@@ -72,88 +71,23 @@ def bench_time_to_event(
     """The real daemon on a looping 30 fps file, a real Mosquitto, a paho subscriber:
     seconds from the capture of the first frame in which the face was tracked to the
     event's arrival at the subscriber, one sample per granted visit (cooldown 0)."""
-    import base64
-    import secrets
-    import shutil
-    import subprocess
-    import threading
-
-    import paho.mqtt.client as paho
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    from appliance.transport.mqtt.signing import sign
-    from appliance.transport.mqtt.topics import Topics
-    from tools.broker import Broker
-
-    work = Path(tempfile.mkdtemp(prefix="tte-"))
-    broker = Broker(work, persistence=False)
-    broker.start()
-    port = broker.port
-    key = secrets.token_hex(32)
-    (work / "key").write_text(key)
-    source = work / f"clip{clip.suffix}"
-    cfg = {
-        "camera": {"source": str(source), "reopen_max_s": 1.0},
-        "storage": {"state_dir": str(work / "state")},
-        "mqtt": {"host": "127.0.0.1", "port": port, "device_id": "bench"},
-        "commands": {"key_file": str(work / "key")},
-        "decision": {"cooldown_s": 0},
-    }
-    (work / "c.yaml").write_text(json.dumps(cfg))
-    topics = Topics("appliance", "bench")
     names = {n for n, _ in enrol}
-    got: list[tuple[float, dict[str, Any]]] = []
-    online = threading.Event()
-    replied = threading.Event()
-    enrolled: list[bool] = []
 
-    def on_message(c: Any, u: Any, m: Any) -> None:
-        if m.topic == topics.event:
-            got.append((time.time(), json.loads(m.payload)))
-        elif m.topic == topics.status and m.payload == b"online":
-            online.set()
-        elif m.topic == topics.reply("enroll"):
-            enrolled.append(bool(json.loads(m.payload).get("ok")))
-            replied.set()
+    def events(d: BenchDaemon) -> list[tuple[float, dict[str, Any]]]:
+        return [(t, json.loads(p)) for t, p in d.received(d.topics.event)]
 
-    sub = paho.Client(CallbackAPIVersion.VERSION2)
-    sub.on_message = on_message
-    sub.on_connect = lambda c, u, f, r, p: c.subscribe(f"{topics.base}/#", qos=1)
-    sub.connect("127.0.0.1", port)
-    sub.loop_start()
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "appliance", "-c", str(work / "c.yaml"), "run"],
-        cwd=ROOT,
-        stdout=(work / "daemon.log").open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        online.wait(60)
-        for name, photo in enrol:
-            replied.clear()
-            payload = sign(
-                key.encode(),
-                "enroll",
-                "bench",
-                {"name": name, "images": [base64.b64encode(photo).decode()]},
-            )
-            sub.publish(topics.command("enroll"), payload, qos=1)
-            replied.wait(60)
-        source.symlink_to(clip.resolve())
+    with bench_daemon(clip.suffix, {"decision": {"cooldown_s": 0}}) as d:
+        enrolled = [d.enrol(name, photo) for name, photo in enrol]
+        d.source.symlink_to(clip.resolve())
         end = time.time() + 30 * appearances
         while time.time() < end:
-            hits = [e for _, e in got if e["decision"] == "granted" and e["name"] in names]
+            hits = [e for _, e in events(d) if e["decision"] == "granted" and e["name"] in names]
             if len(hits) >= appearances:
                 break
             time.sleep(0.5)
-    finally:
-        daemon.terminate()
-        daemon.wait(30)
-        sub.loop_stop()
-        broker.stop()
+        got = events(d)
     granted = [(t, e) for t, e in got if e["decision"] == "granted" and e["name"] in names]
     lat = np.array([t - e["first_seen"] for t, e in granted])
-    shutil.rmtree(work, ignore_errors=True)
     if lat.size == 0:
         return {
             "appearances": 0,
