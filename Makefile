@@ -131,7 +131,9 @@ clean:
 	rm -rf $(VENV) build .pytest_cache .ruff_cache
 
 # Side-by-side speed with the peers (face_recognition, MTCNN + Keras FaceNet, our float
-# models). The peers live in .venv-bench, never in the device's venv.
+# models), time-to-event, and the daemon's CPU on an empty scene. The peers live in
+# .venv-bench, never in the device's venv; `bench.py prepare` fetches FaceNet's h5 and
+# builds the float models (TensorFlow of .venv-bench) and says first what it will skip.
 .PHONY: bench
 # aarch64 under qemu-user, as root (tools/arm64/README.md): the README's Pi install from PyPI's
 # aarch64 wheels, the int8 models on ../shared/data photos compared with x86_64, and a test
@@ -159,4 +161,5 @@ bench: $(VENV)/.installed assets
 	  $(VENV)/bin/python tools/bench.py time-to-event \
 	    --clip $(SHARED)/scenes/examples/short_hamilton_clip.mp4 \
 	    --enrol "Lin-Manuel Miranda=$(SHARED)/scenes/examples/lin-manuel-miranda.png"
+	$(VENV)/bin/python tools/bench.py idle
 	$(VENV)/bin/python tools/bench.py pipeline

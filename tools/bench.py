@@ -64,6 +64,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--clip", type=Path)
     p.add_argument("--enrol", help="NAME=PHOTO of the person who appears in the clip")
     p.add_argument("--appearances", type=int, default=20)
+    p.add_argument(
+        "--empty-s",
+        type=float,
+        default=1.0,
+        help="time-to-event: empty scene before each LFW visit (over 2 s: from idle)",
+    )
     p.add_argument("--window", type=float, default=30.0, help="idle: seconds measured")
     p.add_argument("--dim", type=int, default=DIM, help="matching: embedding size")
     p.add_argument("--repeats", type=int, default=50, help="pipeline: timed runs per figure")
@@ -113,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.section == "time-to-event":
         from tools.benchmarks.time_to_event import measure
 
-        tte = measure(args.lfw, args.clip, args.enrol, args.appearances)
+        tte = measure(args.lfw, args.clip, args.enrol, args.appearances, args.empty_s)
         if not tte:
             p.error("time-to-event needs --lfw DIR and/or --clip with --enrol")
         result: dict[str, Any] = {"machine": machine_full(), "time_to_event": tte}

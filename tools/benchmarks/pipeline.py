@@ -229,6 +229,12 @@ def bench_pipeline(
                 "appearances": c["appearances"],
                 "what": c["source"],
             }
+    idle_path = ROOT / "build" / "bench" / "idle.json"  # `tools/bench.py idle`, if run
+    idle: dict[str, Any] = {"note": "run `tools/bench.py idle` first"}
+    if idle_path.is_file():
+        i = json.loads(idle_path.read_text())["idle"]
+        idle = {k: i.get(k) for k in ("idle_cpu_percent", "slices_percent", "source")}
+        idle["from"] = str(idle_path.relative_to(ROOT))
     one = systems["appliance_int8"]["threads_1"]
     return annotate(
         {
@@ -249,6 +255,7 @@ def bench_pipeline(
             "rss_probe": rss,
             "outside_models_share": one["outside_models_share"],
             "time_to_event_ms": tte,
+            "idle": idle,
             "note": "median over repeated runs after warm-up; min/max beside it. "
             "Shared machine: see machine.load_average before trusting small gaps.",
         }

@@ -114,6 +114,11 @@ def table(result: dict[str, Any]) -> str:
             f"time-to-event on {real['what']}: p50/p95 ms {real['p50']}/{real['p95']} "
             f"over {real['appearances']}"
         )
+    idle = result.get("idle", {})
+    if idle.get("idle_cpu_percent") is not None:
+        lines.append(
+            f"daemon on an empty scene: {idle['idle_cpu_percent']} % of one core ({idle['source']})"
+        )
     lines += accuracy_lines(result)
     lines += projection_lines(result["projection"])
     return "\n".join(lines)

@@ -17,9 +17,12 @@ from tools.benchmarks.frames import FRAME_H, FRAME_W, backdrop
 TTE_FPS = 30.0
 
 
-def compose_visits_clip(lfw: Path, out: Path, people: int = 20) -> list[tuple[str, bytes]]:
+def compose_visits_clip(
+    lfw: Path, out: Path, people: int = 20, empty_s: float = 1.0
+) -> list[tuple[str, bytes]]:
     """A 30 fps 640x480 MJPEG clip in which `people` LFW identities walk up one after
-    the other: 1 s of empty scene, then 1.5 s of their second photo, growing from about
+    the other: `empty_s` of empty scene (longer than the frame loop's IDLE_AFTER_S, every
+    visit starts from the idle rate), then 1.5 s of their second photo, growing from about
     40 to 55 px between the eyes (a person a metre from a door camera). Returns what to
     enrol: each person's first photo, padded as in the LFW evaluation (BlazeFace scores a
     face that fills the picture low) and upscaled 2x to pass the 40 px enrolment gate.
@@ -50,7 +53,7 @@ def compose_visits_clip(lfw: Path, out: Path, people: int = 20) -> list[tuple[st
             )
         )
         face = cv2.cvtColor(read_image(second), cv2.COLOR_RGB2BGR)
-        for _ in range(int(TTE_FPS)):
+        for _ in range(int(empty_s * TTE_FPS)):
             writer.write(cv2.cvtColor(base, cv2.COLOR_RGB2BGR))
         steps = int(1.5 * TTE_FPS)
         for i in range(steps):
@@ -110,7 +113,7 @@ def bench_time_to_event(
 
 
 def measure(
-    lfw: Path, clip: Path | None, enrol: str | None, appearances: int
+    lfw: Path, clip: Path | None, enrol: str | None, appearances: int, empty_s: float = 1.0
 ) -> dict[str, dict[str, Any]]:
     """The composed LFW visits (when `lfw` is a folder) and the real clip (when `clip`
     and `enrol`, NAME=PHOTO, are given); each printed as it finishes."""
@@ -118,10 +121,10 @@ def measure(
     if lfw.is_dir():  # door-distance visits of 20 people: the headline
         with tempfile.TemporaryDirectory(prefix="tte-clip-") as tmp:
             visits = Path(tmp) / "visits.avi"
-            people = compose_visits_clip(lfw, visits)
+            people = compose_visits_clip(lfw, visits, empty_s=empty_s)
             tte["visits"] = bench_time_to_event(visits, people, appearances)
         tte["visits"]["source"] = (
-            "20 LFW people in turn, 1 s empty then 1.5 s of a "
+            f"20 LFW people in turn, {empty_s:g} s empty then 1.5 s of a "
             "second photo, 40-55 px between the eyes, 30 fps"
         )
         print("visits", json.dumps(tte["visits"]))
