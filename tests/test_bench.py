@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from tools import bench
-from tools.benchmarks import projection
+from tools.benchmarks import peak, prepare, projection
 from tools.benchmarks.accuracy import lfw_accuracy
 from tools.benchmarks.time_to_event import bench_time_to_event, compose_visits_clip
 
@@ -108,6 +108,41 @@ def test_projection_gives_fused_members_their_own_share(peak_100) -> None:
     assert fused["macs"] == 10**8 + 3 * (10**9 + 2 * 10**8)
 
 
+def test_projection_takes_shares_against_a_measured_peak(peak_100) -> None:
+    """With a measured peak in the run the shares are taken against it, and the nominal
+    one stays beside it: FaceNet's 50 GMAC/s is a quarter of a measured 200."""
+    measured = {"gmacs_per_core": 200.0, "basis": "measured: test"}
+    p = projection.projection(MACS, INT8_1T, "facenet", [], measured_peak=measured)
+    assert p["host_peak_source"] == "measured"
+    assert p["efficiency"]["embedder"]["share_of_peak"] == 0.25
+    assert p["host_peak_nominal"]["gmacs_per_core"] == 100.0
+    assert projection.projection(MACS, INT8_1T, "facenet", [])["host_peak_source"] == "nominal"
+
+
+@pytest.mark.parametrize(("h", "w", "cin", "cout", "k"), [(6, 5, 8, 4, 3), (4, 4, 16, 8, 1)])
+def test_peak_probe_is_the_int8_convolution_it_claims(tmp_path, h, w, cin, cout, k) -> None:
+    """The hand-built flatbuffer runs whole in XNNPACK and computes, bit for bit, the
+    int8 convolution numpy computes from the same weights: its MAC count is then true."""
+    import numpy as np
+
+    from appliance.vision.runtime import TfliteModel
+
+    path = tmp_path / "probe.tflite"
+    path.write_bytes(peak.int8_conv_model(h, w, cin, cout, k))
+    model = TfliteModel(path)
+    assert model.delegate_partitions() == (1, True)
+    x = np.random.default_rng(3).integers(-128, 128, (1, h, w, cin), dtype=np.int8)
+    got = np.round(model.run(x)["output"] / peak.OUT_SCALE).astype(np.int8)
+    assert np.array_equal(got, peak.reference_conv(x, k, cout))
+
+
+def test_measure_peak_shape() -> None:
+    r = peak.measure_peak(repeats=2)
+    assert r["gmacs_per_core"] > 0 and r["basis"].startswith("measured")
+    assert set(r["probes"]) == {name for name, *_ in peak.SHAPES}
+    assert all(p["xnnpack_whole_graph"] for p in r["probes"].values())
+
+
 def test_pipeline_smoke_writes_macs_accuracy_and_projection(tmp_path: Path) -> None:
     out = tmp_path / "pipeline.json"
     assert (
@@ -121,23 +156,44 @@ def test_pipeline_smoke_writes_macs_accuracy_and_projection(tmp_path: Path) -> N
                 str(out),
                 "--lfw",
                 str(tmp_path / "absent"),
+                "--no-fetch",
             ]
         )
         == 0
     )
     r = json.loads(out.read_text())
+    assert r["systems_skipped"]["face_recognition"] == "--no-peers"
+    assert r["systems_skipped"]["classic"] == "--no-peers"
+    assert {"appliance_int8", "appliance_fused"} <= set(r["systems_run"])
+    assert set(r["systems_run"]).isdisjoint(r["systems_skipped"])
+    assert set(r["systems_run"]) | set(r["systems_skipped"]) == set(r["systems"])
     assert set(r["macs"]) >= {"detector", r["embedder"]}
     assert all(v > 0 for v in r["macs"].values())
     assert set(r["accuracy"]) == set(r["systems"])
     for a in r["accuracy"].values():
         assert (a["lfw"] is None and a["reason"]) or a["source"].startswith("build")
     assert r["projection"]["models"].keys() == r["macs"].keys()
+    assert r["projection"]["host_peak_source"] == "measured"
+    assert r["projection"]["host_peak"] == r["host_peak_measured"]
     assert "vs_face_recognition" in r["ratios_with_accuracy"]
     assert r["cpu_ratios"]["vs_face_recognition"] is None  # peers not run
     fused = r["systems"]["appliance_fused"]["threads_1"]  # the device default, both models
     assert fused["models"]["embedder"] == "facenet_int8.tflite+mobilefacenet_int8.tflite"
     assert fused["end_to_end"]["1"]["faces_found"] == 1
     assert (tmp_path / "pipeline.png").stat().st_size > 0
+
+
+def test_prepare_says_what_it_skips_and_why(tmp_path: Path, monkeypatch, capsys) -> None:
+    """A fresh checkout without the float models and with fetching off: the float system
+    is skipped with the folder named, before anything is timed, and so are the peers."""
+    monkeypatch.setattr(prepare, "FLOAT_DIR", tmp_path / "float-models")
+    plan = prepare.prepare(peers=False, fetch=False)
+    assert plan["appliance_int8"]["run"] and plan["appliance_fused"]["run"]
+    assert not plan["appliance_float"]["run"]
+    assert "float-models missing" in plan["appliance_float"]["reason"]
+    assert plan["classic"] == {"run": False, "reason": "--no-peers"}
+    said = capsys.readouterr().out
+    assert "appliance_float   SKIPPED: " in said and "appliance_int8    runs" in said
 
 
 def _face_recognition_python() -> str | None:

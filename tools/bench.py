@@ -2,8 +2,10 @@
 """Benchmarks that write JSON (never timed assertions in tests).
 
     tools/bench.py matching [--json build/bench/matching.json]
-    tools/bench.py pipeline [--no-peers] [--repeats N] [--json build/bench/pipeline.json]
+    tools/bench.py prepare [--no-peers] [--no-fetch]
+    tools/bench.py pipeline [--no-peers] [--no-fetch] [--repeats N] [--json OUT.json]
     tools/bench.py summary [--json build/bench/pipeline.json]
+    tools/bench.py idle [--window S] [--json build/bench/idle.json]
     tools/bench.py time-to-event --clip ../shared/data/scenes/examples/short_hamilton_clip.mp4 \
         --enrol "Lin-Manuel Miranda=../shared/data/scenes/examples/lin-manuel-miranda.png"
 
@@ -15,7 +17,12 @@ pipeline: every system (ours int8 and float, face_recognition, MTCNN + Keras Fac
 the same 640x480 frames; per-stage and end-to-end timings, speed ratios with each
 system's LFW accuracy beside them (from build/eval/lfw*.json, written by
 tools/evaluate.py), model MAC counts and a Raspberry Pi 4/5 PROJECTION from them.
+prepare (also the first thing pipeline does): fetch or build what each system needs (the
+float models, FaceNet's h5 for the classic peer) and say which systems will run and which
+are skipped and why; pipeline.json records the same as systems_run / systems_skipped.
 summary: recompute accuracy and projection in an existing pipeline.json, no timing.
+idle: idle_cpu_percent, the real daemon's CPU (% of one core, /proc/<pid>/stat) on a 30 fps
+file showing an empty scene, the state of nearly every hour at a door.
 
 Each benchmark is a module of tools/benchmarks/; this file is only the command line.
 """
@@ -50,21 +57,48 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument(
-        "section", choices=("matching", "time-to-event", "pipeline", "summary", "replication")
+        "section",
+        choices=(
+            "matching",
+            "time-to-event",
+            "idle",
+            "pipeline",
+            "summary",
+            "prepare",
+            "replication",
+        ),
     )
     p.add_argument("--json", type=Path)
     p.add_argument("--clip", type=Path)
     p.add_argument("--enrol", help="NAME=PHOTO of the person who appears in the clip")
     p.add_argument("--appearances", type=int, default=20)
+    p.add_argument(
+        "--empty-s",
+        type=float,
+        default=1.0,
+        help="time-to-event: empty scene before each LFW visit (over 2 s: from idle)",
+    )
+    p.add_argument("--window", type=float, default=30.0, help="idle: seconds measured")
     p.add_argument("--dim", type=int, default=DIM, help="matching: embedding size")
     p.add_argument("--repeats", type=int, default=50, help="pipeline: timed runs per figure")
     p.add_argument("--peer-repeats", type=int, default=15, help="pipeline: runs per peer figure")
     p.add_argument("--no-peers", action="store_true", help="pipeline: appliance only")
+    p.add_argument(
+        "--no-fetch",
+        action="store_true",
+        help="prepare, pipeline: skip a system whose models are missing instead of "
+        "downloading or building them",
+    )
     p.add_argument("--lfw", type=Path, default=ROOT.parent / "shared" / "data" / "lfw" / "images")
     p.add_argument("--chart", type=Path, help="pipeline: PNG (default beside the JSON)")
     p.add_argument("--people", type=int, default=1000, help="replication: the site's size")
     args = p.parse_args(argv)
     out = args.json or ROOT / "build" / "bench" / f"{args.section}.json"
+    if args.section == "prepare":  # what `pipeline` will run, fetched or built first
+        from tools.benchmarks.prepare import prepare
+
+        prepare(not args.no_peers, not args.no_fetch)
+        return 0
     if args.section == "summary":  # accuracy and projection again, timings untouched
         from tools.benchmarks.summary import annotate, table
 
@@ -77,13 +111,12 @@ def main(argv: list[str] | None = None) -> int:
     if args.section == "pipeline":
         from tools.benchmarks.chart import chart
         from tools.benchmarks.pipeline import bench_pipeline
+        from tools.benchmarks.prepare import prepare
         from tools.benchmarks.summary import table
 
+        plan = prepare(not args.no_peers, not args.no_fetch)
         result = bench_pipeline(
-            args.repeats,
-            args.peer_repeats,
-            not args.no_peers,
-            args.lfw if args.lfw.is_dir() else None,
+            args.repeats, args.peer_repeats, plan, args.lfw if args.lfw.is_dir() else None
         )
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2) + "\n")
@@ -95,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.section == "time-to-event":
         from tools.benchmarks.time_to_event import measure
 
-        tte = measure(args.lfw, args.clip, args.enrol, args.appearances)
+        tte = measure(args.lfw, args.clip, args.enrol, args.appearances, args.empty_s)
         if not tte:
             p.error("time-to-event needs --lfw DIR and/or --clip with --enrol")
         result: dict[str, Any] = {"machine": machine_full(), "time_to_event": tte}
@@ -114,6 +147,16 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result["replication"], indent=2))
         print(f"wrote {out}")
         return 0
+    if args.section == "idle":
+        from tools.benchmarks.idle import bench_idle
+
+        idle = bench_idle(args.window)
+        result = {"machine": machine_full(), "idle": idle}
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps(idle))
+        print(f"wrote {out}")
+        return 0 if "error" not in idle else 1
     from tools.benchmarks.matching import bench_matching, lines
 
     result = {"machine": machine(), "matching": bench_matching(args.dim)}

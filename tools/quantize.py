@@ -36,7 +36,9 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 import numpy as np  # noqa: E402
 from quantlib import calibration as cal  # noqa: E402
-from quantlib.sources import SOURCES, fetch, sha256_file  # noqa: E402
+from quantlib.manifest import merge as merge_manifest  # noqa: E402
+from quantlib.manifest import missing_calibration  # noqa: E402
+from quantlib.sources import SOURCES, default_cache, fetch, sha256_file  # noqa: E402
 
 from appliance.vision.detect import BOXES_OUTPUT, SCORES_OUTPUT, FaceDetector, iou  # noqa: E402
 from appliance.vision.embed import Embedder, EmbedderSpec  # noqa: E402
@@ -211,6 +213,20 @@ FUSION = {
 }
 
 
+def build_float(name: str, cache: Path, float_dir: Path) -> tuple[Path, Any, Any, Path]:
+    """The float TFLite model from the verified source: (source file, its pin, the TF
+    function, the written float model). Needs TensorFlow but no calibration photos, so
+    the benchmark builds its float system with this alone (`--float-only`)."""
+    from quantlib.convert import to_tflite
+
+    source, src = fetch(name, cache)
+    log.info("%s: source %s (%s)", name, source.name, src.member_sha256[:12])
+    fn = _tf_function(name, source)
+    float_path = float_dir / SPECS[name]["float_file"]
+    float_path.write_bytes(_rename_outputs(to_tflite(fn), _output_names(name)))
+    return source, src, fn, float_path
+
+
 def build(
     name: str,
     args: argparse.Namespace,
@@ -221,12 +237,8 @@ def build(
 ) -> dict[str, Any]:
     from quantlib.convert import to_tflite
 
-    source, src = fetch(name, args.cache)
-    log.info("%s: source %s (%s)", name, source.name, src.member_sha256[:12])
-    fn = _tf_function(name, source)
+    source, src, fn, float_path = build_float(name, args.cache, float_dir)
     names = _output_names(name)
-    float_path = float_dir / SPECS[name]["float_file"]
-    float_path.write_bytes(_rename_outputs(to_tflite(fn), names))
     float_det = FaceDetector(TfliteModel(float_dir / SPECS["detector"]["float_file"]))
 
     if name == "detector":
@@ -411,22 +423,46 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--cache",
         type=Path,
-        default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-        / "appliance-quantize",
+        default=default_cache(),
     )
     p.add_argument(
         "--check",
         action="store_true",
         help="regenerate into a temp dir and compare with the committed models",
     )
+    p.add_argument(
+        "--float-only",
+        action="store_true",
+        help="only the float models into --float-out (for tools/bench.py; no calibration "
+        "photos, models/ untouched)",
+    )
+    p.add_argument(
+        "--list-uncalibrated",
+        action="store_true",
+        help="print the embedders in --out/manifest.json that have no open-set calibration "
+        "and exit (no TensorFlow needed)",
+    )
     args = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
+    if args.list_uncalibrated:
+        print("\n".join(missing_calibration(json.loads((args.out / "manifest.json").read_text()))))
+        return 0
     if args.make_lfw_list:
         lfw, folds, count = args.make_lfw_list
         lo, hi = map(int, folds.split("-"))
         print(f"# LFW images (relative to {lfw}/images) of identities in View-2 folds {folds}.")
         print(f"# tools/quantize.py --make-lfw-list {lfw} {folds} {count}")
         print("\n".join(cal.lfw_fold_list(Path(lfw), range(lo, hi + 1), int(count))))
+        return 0
+    names = [n.strip() for n in args.models.split(",") if n.strip()]
+    unknown = [n for n in names if n not in SOURCES]
+    if unknown:
+        log.error("unknown model(s) %s; have %s", unknown, list(SOURCES))
+        return 2
+    if args.float_only:
+        args.float_out.mkdir(parents=True, exist_ok=True)
+        for name in names:
+            log.info("wrote %s", build_float(name, args.cache, args.float_out)[3])
         return 0
     if args.calibration is None or args.agreement_list is None:
         p.error("--calibration and --agreement-list are required")
@@ -435,11 +471,6 @@ def main(argv: list[str] | None = None) -> int:
     agree = cal.list_images(args.calibration, args.agreement_list)
     if not calib or not agree:
         log.error("no calibration or agreement photos found under %s", args.calibration)
-        return 2
-    names = [n.strip() for n in args.models.split(",") if n.strip()]
-    unknown = [n for n in names if n not in SOURCES]
-    if unknown:
-        log.error("unknown model(s) %s; have %s", unknown, list(SOURCES))
         return 2
     if "detector" not in names and not (args.float_out / SPECS["detector"]["float_file"]).exists():
         names.insert(0, "detector")  # embedder calibration aligns with the float detector
@@ -468,12 +499,19 @@ def main(argv: list[str] | None = None) -> int:
         built[name]["calibration"].update(calib_info)
     if args.check:
         return check(built, args.out, out_dir, agree)
-    manifest["models"].update(built)
     # Score fusion is no model of its own: the device runs the members and concatenates
-    # their unit vectors (appliance.vision.embed.FusedEmbedder); `evaluate.py identify
-    # --embedder fused --write-calibration` adds its measured open-set curve here.
-    manifest["models"].setdefault("fused", {})
-    manifest["models"]["fused"].update(FUSION)
+    # their unit vectors (appliance.vision.embed.FusedEmbedder). The open-set curves that
+    # `evaluate.py identify --write-calibration` measured stay while the weights they were
+    # measured on are unchanged (quantlib/manifest.py); `make models` measures the rest.
+    manifest, dropped = merge_manifest(manifest, built, FUSION)
+    for name in dropped:
+        log.warning(
+            "%s: weights changed, so its open-set calibration no longer applies and was "
+            "dropped; measure it again with tools/evaluate.py identify --embedder %s "
+            "--write-calibration (`make models` does)",
+            name,
+            name,
+        )
     manifest["generated"] = {
         "tool": "tools/quantize.py",
         "date": dt.date.today().isoformat(),

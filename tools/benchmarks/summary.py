@@ -59,6 +59,7 @@ def annotate(result: dict[str, Any]) -> dict[str, Any]:
         embedder,
         result["machine"]["flags"],
         members,
+        result.get("host_peak_measured"),
     )
     return result
 
@@ -113,6 +114,11 @@ def table(result: dict[str, Any]) -> str:
             f"time-to-event on {real['what']}: p50/p95 ms {real['p50']}/{real['p95']} "
             f"over {real['appearances']}"
         )
+    idle = result.get("idle", {})
+    if idle.get("idle_cpu_percent") is not None:
+        lines.append(
+            f"daemon on an empty scene: {idle['idle_cpu_percent']} % of one core ({idle['source']})"
+        )
     lines += accuracy_lines(result)
     lines += projection_lines(result["projection"])
     return "\n".join(lines)
@@ -157,9 +163,11 @@ def projection_lines(proj: dict[str, Any]) -> list[str]:
             f"{e['model']} {e['share_of_peak']} ({e['achieved_gmacs']} GMAC/s)"
             for e in eff.values()
         )
+        nominal = nominal_beside(proj)
         lines.append(
-            f"  host int8 peak {peak['gmacs_per_core']} GMAC/s/core ({peak['basis']}, "
-            f"{peak['ghz']} GHz); share reached at 1 thread: {shares}"
+            f"  host int8 peak {peak['gmacs_per_core']} GMAC/s/core, "
+            f"{proj.get('host_peak_source', 'nominal')} ({peak['basis']}){nominal}; "
+            f"share reached at 1 thread: {shares}"
         )
     cols = ("ideal 1c", "ideal 4c", "real 1c", "real 4c")
     keys = ("ideal_{}_1_core", "ideal_{}_4_cores", "realistic_{}_1_core", "realistic_{}_4_cores")
@@ -180,3 +188,11 @@ def projection_lines(proj: dict[str, Any]) -> list[str]:
 
 def _num(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.1f}"
+
+
+def nominal_beside(proj: dict[str, Any]) -> str:
+    """The nominal peak beside a measured one, so the gap between them stays visible."""
+    n = proj.get("host_peak_nominal")
+    if proj.get("host_peak_source") != "measured" or not n:
+        return ""
+    return f"; nominal {n['gmacs_per_core']} GMAC/s/core ({n['basis']}, {n['ghz']} GHz)"

@@ -4,8 +4,6 @@ and a paho subscriber; seconds from the first tracked frame to the event's arriv
 from __future__ import annotations
 
 import json
-import os
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -13,15 +11,18 @@ from typing import Any
 
 import numpy as np
 
-from tools.benchmarks.common import ROOT
+from tools.benchmarks.daemon import BenchDaemon, bench_daemon
 from tools.benchmarks.frames import FRAME_H, FRAME_W, backdrop
 
 TTE_FPS = 30.0
 
 
-def compose_visits_clip(lfw: Path, out: Path, people: int = 20) -> list[tuple[str, bytes]]:
+def compose_visits_clip(
+    lfw: Path, out: Path, people: int = 20, empty_s: float = 1.0
+) -> list[tuple[str, bytes]]:
     """A 30 fps 640x480 MJPEG clip in which `people` LFW identities walk up one after
-    the other: 1 s of empty scene, then 1.5 s of their second photo, growing from about
+    the other: `empty_s` of empty scene (longer than the frame loop's IDLE_AFTER_S, every
+    visit starts from the idle rate), then 1.5 s of their second photo, growing from about
     40 to 55 px between the eyes (a person a metre from a door camera). Returns what to
     enrol: each person's first photo, padded as in the LFW evaluation (BlazeFace scores a
     face that fills the picture low) and upscaled 2x to pass the 40 px enrolment gate.
@@ -52,7 +53,7 @@ def compose_visits_clip(lfw: Path, out: Path, people: int = 20) -> list[tuple[st
             )
         )
         face = cv2.cvtColor(read_image(second), cv2.COLOR_RGB2BGR)
-        for _ in range(int(TTE_FPS)):
+        for _ in range(int(empty_s * TTE_FPS)):
             writer.write(cv2.cvtColor(base, cv2.COLOR_RGB2BGR))
         steps = int(1.5 * TTE_FPS)
         for i in range(steps):
@@ -73,88 +74,25 @@ def bench_time_to_event(
     """The real daemon on a looping 30 fps file, a real Mosquitto, a paho subscriber:
     seconds from the capture of the first frame in which the face was tracked to the
     event's arrival at the subscriber, one sample per granted visit (cooldown 0)."""
-    import base64
-    import secrets
-    import shutil
-    import subprocess
-    import threading
-
-    import paho.mqtt.client as paho
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    from appliance.transport.mqtt.signing import sign
-    from appliance.transport.mqtt.topics import Topics
-    from tools.broker import Broker
-
-    work = Path(tempfile.mkdtemp(prefix="tte-"))
-    broker = Broker(work, persistence=False)
-    broker.start()
-    port = broker.port
-    key = secrets.token_hex(32)
-    (work / "key").write_text(key)
-    source = work / f"clip{clip.suffix}"
-    cfg = {
-        "camera": {"source": str(source), "reopen_max_s": 1.0},
-        "storage": {"state_dir": str(work / "state")},
-        "mqtt": {"host": "127.0.0.1", "port": port, "device_id": "bench"},
-        "commands": {"key_file": str(work / "key")},
-        "decision": {"cooldown_s": 0},
-        # The door on gpiozero's mock pins: the relay energises as it would on a Pi.
-        "door": {"enabled": True, "relay_pin": 17, "unlock_s": 0.5},
-    }
-    (work / "c.yaml").write_text(json.dumps(cfg))
-    topics = Topics("appliance", "bench")
     names = {n for n, _ in enrol}
-    got: list[tuple[float, dict[str, Any]]] = []
-    online = threading.Event()
-    replied = threading.Event()
-    enrolled: list[bool] = []
 
-    def on_message(c: Any, u: Any, m: Any) -> None:
-        if m.topic == topics.event:
-            got.append((time.time(), json.loads(m.payload)))
-        elif m.topic == topics.status and m.payload == b"online":
-            online.set()
-        elif m.topic == topics.reply("enroll"):
-            enrolled.append(bool(json.loads(m.payload).get("ok")))
-            replied.set()
+    def events(d: BenchDaemon) -> list[tuple[float, dict[str, Any]]]:
+        return [(t, json.loads(p)) for t, p in d.received(d.topics.event)]
 
-    sub = paho.Client(CallbackAPIVersion.VERSION2)
-    sub.on_message = on_message
-    sub.on_connect = lambda c, u, f, r, p: c.subscribe(f"{topics.base}/#", qos=1)
-    sub.connect("127.0.0.1", port)
-    sub.loop_start()
-    daemon = subprocess.Popen(
-        [sys.executable, "-m", "appliance", "-c", str(work / "c.yaml"), "run"],
-        cwd=ROOT,
-        stdout=(work / "daemon.log").open("wb"),
-        stderr=subprocess.STDOUT,
-        env={**os.environ, "GPIOZERO_PIN_FACTORY": "mock"},
-    )
-    try:
-        online.wait(60)
-        for name, photo in enrol:
-            replied.clear()
-            payload = sign(
-                key.encode(),
-                "enroll",
-                "bench",
-                {"name": name, "images": [base64.b64encode(photo).decode()]},
-            )
-            sub.publish(topics.command("enroll"), payload, qos=1)
-            replied.wait(60)
-        source.symlink_to(clip.resolve())
+    # The door on mock pins: the relay energises as it would on a Pi (time to unlock).
+    door = {"enabled": True, "relay_pin": 17, "unlock_s": 0.5}
+    with bench_daemon(clip.suffix, {"decision": {"cooldown_s": 0}, "door": door}) as d:
+        enrolled = [d.enrol(name, photo) for name, photo in enrol]
+        d.source.symlink_to(clip.resolve())
         end = time.time() + 30 * appearances
         while time.time() < end:
-            hits = [e for _, e in got if e.get("decision") == "granted" and e["name"] in names]
+            hits = [
+                e for _, e in events(d) if e.get("decision") == "granted" and e["name"] in names
+            ]
             if len(hits) >= appearances:
                 break
             time.sleep(0.5)
-    finally:
-        daemon.terminate()
-        daemon.wait(30)
-        sub.loop_stop()
-        broker.stop()
+        got = events(d)
     granted = [(t, e) for t, e in got if e.get("decision") == "granted" and e["name"] in names]
     lat = np.array([t - e["first_seen"] for t, e in granted])
     # Relay energised (the door event's own time) after the first frame of the visit.
@@ -164,11 +102,10 @@ def bench_time_to_event(
             e["at"] - first_seen[e["cause_event_id"]]
             for _, e in got
             if e.get("type") == "door"
-            and e["event"] == "unlocked"
+            and e.get("event") == "unlocked"
             and e.get("cause_event_id") in first_seen
         ]
     )
-    shutil.rmtree(work, ignore_errors=True)
     if lat.size == 0:
         return {
             "appearances": 0,
@@ -202,7 +139,7 @@ def bench_time_to_event(
 
 
 def measure(
-    lfw: Path, clip: Path | None, enrol: str | None, appearances: int
+    lfw: Path, clip: Path | None, enrol: str | None, appearances: int, empty_s: float = 1.0
 ) -> dict[str, dict[str, Any]]:
     """The composed LFW visits (when `lfw` is a folder) and the real clip (when `clip`
     and `enrol`, NAME=PHOTO, are given); each printed as it finishes."""
@@ -210,10 +147,10 @@ def measure(
     if lfw.is_dir():  # door-distance visits of 20 people: the headline
         with tempfile.TemporaryDirectory(prefix="tte-clip-") as tmp:
             visits = Path(tmp) / "visits.avi"
-            people = compose_visits_clip(lfw, visits)
+            people = compose_visits_clip(lfw, visits, empty_s=empty_s)
             tte["visits"] = bench_time_to_event(visits, people, appearances)
         tte["visits"]["source"] = (
-            "20 LFW people in turn, 1 s empty then 1.5 s of a "
+            f"20 LFW people in turn, {empty_s:g} s empty then 1.5 s of a "
             "second photo, 40-55 px between the eyes, 30 fps"
         )
         print("visits", json.dumps(tte["visits"]))

