@@ -39,6 +39,7 @@ from quantlib import calibration as cal  # noqa: E402
 from quantlib.sources import SOURCES, fetch, sha256_file  # noqa: E402
 
 from appliance.vision.detect import BOXES_OUTPUT, SCORES_OUTPUT, FaceDetector, iou  # noqa: E402
+from appliance.vision.detectors import ssd_mobilenet as ssd  # noqa: E402
 from appliance.vision.embed import Embedder, EmbedderSpec  # noqa: E402
 from appliance.vision.runtime import TfliteModel, runtime_version  # noqa: E402
 
@@ -111,6 +112,37 @@ SPECS: dict[str, dict[str, Any]] = {
     },
 }
 
+# SSD-MobileNetV1's input side: a measured choice (README, Detectors); `--ssd-size`
+# rebuilds it at another (anchors are regenerated for the size on the device).
+SSD_SIZE = 320
+
+
+def ssd_spec(size: int) -> dict[str, Any]:
+    n = ssd.num_anchors(size)
+    return {
+        "kind": "detector",
+        "detector": "ssd_mobilenet",
+        "file": f"ssd_mobilenetv1_{size}_int8.tflite",
+        "float_file": f"ssd_mobilenetv1_{size}_float.tflite",
+        "input": {
+            "size": size,
+            "colour": "RGB",
+            "layout": "NHWC, letterboxed",
+            "normalisation": {"kind": "affine", "mean": 127.5, "std": 127.5},
+        },
+        "outputs": {
+            ssd.BOXES_OUTPUT: f"(N, {n}, 4) float: box encodings ty, tx, th, tw relative "
+            "to the anchor (centre / 10, log size / 5)",
+            ssd.SCORES_OUTPUT: f"(N, {n}, 1) float: face-class logit; sigmoid",
+        },
+        "anchors": f"{n} multiple-grid anchors on maps {ssd.feature_maps(size)}, "
+        "regenerated for the size by appliance.vision.detectors.ssd_mobilenet.anchors",
+        "landmarks": "none: boxes only",
+        "int8_notes": "all ops int8 with per-channel weights; outputs dequantised to float "
+        "inside the graph; depthwise batch norm folded into the weights before conversion",
+    }
+
+
 # Models whose PReLU channels are equalised before int8 conversion (see equalise.py).
 EQUALISE_PRELU = {"mobilefacenet"}
 
@@ -119,7 +151,11 @@ EQUALISE_PRELU = {"mobilefacenet"}
 CHECK_TOLERANCE = {"embed_cosine_min": 0.999, "detector_score_abs": 0.02, "detector_iou_min": 0.95}
 
 
-def _tf_function(name: str, source: Path) -> Any:
+def _tf_function(name: str, source: Path, ssd_size: int = SSD_SIZE) -> Any:
+    if name == "ssd_mobilenet":
+        from quantlib.ssd_mobilenet import load_weights, tf_function
+
+        return tf_function(load_weights(source), ssd_size)
     if name == "facenet":
         from quantlib.keras_h5 import as_function as keras_fn
 
@@ -163,7 +199,10 @@ def _rename_outputs(tflite: bytes, names: dict[tuple[int, ...], str]) -> bytes:
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
-def _output_names(name: str) -> dict[tuple[int, ...], str]:
+def _output_names(name: str, ssd_size: int = SSD_SIZE) -> dict[tuple[int, ...], str]:
+    if name == "ssd_mobilenet":
+        n = ssd.num_anchors(ssd_size)
+        return {(n, 4): ssd.BOXES_OUTPUT, (n, 1): ssd.SCORES_OUTPUT}
     if name == "detector":
         return {(2304, 16): BOXES_OUTPUT, (2304, 1): SCORES_OUTPUT}
     out = SPECS[name]["output"]
@@ -196,13 +235,26 @@ def build(
 
     source, src = fetch(name, args.cache)
     log.info("%s: source %s (%s)", name, source.name, src.member_sha256[:12])
-    fn = _tf_function(name, source)
-    names = _output_names(name)
-    float_path = float_dir / SPECS[name]["float_file"]
+    spec_entry = ssd_spec(args.ssd_size) if name == "ssd_mobilenet" else SPECS[name]
+    fn = _tf_function(name, source, args.ssd_size)
+    names = _output_names(name, args.ssd_size)
+    float_path = float_dir / spec_entry["float_file"]
     float_path.write_bytes(_rename_outputs(to_tflite(fn), names))
-    float_det = FaceDetector(TfliteModel(float_dir / SPECS["detector"]["float_file"]))
+    rebuild: dict[str, Any] | None = None
+    if name == "ssd_mobilenet":
+        rebuild = ssd_rebuild_check(source, TfliteModel(float_path), agree[:8])
+        log.info("%s: float rebuild vs NumPy reference %s", name, rebuild)
+    else:
+        float_det = FaceDetector(TfliteModel(float_dir / SPECS["detector"]["float_file"]))
 
-    if name == "detector":
+    if name == "ssd_mobilenet":
+        size = args.ssd_size
+        gen = lambda: cal.detector_inputs(calib, size)  # noqa: E731
+        calib_summary = {
+            "what": "each photo padded by 50 px, and placed small in a 640x480 frame",
+            "frames": 2 * len(calib),
+        }
+    elif name == "detector":
         gen = lambda: cal.detector_inputs(calib)  # noqa: E731
         calib_summary = {
             "what": "each photo padded by 50 px, and placed small in a 640x480 frame",
@@ -217,16 +269,21 @@ def build(
             "faces": len(faces),
         }
     qfn = _int8_function(name, source, fn, gen)
-    int8 = _rename_outputs(
-        to_tflite(qfn, calibration=gen, float_outputs=(name == "detector")), names
-    )
-    out_path = out_dir / SPECS[name]["file"]
+    is_detector = spec_entry["kind"] == "detector"
+    int8 = _rename_outputs(to_tflite(qfn, calibration=gen, float_outputs=is_detector), names)
+    out_path = out_dir / spec_entry["file"]
     out_path.write_bytes(int8)
     sha = hashlib.sha256(int8).hexdigest()
 
     model = TfliteModel(out_path)
     partitions, whole = model.delegate_partitions()
-    if name == "detector":
+    if name == "ssd_mobilenet":
+        agreement = detector_agreement(
+            ssd.SsdMobilenetDetector(TfliteModel(float_path)),
+            ssd.SsdMobilenetDetector(model),
+            agree,
+        )
+    elif name == "detector":
         agreement = detector_agreement(float_det, FaceDetector(model), agree)
     else:
         agreement = embedder_agreement(
@@ -237,7 +294,9 @@ def build(
         )
     agreement["xnnpack_partitions"] = partitions
     agreement["single_partition_covers_graph"] = whole
-    entry: dict[str, Any] = dict(SPECS[name])
+    entry: dict[str, Any] = dict(spec_entry)
+    if rebuild is not None:
+        entry["rebuild_check"] = rebuild
     entry.update(
         sha256=sha,
         bytes=len(int8),
@@ -265,7 +324,39 @@ def build(
     return entry
 
 
-def detector_agreement(flt: FaceDetector, q: FaceDetector, paths: list[Path]) -> dict[str, Any]:
+def ssd_rebuild_check(source: Path, model: TfliteModel, paths: list[Path]) -> dict[str, Any]:
+    """The float TFLite rebuild against the NumPy forward pass of the same tfjs weights
+    (tools/quantlib/ssd_mobilenet.py), on real frames: how far the raw outputs differ,
+    and whether the decoded faces are the same."""
+    from quantlib.ssd_mobilenet import forward_numpy, load_weights
+
+    weights = load_weights(source)
+    det = ssd.SsdMobilenetDetector(model)
+    enc_err = logit_err = 0.0
+    faces = same = 0
+    for frame in list(cal.detector_frames(paths, seed=2)):
+        x, lb = det.prepare(frame)
+        enc, logit = det.raw(x)
+        ref_enc, ref_logit = forward_numpy(weights, x)
+        enc_err = max(enc_err, float(np.abs(enc - ref_enc[0]).max()))
+        logit_err = max(logit_err, float(np.abs(logit - ref_logit[0]).max()))
+        a = det.postprocess(enc, logit, lb, frame.shape)
+        b = det.postprocess(ref_enc[0], ref_logit[0], lb, frame.shape)
+        faces += len(b)
+        same += sum(
+            1 for d in b if a and float(iou(d.box, np.stack([e.box for e in a])).max()) > 0.99
+        )
+    return {
+        "reference": "NumPy forward pass of the tfjs weights (forward_numpy)",
+        "frames": 2 * len(paths),
+        "box_encoding_max_abs_diff": round(enc_err, 6),
+        "face_logit_max_abs_diff": round(logit_err, 6),
+        "reference_faces": faces,
+        "same_faces_iou_0.99": same,
+    }
+
+
+def detector_agreement(flt: Any, q: Any, paths: list[Path]) -> dict[str, Any]:
     """On held-out photos: faces found by each, score and box IoU of matched faces."""
     n_f = n_q = 0
     ious: list[float] = []
@@ -330,7 +421,17 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="held-out photos (relative to --calibration) for float-vs-int8 figures",
     )
-    p.add_argument("--models", default="detector,facenet,mobilefacenet")
+    p.add_argument(
+        "--models",
+        default="detector,facenet,mobilefacenet",
+        help="comma-separated; also ssd_mobilenet (not in the default: models of their own)",
+    )
+    p.add_argument(
+        "--ssd-size",
+        type=int,
+        default=SSD_SIZE,
+        help="input side of the ssd_mobilenet build (a multiple of 32 keeps all strides exact)",
+    )
     p.add_argument("--out", type=Path, default=ROOT / "models")
     p.add_argument("--float-out", type=Path, default=ROOT / "build" / "float-models")
     p.add_argument(
@@ -366,7 +467,9 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         log.error("unknown model(s) %s; have %s", unknown, list(SOURCES))
         return 2
-    if "detector" not in names and not (args.float_out / SPECS["detector"]["float_file"]).exists():
+    embedders = [n for n in names if n not in ("detector", "ssd_mobilenet")]
+    float_det = args.float_out / SPECS["detector"]["float_file"]
+    if embedders and "detector" not in names and not float_det.exists():
         names.insert(0, "detector")  # embedder calibration aligns with the float detector
 
     out_dir = Path(tempfile.mkdtemp(prefix="quantize-")) if args.check else args.out
@@ -428,8 +531,9 @@ def check(built: dict[str, Any], committed: Path, fresh: Path, agree: list[Path]
             continue
         a = TfliteModel(committed / old["file"])
         b = TfliteModel(fresh / entry["file"])
-        if name == "detector":
-            r = detector_agreement(FaceDetector(a), FaceDetector(b), agree[:100])
+        if entry["kind"] == "detector":
+            kind = ssd.SsdMobilenetDetector if name == "ssd_mobilenet" else FaceDetector
+            r = detector_agreement(kind(a), kind(b), agree[:100])
             good = (
                 r["box_iou_p05"] >= CHECK_TOLERANCE["detector_iou_min"]
                 and r["score_abs_diff_median"] <= CHECK_TOLERANCE["detector_score_abs"]

@@ -15,7 +15,9 @@ from typing import Any
 import cv2
 import numpy as np
 
-from appliance.vision.detect import Detection, FaceDetector
+from appliance.vision import detectors
+from appliance.vision.detect import Detection
+from appliance.vision.detectors import DEFAULT_DETECTOR, Detector, LandmarkStage
 from appliance.vision.embed import Embedder, EmbedderSpec, FusedEmbedder, fused_version
 from appliance.vision.quality import Quality, measure
 from appliance.vision.runtime import ModelError, TfliteModel
@@ -56,11 +58,12 @@ class Face:
         return self.detection.box
 
     def as_dict(self) -> dict[str, Any]:
+        kps = self.detection.keypoints
         return {
             "box": [round(float(v), 1) for v in self.detection.box],
-            "keypoints": [
-                [round(float(x), 1), round(float(y), 1)] for x, y in self.detection.keypoints
-            ],
+            "keypoints": []
+            if kps is None
+            else [[round(float(x), 1), round(float(y), 1)] for x, y in kps],
             "quality": self.quality.as_dict(),
         }
 
@@ -96,9 +99,16 @@ def embedder_version(name: str, models_dir: Path = MODELS_DIR) -> str:
 
 
 class FacePipeline:
-    def __init__(self, detector: FaceDetector, embedder: Embedder | FusedEmbedder) -> None:
+    def __init__(
+        self,
+        detector: Detector,
+        embedder: Embedder | FusedEmbedder,
+        landmarks: LandmarkStage | None = None,
+    ) -> None:
         self.detector = detector
         self.embedder = embedder
+        # Alignment points for a box-only detector's faces (detectors.LANDMARK_STAGE).
+        self.landmarks = landmarks
 
     @classmethod
     def load(
@@ -109,8 +119,16 @@ class FacePipeline:
         flip: bool = False,
         score_threshold: float = 0.5,
         float_models_dir: Path | None = None,
+        detector: str = DEFAULT_DETECTOR,
     ) -> FacePipeline:
-        """Build from the manifest; `float_models_dir` swaps in the float originals."""
+        """Build from the manifest; `float_models_dir` swaps in the float originals.
+
+        `detector` is `detector.model`; a box-only one is refused unless a landmark stage
+        is installed to align its faces (appliance.vision.detectors).
+        """
+        problem = detectors.recognition_problem(detector)
+        if problem:
+            raise ModelError(f"detector.model: {problem}")
         manifest = load_manifest(models_dir)
         models = manifest["models"]
         if embedder not in models or models[embedder]["kind"] not in ("embedder", "fusion"):
@@ -123,8 +141,12 @@ class FacePipeline:
                 return float_models_dir / entry["float_file"]
             return models_dir / entry["file"]
 
-        det = FaceDetector(TfliteModel(path("detector"), threads), score_threshold)
-        det.version = f"detector-{models['detector']['sha256'][:12]}"
+        det = detectors.load(
+            detector, models_dir, models, threads, score_threshold, float_models_dir
+        )
+        landmarks = None
+        if not det.gives_landmarks and detectors.LANDMARK_STAGE is not None:
+            landmarks = detectors.LANDMARK_STAGE(models_dir, models, threads)
         emb: Embedder | FusedEmbedder
         if models[embedder]["kind"] == "fusion":
             members = [
@@ -135,19 +157,28 @@ class FacePipeline:
         else:
             spec = EmbedderSpec.from_manifest(embedder, models[embedder])
             emb = Embedder(TfliteModel(path(embedder), threads), spec, flip=flip)
-        return cls(det, emb)
+        return cls(det, emb, landmarks)
 
     def faces(
         self, image: np.ndarray, embed: bool = True, detections: list[Detection] | None = None
     ) -> list[Face]:
         """All faces in an RGB uint8 image, largest first."""
         dets = self.detector.detect(image) if detections is None else detections
+        dets = [self._with_points(image, d) for d in dets]
         dets = sorted(dets, key=lambda d: -(d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))
         crops = [self.embedder.align(image, d) for d in dets]
         faces = [Face(d, measure(d, c), None, c) for d, c in zip(dets, crops, strict=True)]
         if embed:
             self._embed(faces)
         return faces
+
+    def _with_points(self, image: np.ndarray, d: Detection) -> Detection:
+        """The detection with alignment points: its own, or the landmark stage's."""
+        if d.keypoints is not None:
+            return d
+        if self.landmarks is None:
+            raise ModelError("detector.model gives boxes only and no landmark stage is loaded")
+        return Detection(d.box, self.landmarks.points(image, d.box), d.score)
 
     def _embed(self, faces: list[Face]) -> None:
         """Embed the faces' aligned crops, one batch."""
