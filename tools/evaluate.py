@@ -58,7 +58,7 @@ import numpy as np  # noqa: E402
 
 from appliance.vision import detectors  # noqa: E402
 from appliance.vision.align import ARCFACE_112, align  # noqa: E402
-from appliance.vision.detect import Detection, FaceDetector, iou  # noqa: E402
+from appliance.vision.detect import Detection, iou  # noqa: E402
 from appliance.vision.detectors.tiled import TiledDetector  # noqa: E402
 from appliance.vision.imageio import read_image  # noqa: E402
 from appliance.vision.pipeline import (  # noqa: E402
@@ -69,7 +69,6 @@ from appliance.vision.pipeline import (  # noqa: E402
     with_border,
 )
 from appliance.vision.quality import measure  # noqa: E402
-from appliance.vision.runtime import TfliteModel  # noqa: E402
 from appliance.vision.similarity import l2_normalize  # noqa: E402
 
 FLOAT_DIR = ROOT / "build" / "float-models"
@@ -96,14 +95,6 @@ def fallback_detection(size: int) -> Detection:
     pts = ARCFACE_112 * (crop / 112.0) + PAD
     kps[[0, 1, 2, 3]] = pts
     return Detection(np.array([PAD, PAD, PAD + crop, PAD + crop], np.float32), kps, 0.0)
-
-
-def load_detector(args: argparse.Namespace) -> FaceDetector:
-    """The detector alone (int8, or float with --float) at the pipeline's default threshold:
-    detection figures must not need an embedder's float model to be built."""
-    entry = load_manifest()["models"]["detector"]
-    path = FLOAT_DIR / entry["float_file"] if args.float else MODELS_DIR / entry["file"]
-    return FaceDetector(TfliteModel(path, args.threads))
 
 
 def padded(path: Path) -> np.ndarray:
@@ -565,32 +556,19 @@ def read_boxes(xml: Path) -> dict[str, np.ndarray]:
     return out
 
 
-def match(gt: np.ndarray, dets: list[Detection], thr: float = 0.5) -> int:
-    """Greedy one-to-one matching by detector score; returns matched count."""
-    used: set[int] = set()
-    hits = 0
-    for d in sorted(dets, key=lambda d: -d.score):
-        if len(gt) == 0:
-            break
-        m = iou(d.box, gt)
-        for j in np.argsort(-m):
-            if m[j] < thr:
-                break
-            if int(j) not in used:
-                used.add(int(j))
-                hits += 1
-                break
-    return hits
-
-
 def run_lfw_detection(args: argparse.Namespace) -> dict[str, Any]:
-    det = load_detector(args)
+    det = detection_detector(args)
     pairs, _, _ = read_pairs(args.data / "pairs.txt")
     names = sorted({a for a, _, _ in pairs} | {b for _, b, _ in pairs})
-    missed = [n for n in names if not det.detect(padded(args.data / "images" / n))]
+    if args.limit:
+        names = names[:: max(1, len(names) // args.limit)][: args.limit]
+    look = read_image if args.tight else padded
+    missed = [n for n in names if not det.detect(look(args.data / "images" / n))]
     return {
-        "protocol": "every LFW View-2 pair image (150x150 crop padded to 250x250); a miss "
-        "is no face at all, as `lfw` counts detection failures",
+        "protocol": "every LFW View-2 pair image (150x150 crop "
+        + ("as it is, a tight crop" if args.tight else "padded to 250x250")
+        + "); a miss is no face at all, as `lfw` counts detection failures",
+        "detector": args.detector,
         "precision_of_model": "float" if args.float else "int8",
         "score_threshold": det.score_threshold,
         "images": len(names),
@@ -805,13 +783,6 @@ def main(argv: list[str] | None = None) -> int:
         help="comparison models only: processes encoding images in parallel",
     )
     det = sub.add_parser("detection", help="detector recall/precision")
-    det.add_argument("--detector", default="blazeface", choices=sorted(detectors.DETECTORS))
-    det.add_argument("--detector-file", type=Path, help="the detector's model from this file")
-    det.add_argument("--score-threshold", type=float, default=0.5)
-    det.add_argument("--tiles", help="also run on a grid of tiles, e.g. 2x2")
-    det.add_argument(
-        "--tiles-when-empty", action="store_true", help="tiles only when the frame finds none"
-    )
     det.add_argument("--composed", type=int, default=0, help="composed small-face frames")
     det.add_argument(
         "--lfw", type=Path, default=ROOT.parent / "shared" / "data" / "lfw", help="LFW folder"
@@ -823,6 +794,16 @@ def main(argv: list[str] | None = None) -> int:
         help="store the measured open-set curve in models/manifest.json",
     )
     lfw_det = sub.add_parser("lfw-detection", help="detector misses on the padded LFW images")
+    lfw_det.add_argument("--tight", action="store_true", help="the crops without the border")
+    lfw_det.add_argument("--limit", type=int, default=0, help="images to try (spread evenly)")
+    for s in (det, lfw_det):
+        s.add_argument("--detector", default="blazeface", choices=sorted(detectors.DETECTORS))
+        s.add_argument("--detector-file", type=Path, help="the detector's model from this file")
+        s.add_argument("--score-threshold", type=float, default=0.5)
+        s.add_argument("--tiles", help="also run on a grid of tiles, e.g. 2x2")
+        s.add_argument(
+            "--tiles-when-empty", action="store_true", help="tiles only when the frame finds none"
+        )
     crops = sub.add_parser("enrol-crops", help="enrolment from unpadded LFW crops, default gates")
     crops.add_argument("--limit", type=int, default=300, help="crops to try (spread evenly)")
     crops.add_argument("--grey", action="store_true", help="make the crops grey first")
