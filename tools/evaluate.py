@@ -742,13 +742,14 @@ def score_frames(detector: Any, frames: list[tuple[np.ndarray, np.ndarray]]) -> 
 
 def run_detection(args: argparse.Namespace) -> dict[str, Any]:
     detector = detection_detector(args)
+    inner = getattr(detector, "inner", detector)
     result: dict[str, Any] = {
         "detector": args.detector,
-        "model": getattr(detector, "version", args.detector),
-        "input_size": getattr(getattr(detector, "inner", detector), "input_size", 192),
+        "model": inner.model.path.name,
+        "input_size": inner.model.input_shape[1],
         "tiles": args.tiles or None,
         "tiles_only_when_empty": bool(args.tiles and args.tiles_when_empty),
-        "precision_of_model": "float" if args.float else "int8",
+        "precision_of_model": "int8" if inner.model.input_dtype == np.int8 else "float",
         "threads": args.threads,
         "iou": 0.5,
         "score_threshold": args.score_threshold,

@@ -114,7 +114,7 @@ SPECS: dict[str, dict[str, Any]] = {
 
 # SSD-MobileNetV1's input side: a measured choice (README, Detectors); `--ssd-size`
 # rebuilds it at another (anchors are regenerated for the size on the device).
-SSD_SIZE = 320
+SSD_SIZE = 512
 
 
 def ssd_spec(size: int) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import numpy as np
 from appliance.vision import detectors
 from appliance.vision.detect import Detection
 from appliance.vision.detectors import DEFAULT_DETECTOR, Detector, LandmarkStage
+from appliance.vision.detectors.tiled import TiledDetector
 from appliance.vision.embed import Embedder, EmbedderSpec, FusedEmbedder, fused_version
 from appliance.vision.quality import Quality, measure
 from appliance.vision.runtime import ModelError, TfliteModel
@@ -120,11 +121,14 @@ class FacePipeline:
         score_threshold: float = 0.5,
         float_models_dir: Path | None = None,
         detector: str = DEFAULT_DETECTOR,
+        tiles: tuple[int, int] | None = None,
     ) -> FacePipeline:
         """Build from the manifest; `float_models_dir` swaps in the float originals.
 
         `detector` is `detector.model`; a box-only one is refused unless a landmark stage
-        is installed to align its faces (appliance.vision.detectors).
+        is installed to align its faces (appliance.vision.detectors). `tiles` (cols,
+        rows) also runs it on that grid of tiles, for small faces in wide scenes: (3, 3)
+        is the measured choice for a hall (README, Detectors), None for a door.
         """
         problem = detectors.recognition_problem(detector)
         if problem:
@@ -144,6 +148,8 @@ class FacePipeline:
         det = detectors.load(
             detector, models_dir, models, threads, score_threshold, float_models_dir
         )
+        if tiles is not None:
+            det = TiledDetector(det, *tiles)
         landmarks = None
         if not det.gives_landmarks and detectors.LANDMARK_STAGE is not None:
             landmarks = detectors.LANDMARK_STAGE(models_dir, models, threads)
