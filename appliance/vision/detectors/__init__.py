@@ -18,12 +18,14 @@ import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-import numpy as np
+from appliance.vision.runtime import ModelError
 
-from appliance.vision.detect import Detection
-from appliance.vision.runtime import ModelError, TfliteModel
+if TYPE_CHECKING:  # config validation asks this registry; it must not load OpenCV
+    import numpy as np
+
+    from appliance.vision.detect import Detection
 
 
 class Detector(Protocol):
@@ -108,6 +110,8 @@ def load(
         path = float_models_dir / entry["float_file"]
     else:
         path = models_dir / entry["file"]
+    from appliance.vision.runtime import TfliteModel
+
     module = importlib.import_module(f"{__name__}.{d.module}")
     det: Detector = module.build(TfliteModel(path, threads), score_threshold)
     det.version = f"{d.manifest_key}-{entry['sha256'][:12]}" if entry else f"{name}-{path.name}"
