@@ -138,3 +138,22 @@ def test_float_rebuild_equals_the_numpy_reference(weights, shared):
     enc, logit = forward_numpy(weights, x)
     assert np.abs(out[ssd.BOXES_OUTPUT] - enc).max() < 1e-3
     assert np.abs(out[ssd.SCORES_OUTPUT] - logit).max() < 1e-3
+
+
+def test_reference_forward_pass_and_decode_equal_face_apis_own_code(weights, shared):
+    """face-api's SsdMobilenetv1 (tfjs CPU backend, run by Node.js) on a real photo: our
+    NumPy forward pass, regenerated anchors and decode give every anchor's box and score."""
+    import shutil
+
+    from tools.quantlib.ssd_mobilenet import face_api_reference
+
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed: face-api's own code cannot run")
+    img = letterbox(read_image(shared / "detection" / "2008_002470.jpg"), 512)[0]
+    ref = face_api_reference(PACKAGE, img)
+    enc, logit = forward_numpy(weights, normalise(img)[None])
+    boxes, scores = ssd.decode(enc[0], logit[0], ssd.anchors(512), 0.0)
+    assert ref["anchors"] == len(boxes) == 5118
+    assert np.abs(scores - ref["scores"]).max() < 1e-4
+    assert np.abs(boxes[:, [1, 0, 3, 2]] - ref["boxes"]).max() < 1e-3
+    assert (ref["scores"] > 0.5).sum() >= 5  # the photo's faces are in the comparison

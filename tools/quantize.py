@@ -38,7 +38,14 @@ import numpy as np  # noqa: E402
 from quantlib import calibration as cal  # noqa: E402
 from quantlib.sources import SOURCES, fetch, sha256_file  # noqa: E402
 
-from appliance.vision.detect import BOXES_OUTPUT, SCORES_OUTPUT, FaceDetector, iou  # noqa: E402
+from appliance.vision.detect import (  # noqa: E402
+    BOXES_OUTPUT,
+    SCORES_OUTPUT,
+    FaceDetector,
+    iou,
+    letterbox,
+    normalise,
+)
 from appliance.vision.detectors import ssd_mobilenet as ssd  # noqa: E402
 from appliance.vision.embed import Embedder, EmbedderSpec  # noqa: E402
 from appliance.vision.runtime import TfliteModel, runtime_version  # noqa: E402
@@ -346,13 +353,44 @@ def ssd_rebuild_check(source: Path, model: TfliteModel, paths: list[Path]) -> di
         same += sum(
             1 for d in b if a and float(iou(d.box, np.stack([e.box for e in a])).max()) > 0.99
         )
-    return {
+    result: dict[str, Any] = {
         "reference": "NumPy forward pass of the tfjs weights (forward_numpy)",
         "frames": 2 * len(paths),
         "box_encoding_max_abs_diff": round(enc_err, 6),
         "face_logit_max_abs_diff": round(logit_err, 6),
         "reference_faces": faces,
         "same_faces_iou_0.99": same,
+    }
+    if det.input_size == ssd.TRAINED_SIZE:
+        result["face_api"] = face_api_check(source.parent.parent, det, paths[:2])
+    return result
+
+
+def face_api_check(package: Path, det: ssd.SsdMobilenetDetector, paths: list[Path]) -> Any:
+    """The float rebuild against face-api's own code (tfjs CPU backend, run by Node.js):
+    every anchor's decoded box and score, on real frames."""
+    from quantlib.ssd_mobilenet import face_api_reference
+
+    box_err = score_err = 0.0
+    info: dict[str, Any] | None = None
+    frames = list(cal.detector_frames(paths, seed=3))
+    for frame in frames:
+        img, _ = letterbox(frame, det.input_size)
+        info = face_api_reference(package, img)
+        if info is None:
+            return "not run: no node on PATH"
+        enc, logit = det.raw(normalise(img)[None])
+        boxes, scores = ssd.decode(enc, logit, det.anchors, 0.0)
+        box_err = max(box_err, float(np.abs(boxes[:, [1, 0, 3, 2]] - info["boxes"]).max()))
+        score_err = max(score_err, float(np.abs(scores - info["scores"]).max()))
+    assert info is not None
+    return {
+        "reference": f"face-api's SsdMobilenetv1.forwardInput, tfjs {info['tfjs']} "
+        f"{info['backend']} backend (tools/quantlib/face_api_reference.mjs)",
+        "frames": len(frames),
+        "anchors": info["anchors"],
+        "decoded_box_max_abs_diff": round(box_err, 6),
+        "score_max_abs_diff": round(score_err, 6),
     }
 
 

@@ -28,7 +28,7 @@ class Source:
     licence: str
     notes: str = ""
     # Other files the model needs beside `member` (path in the archive, sha256), extracted
-    # next to it: a tfjs weights manifest's .bin shards.
+    # next to it: a tfjs weights manifest's .bin shards, the code that checks it.
     companions: tuple[tuple[str, str], ...] = ()
 
 
@@ -78,6 +78,12 @@ SOURCES: dict[str, Source] = {
             (
                 "package/model/ssd_mobilenetv1_model.bin",
                 "2835640602d53718aa6ae9a42896327eaa21beefed056c218d32ca7d79e1e2f8",
+            ),
+            # face-api's own code with tfjs bundled: the reference the rebuild is checked
+            # against (tools/quantlib/face_api_reference.mjs), never shipped.
+            (
+                "package/dist/face-api.esm.js",
+                "14f0e9813f6d9f14a9cdafb6543a74835ebb13085090e2942310a7a737f55d9a",
             ),
         ),
         licence="package MIT (package/LICENSE, 'Copyright (c) Vladimir Mandic'; package.json "

@@ -211,3 +211,39 @@ def tf_function(weights: dict[str, np.ndarray], size: int) -> Any:
         }
 
     return fn.get_concrete_function()
+
+
+# --- the original, when Node.js is at hand -------------------------------------------
+
+
+def face_api_reference(package: Path, image: np.ndarray) -> dict[str, Any] | None:
+    """face-api's own forward pass (tfjs CPU backend, face_api_reference.mjs) on one
+    TRAINED_SIZE x TRAINED_SIZE uint8 RGB image: decoded boxes (A, 4) as ymin, xmin,
+    ymax, xmax and face scores (A,). None when `node` is not installed.
+
+    face-api only runs at 512 (its anchors are stored for it), so this checks the rebuild
+    at 512; other sizes differ from it only by the anchors, regenerated and tested apart.
+    """
+    import shutil
+    import subprocess
+    import tempfile
+
+    node = shutil.which("node")
+    if node is None:
+        return None
+    size = image.shape[0]
+    script = Path(__file__).with_name("face_api_reference.mjs")
+    with tempfile.TemporaryDirectory() as tmp:
+        src = Path(tmp) / "input.u8"
+        np.ascontiguousarray(image, np.uint8).tofile(src)
+        out = Path(tmp) / "ref"
+        run = subprocess.run(
+            [node, str(script), str(package), str(src), str(size), str(out)],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        info = json.loads(run.stdout.strip().splitlines()[-1])
+        info["boxes"] = np.fromfile(f"{out}.boxes.f32", np.float32).reshape(-1, 4)
+        info["scores"] = np.fromfile(f"{out}.scores.f32", np.float32)
+    return info
