@@ -4,7 +4,8 @@
     tools/evaluate.py lfw --data ../shared/data/lfw [--embedder NAME] [--float] [--flip] --json OUT
     .venv-bench/bin/python tools/evaluate.py lfw --data ../shared/data/lfw \
         --embedder face_recognition [--workers N] --json build/eval/lfw_face_recognition.json
-    tools/evaluate.py detection --data ../shared/data/detection [--float] --json OUT
+    tools/evaluate.py detection --data ../shared/data/detection [--detector NAME] [--float]
+        [--detector-file F] [--tiles CxR] [--tiles-when-empty] [--composed N] --json OUT
     tools/evaluate.py identify --data ../shared/data/lfw [--write-calibration] --json OUT
     tools/evaluate.py identify --data ../shared/data/scenes/examples/knn_examples --json OUT
     tools/evaluate.py lfw-detection --data ../shared/data/lfw [--float] --json OUT
@@ -23,7 +24,12 @@ face filled the crop (the LFW crops are centred faces), and counted.
 .venv-bench only) through the same pairs, padding, miss rule and folds.
 
 detection: recall and precision at IoU >= 0.5 against dlib's hand-drawn boxes in
-testing.xml and training.xml (the quantiser does not calibrate on these).
+testing.xml and training.xml (the quantiser does not calibrate on these), and with
+`--composed N` on N composed small-face frames (`composed_frames`: real LFW faces pasted
+at 10-120 px widths into the dlib photos at 640x480 and 1280x720). Recall by face width
+(<20, 20-40, 40-80, >=80 px), precision, and ms per frame at `--threads`.
+`--detector` is blazeface or ssd_mobilenet; `--detector-file` a rebuild of its model at
+another input size (tools/quantize.py --ssd-size); `--tiles 2x2` runs it on tiles too.
 
 lfw-detection: the detector alone on every LFW image the pairs use, padded as `lfw`
 pads it; a miss is counted exactly as `lfw` counts a detection failure (no face at all),
@@ -55,8 +61,10 @@ sys.path.insert(0, str(ROOT / "tools"))
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
+from appliance.vision import detectors  # noqa: E402
 from appliance.vision.align import ARCFACE_112, align  # noqa: E402
-from appliance.vision.detect import Detection, FaceDetector, iou  # noqa: E402
+from appliance.vision.detect import Detection, iou  # noqa: E402
+from appliance.vision.detectors.tiled import TiledDetector  # noqa: E402
 from appliance.vision.imageio import read_image  # noqa: E402
 from appliance.vision.pipeline import (  # noqa: E402
     DEFAULT_EMBEDDER,
@@ -66,7 +74,6 @@ from appliance.vision.pipeline import (  # noqa: E402
     with_border,
 )
 from appliance.vision.quality import measure  # noqa: E402
-from appliance.vision.runtime import TfliteModel  # noqa: E402
 from appliance.vision.similarity import l2_normalize  # noqa: E402
 
 FLOAT_DIR = ROOT / "build" / "float-models"
@@ -93,14 +100,6 @@ def fallback_detection(size: int) -> Detection:
     pts = ARCFACE_112 * (crop / 112.0) + PAD
     kps[[0, 1, 2, 3]] = pts
     return Detection(np.array([PAD, PAD, PAD + crop, PAD + crop], np.float32), kps, 0.0)
-
-
-def load_detector(args: argparse.Namespace) -> FaceDetector:
-    """The detector alone (int8, or float with --float) at the pipeline's default threshold:
-    detection figures must not need an embedder's float model to be built."""
-    entry = load_manifest()["models"]["detector"]
-    path = FLOAT_DIR / entry["float_file"] if args.float else MODELS_DIR / entry["file"]
-    return FaceDetector(TfliteModel(path, args.threads))
 
 
 def padded(path: Path) -> np.ndarray:
@@ -562,32 +561,19 @@ def read_boxes(xml: Path) -> dict[str, np.ndarray]:
     return out
 
 
-def match(gt: np.ndarray, dets: list[Detection], thr: float = 0.5) -> int:
-    """Greedy one-to-one matching by detector score; returns matched count."""
-    used: set[int] = set()
-    hits = 0
-    for d in sorted(dets, key=lambda d: -d.score):
-        if len(gt) == 0:
-            break
-        m = iou(d.box, gt)
-        for j in np.argsort(-m):
-            if m[j] < thr:
-                break
-            if int(j) not in used:
-                used.add(int(j))
-                hits += 1
-                break
-    return hits
-
-
 def run_lfw_detection(args: argparse.Namespace) -> dict[str, Any]:
-    det = load_detector(args)
+    det = detection_detector(args)
     pairs, _, _ = read_pairs(args.data / "pairs.txt")
     names = sorted({a for a, _, _ in pairs} | {b for _, b, _ in pairs})
-    missed = [n for n in names if not det.detect(padded(args.data / "images" / n))]
+    if args.limit:
+        names = names[:: max(1, len(names) // args.limit)][: args.limit]
+    look = read_image if args.tight else padded
+    missed = [n for n in names if not det.detect(look(args.data / "images" / n))]
     return {
-        "protocol": "every LFW View-2 pair image (150x150 crop padded to 250x250); a miss "
-        "is no face at all, as `lfw` counts detection failures",
+        "protocol": "every LFW View-2 pair image (150x150 crop "
+        + ("as it is, a tight crop" if args.tight else "padded to 250x250")
+        + "); a miss is no face at all, as `lfw` counts detection failures",
+        "detector": args.detector,
         "precision_of_model": "float" if args.float else "int8",
         "score_threshold": det.score_threshold,
         "images": len(names),
@@ -597,36 +583,197 @@ def run_lfw_detection(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+SIZE_BANDS = ((0, 20), (20, 40), (40, 80), (80, 10_000))
+BAND_NAMES = ("<20", "20-40", "40-80", ">=80")
+# Where the face is in an LFW 150x150 crop: the mean of BlazeFace's and SSD-MobileNet's
+# median boxes on 100 padded held-out crops (folds 6-10), so neither detector's box
+# convention is the truth (BlazeFace [19, 27, 132, 140], SSD [26, 20, 124, 138]).
+LFW_FACE_BOX = (23.0, 24.0, 128.0, 139.0)
+COMPOSED_SIZES = ((640, 480), (1280, 720))
+
+
+def detection_detector(args: argparse.Namespace) -> Any:
+    """`--detector` (int8, float with --float, or --detector-file), tiled with --tiles."""
+    det = detectors.load(
+        args.detector,
+        MODELS_DIR,
+        load_manifest()["models"],
+        args.threads,
+        args.score_threshold,
+        FLOAT_DIR if args.float else None,
+        args.detector_file,
+    )
+    if args.tiles:
+        cols, rows = map(int, args.tiles.lower().split("x"))
+        det = TiledDetector(det, cols, rows, only_when_empty=args.tiles_when_empty)
+    return det
+
+
+def background_photos(data: Path) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The dlib photos with their hand-drawn boxes, and dogs.jpg (no face)."""
+    out = []
+    for name in ("testing.xml", "training.xml"):
+        for file, gt in read_boxes(data / name).items():
+            out.append((read_image(data / file), gt))
+    if (data / "dogs.jpg").exists():
+        out.append((read_image(data / "dogs.jpg"), np.zeros((0, 4), np.float32)))
+    return out
+
+
+def composed_frames(
+    data: Path, lfw: Path, n: int, seed: int = 7
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """N frames with known face boxes: several real faces pasted small into real photos.
+
+    Each frame is a dlib photo (or dogs.jpg) cropped to 4:3 or 16:9 and resized to
+    640x480 or 1280x720 (alternately), its own hand-labelled faces kept as truth; then
+    3-8 LFW crops (held-out folds 6-10; up to 60 tries to place them) scaled so the
+    face box (LFW_FACE_BOX) is 10-120 px wide (log-uniform), blurred (Gaussian sigma
+    up to 1.2 px, growing with faces over 40 px), brightened or darkened (gain
+    0.6-1.4), pasted through a feathered ellipse around the face where they overlap
+    nothing else; then the whole frame is JPEG-encoded at quality 40-95.
+    Pasted faces have cleaner edges and poses than real crowds: this set flatters a
+    detector, and the dlib photos' own real scenes keep the figures honest.
+    """
+    rng = np.random.default_rng(seed)
+    backs = background_photos(data)
+    names = [
+        ln.strip()
+        for ln in (ROOT / "models" / "calibration" / "lfw_folds6-10.txt").read_text().splitlines()
+        if ln.strip() and not ln.startswith("#")
+    ]
+    fx1, fy1, fx2, fy2 = LFW_FACE_BOX
+    frames = []
+    for i in range(n):
+        fw, fh = COMPOSED_SIZES[i % 2]
+        img, gt = backs[i % len(backs)]
+        h, w = img.shape[:2]
+        cw, ch = (w, round(w * fh / fw)) if w * fh / fw <= h else (round(h * fw / fh), h)
+        x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+        frame = cv2.resize(img[y0 : y0 + ch, x0 : x0 + cw], (fw, fh), interpolation=cv2.INTER_AREA)
+        sx, sy = fw / cw, fh / ch
+        boxes = [
+            b
+            for b in (gt - [x0, y0, x0, y0]) * [sx, sy, sx, sy]
+            if b[0] >= 0 and b[1] >= 0 and b[2] <= fw and b[3] <= fh
+        ]
+        want, placed = int(rng.integers(3, 9)), 0
+        for _ in range(60):
+            if placed == want:
+                break
+            width = float(np.exp(rng.uniform(np.log(10), np.log(120))))
+            k = width / (fx2 - fx1)
+            face = read_image(lfw / "images" / names[int(rng.integers(len(names)))])
+            side = max(4, round(150 * k))
+            face = cv2.resize(face, (side, side), interpolation=cv2.INTER_AREA)
+            sigma = rng.uniform(0, 1.2) * max(1.0, width / 40)
+            if sigma > 0.3:
+                face = cv2.GaussianBlur(face, (0, 0), sigma)
+            face = np.clip(face.astype(np.float32) * rng.uniform(0.6, 1.4), 0, 255)
+            px, py = int(rng.integers(0, fw - side + 1)), int(rng.integers(0, fh - side + 1))
+            box = np.array([px + fx1 * k, py + fy1 * k, px + fx2 * k, py + fy2 * k], np.float32)
+            grown = box + np.array([-1, -1, 1, 1]) * (box[2] - box[0]) * 0.3
+            if any(
+                min(grown[2], b[2]) > max(grown[0], b[0])
+                and min(grown[3], b[3]) > max(grown[1], b[1])
+                for b in boxes
+            ):
+                continue
+            mask = np.zeros((side, side), np.float32)
+            centre = (round((fx1 + fx2) / 2 * k), round((fy1 + fy2) / 2 * k))
+            axes = (max(1, round((fx2 - fx1) * 0.62 * k)), max(1, round((fy2 - fy1) * 0.62 * k)))
+            cv2.ellipse(mask, centre, axes, 0, 0, 360, 1.0, -1)
+            mask = cv2.GaussianBlur(mask, (0, 0), max(0.5, side / 25))[:, :, None]
+            region = frame[py : py + side, px : px + side].astype(np.float32)
+            frame[py : py + side, px : px + side] = (mask * face + (1 - mask) * region).astype(
+                np.uint8
+            )
+            boxes.append(box)
+            placed += 1
+        _, enc = cv2.imencode(
+            ".jpg", frame[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(40, 96))]
+        )
+        frame = cv2.imdecode(enc, cv2.IMREAD_COLOR)[:, :, ::-1].copy()
+        frames.append((frame, np.array(boxes, np.float32).reshape(-1, 4)))
+    return frames
+
+
+def match_pairs(gt: np.ndarray, dets: list[Detection], thr: float = 0.5) -> list[int]:
+    """Greedy one-to-one matching by detector score: the ground-truth indices matched."""
+    used: list[int] = []
+    for d in sorted(dets, key=lambda d: -d.score):
+        if len(gt) == 0:
+            break
+        m = iou(d.box, gt)
+        for j in np.argsort(-m):
+            if m[j] < thr:
+                break
+            if int(j) not in used:
+                used.append(int(j))
+                break
+    return used
+
+
+def score_frames(detector: Any, frames: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
+    """Recall (overall and by face width), precision and ms per frame on labelled frames."""
+    n_gt = np.zeros(len(SIZE_BANDS), int)
+    n_hit = np.zeros(len(SIZE_BANDS), int)
+    n_det = 0
+    ms: list[float] = []
+    for frame, gt in frames:
+        t = time.perf_counter()
+        dets = detector.detect(frame)
+        ms.append(1000 * (time.perf_counter() - t))
+        n_det += len(dets)
+        hit = set(match_pairs(gt, dets))
+        for j, b in enumerate(gt):
+            band = next(i for i, (lo, hi) in enumerate(SIZE_BANDS) if lo <= b[2] - b[0] < hi)
+            n_gt[band] += 1
+            n_hit[band] += int(j in hit)
+    return {
+        "frames": len(frames),
+        "faces": int(n_gt.sum()),
+        "detections": n_det,
+        "recall": round(100 * n_hit.sum() / max(n_gt.sum(), 1), 2),
+        "precision": round(100 * n_hit.sum() / max(n_det, 1), 2),
+        "recall_by_size": {
+            name: {"faces": int(g), "recall": round(100 * h / g, 2) if g else None}
+            for name, g, h in zip(BAND_NAMES, n_gt, n_hit, strict=True)
+        },
+        "recall_20px_and_over": round(100 * n_hit[1:].sum() / max(n_gt[1:].sum(), 1), 2),
+        "ms_per_frame": round(float(np.median(ms)), 2),
+    }
+
+
 def run_detection(args: argparse.Namespace) -> dict[str, Any]:
-    detector = load_detector(args)
+    detector = detection_detector(args)
+    inner = getattr(detector, "inner", detector)
     result: dict[str, Any] = {
-        "precision_of_model": "float" if args.float else "int8",
+        "detector": args.detector,
+        "model": inner.model.path.name,
+        "input_size": inner.model.input_shape[1],
+        "tiles": args.tiles or None,
+        "tiles_only_when_empty": bool(args.tiles and args.tiles_when_empty),
+        "precision_of_model": "int8" if inner.model.input_dtype == np.int8 else "float",
+        "threads": args.threads,
         "iou": 0.5,
-        "score_threshold": detector.score_threshold,
+        "score_threshold": args.score_threshold,
         "sets": {},
     }
-    tot_gt = tot_det = tot_hit = 0
-    for name in ("testing.xml", "training.xml"):
-        gt_all = read_boxes(args.data / name)
-        n_gt = n_det = n_hit = 0
-        for file, gt in gt_all.items():
-            dets = detector.detect(read_image(args.data / file))
-            n_gt += len(gt)
-            n_det += len(dets)
-            n_hit += match(gt, dets)
-        result["sets"][name] = {
-            "images": len(gt_all),
-            "faces": n_gt,
-            "detections": n_det,
-            "recall": round(100 * n_hit / max(n_gt, 1), 2),
-            "precision": round(100 * n_hit / max(n_det, 1), 2),
-        }
-        tot_gt, tot_det, tot_hit = tot_gt + n_gt, tot_det + n_det, tot_hit + n_hit
+    dlib = [
+        (read_image(args.data / file), gt)
+        for name in ("testing.xml", "training.xml")
+        for file, gt in read_boxes(args.data / name).items()
+    ]
+    result["sets"]["dlib"] = score_frames(detector, dlib)
     dogs = args.data / "dogs.jpg"
     if dogs.exists():
         result["false_positives_on_dogs_jpg"] = len(detector.detect(read_image(dogs)))
-    result["recall"] = round(100 * tot_hit / max(tot_gt, 1), 2)
-    result["precision"] = round(100 * tot_hit / max(tot_det, 1), 2)
+    if args.composed:
+        frames = composed_frames(args.data, args.lfw, args.composed)
+        result["sets"]["composed"] = score_frames(detector, frames)
+    for key in ("recall", "precision", "recall_by_size", "ms_per_frame"):
+        result[key] = result["sets"]["composed" if args.composed else "dlib"][key]
     return result
 
 
@@ -658,6 +805,10 @@ def main(argv: list[str] | None = None) -> int:
         help="comparison models only: processes encoding images in parallel",
     )
     det = sub.add_parser("detection", help="detector recall/precision")
+    det.add_argument("--composed", type=int, default=0, help="composed small-face frames")
+    det.add_argument(
+        "--lfw", type=Path, default=ROOT.parent / "shared" / "data" / "lfw", help="LFW folder"
+    )
     ide = sub.add_parser("identify", help="open-set identification (LFW, or train/ + test/)")
     ide.add_argument(
         "--write-calibration",
@@ -665,6 +816,16 @@ def main(argv: list[str] | None = None) -> int:
         help="store the measured open-set curve in models/manifest.json",
     )
     lfw_det = sub.add_parser("lfw-detection", help="detector misses on the padded LFW images")
+    lfw_det.add_argument("--tight", action="store_true", help="the crops without the border")
+    lfw_det.add_argument("--limit", type=int, default=0, help="images to try (spread evenly)")
+    for s in (det, lfw_det):
+        s.add_argument("--detector", default="blazeface", choices=sorted(detectors.DETECTORS))
+        s.add_argument("--detector-file", type=Path, help="the detector's model from this file")
+        s.add_argument("--score-threshold", type=float, default=0.5)
+        s.add_argument("--tiles", help="also run on a grid of tiles, e.g. 2x2")
+        s.add_argument(
+            "--tiles-when-empty", action="store_true", help="tiles only when the frame finds none"
+        )
     crops = sub.add_parser("enrol-crops", help="enrolment from unpadded LFW crops, default gates")
     crops.add_argument("--limit", type=int, default=300, help="crops to try (spread evenly)")
     crops.add_argument("--grey", action="store_true", help="make the crops grey first")

@@ -40,7 +40,15 @@ from quantlib.manifest import merge as merge_manifest  # noqa: E402
 from quantlib.manifest import missing_calibration  # noqa: E402
 from quantlib.sources import SOURCES, default_cache, fetch, sha256_file  # noqa: E402
 
-from appliance.vision.detect import BOXES_OUTPUT, SCORES_OUTPUT, FaceDetector, iou  # noqa: E402
+from appliance.vision.detect import (  # noqa: E402
+    BOXES_OUTPUT,
+    SCORES_OUTPUT,
+    FaceDetector,
+    iou,
+    letterbox,
+    normalise,
+)
+from appliance.vision.detectors import ssd_mobilenet as ssd  # noqa: E402
 from appliance.vision.embed import Embedder, EmbedderSpec  # noqa: E402
 from appliance.vision.landmarks import FLAG_OUTPUT as MESH_FLAG  # noqa: E402
 from appliance.vision.landmarks import POINTS_OUTPUT as MESH_POINTS  # noqa: E402
@@ -138,6 +146,37 @@ SPECS: dict[str, dict[str, Any]] = {
 # Models whose outputs stay float (a DEQUANTIZE inside the graph): coordinates and logits.
 FLOAT_OUTPUTS = {"detector", "face_mesh"}
 
+# SSD-MobileNetV1's input side: a measured choice (README, Detectors); `--ssd-size`
+# rebuilds it at another (anchors are regenerated for the size on the device).
+SSD_SIZE = 512
+
+
+def ssd_spec(size: int) -> dict[str, Any]:
+    n = ssd.num_anchors(size)
+    return {
+        "kind": "detector",
+        "detector": "ssd_mobilenet",
+        "file": f"ssd_mobilenetv1_{size}_int8.tflite",
+        "float_file": f"ssd_mobilenetv1_{size}_float.tflite",
+        "input": {
+            "size": size,
+            "colour": "RGB",
+            "layout": "NHWC, letterboxed",
+            "normalisation": {"kind": "affine", "mean": 127.5, "std": 127.5},
+        },
+        "outputs": {
+            ssd.BOXES_OUTPUT: f"(N, {n}, 4) float: box encodings ty, tx, th, tw relative "
+            "to the anchor (centre / 10, log size / 5)",
+            ssd.SCORES_OUTPUT: f"(N, {n}, 1) float: face-class logit; sigmoid",
+        },
+        "anchors": f"{n} multiple-grid anchors on maps {ssd.feature_maps(size)}, "
+        "regenerated for the size by appliance.vision.detectors.ssd_mobilenet.anchors",
+        "landmarks": "none: boxes only",
+        "int8_notes": "all ops int8 with per-channel weights; outputs dequantised to float "
+        "inside the graph; depthwise batch norm folded into the weights before conversion",
+    }
+
+
 # Models whose PReLU channels are equalised before int8 conversion (see equalise.py).
 EQUALISE_PRELU = {"mobilefacenet"}
 
@@ -146,7 +185,11 @@ EQUALISE_PRELU = {"mobilefacenet"}
 CHECK_TOLERANCE = {"embed_cosine_min": 0.999, "detector_score_abs": 0.02, "detector_iou_min": 0.95}
 
 
-def _tf_function(name: str, source: Path) -> Any:
+def _tf_function(name: str, source: Path, ssd_size: int = SSD_SIZE) -> Any:
+    if name == "ssd_mobilenet":
+        from quantlib.ssd_mobilenet import load_weights, tf_function
+
+        return tf_function(load_weights(source), ssd_size)
     if name == "facenet":
         from quantlib.keras_h5 import as_function as keras_fn
 
@@ -190,7 +233,10 @@ def _rename_outputs(tflite: bytes, names: dict[tuple[int, ...], str]) -> bytes:
     return bytes(flatbuffer_utils.convert_object_to_bytearray(model))
 
 
-def _output_names(name: str) -> dict[tuple[int, ...], str]:
+def _output_names(name: str, ssd_size: int = SSD_SIZE) -> dict[tuple[int, ...], str]:
+    if name == "ssd_mobilenet":
+        n = ssd.num_anchors(ssd_size)
+        return {(n, 4): ssd.BOXES_OUTPUT, (n, 1): ssd.SCORES_OUTPUT}
     if name == "detector":
         return {(2304, 16): BOXES_OUTPUT, (2304, 1): SCORES_OUTPUT}
     if name == "face_mesh":
@@ -213,7 +259,9 @@ FUSION = {
 }
 
 
-def build_float(name: str, cache: Path, float_dir: Path) -> tuple[Path, Any, Any, Path]:
+def build_float(
+    name: str, cache: Path, float_dir: Path, ssd_size: int = SSD_SIZE
+) -> tuple[Path, Any, Any, Path]:
     """The float TFLite model from the verified source: (source file, its pin, the TF
     function, the written float model). Needs TensorFlow but no calibration photos, so
     the benchmark builds its float system with this alone (`--float-only`)."""
@@ -221,9 +269,10 @@ def build_float(name: str, cache: Path, float_dir: Path) -> tuple[Path, Any, Any
 
     source, src = fetch(name, cache)
     log.info("%s: source %s (%s)", name, source.name, src.member_sha256[:12])
-    fn = _tf_function(name, source)
-    float_path = float_dir / SPECS[name]["float_file"]
-    float_path.write_bytes(_rename_outputs(to_tflite(fn), _output_names(name)))
+    spec = ssd_spec(ssd_size) if name == "ssd_mobilenet" else SPECS[name]
+    fn = _tf_function(name, source, ssd_size)
+    float_path = float_dir / spec["float_file"]
+    float_path.write_bytes(_rename_outputs(to_tflite(fn), _output_names(name, ssd_size)))
     return source, src, fn, float_path
 
 
@@ -237,11 +286,24 @@ def build(
 ) -> dict[str, Any]:
     from quantlib.convert import to_tflite
 
-    source, src, fn, float_path = build_float(name, args.cache, float_dir)
-    names = _output_names(name)
-    float_det = FaceDetector(TfliteModel(float_dir / SPECS["detector"]["float_file"]))
+    source, src, fn, float_path = build_float(name, args.cache, float_dir, args.ssd_size)
+    spec_entry = ssd_spec(args.ssd_size) if name == "ssd_mobilenet" else SPECS[name]
+    names = _output_names(name, args.ssd_size)
+    rebuild: dict[str, Any] | None = None
+    if name == "ssd_mobilenet":
+        rebuild = ssd_rebuild_check(source, TfliteModel(float_path), agree[:8])
+        log.info("%s: float rebuild vs NumPy reference %s", name, rebuild)
+    else:
+        float_det = FaceDetector(TfliteModel(float_dir / SPECS["detector"]["float_file"]))
 
-    if name == "detector":
+    if name == "ssd_mobilenet":
+        size = args.ssd_size
+        gen = lambda: cal.detector_inputs(calib, size)  # noqa: E731
+        calib_summary = {
+            "what": "each photo padded by 50 px, and placed small in a 640x480 frame",
+            "frames": 2 * len(calib),
+        }
+    elif name == "detector":
         gen = lambda: cal.detector_inputs(calib)  # noqa: E731
         calib_summary = {
             "what": "each photo padded by 50 px, and placed small in a 640x480 frame",
@@ -264,16 +326,21 @@ def build(
             "faces": len(faces),
         }
     qfn = _int8_function(name, source, fn, gen)
-    int8 = _rename_outputs(
-        to_tflite(qfn, calibration=gen, float_outputs=(name in FLOAT_OUTPUTS)), names
-    )
-    out_path = out_dir / SPECS[name]["file"]
+    float_outputs = name in FLOAT_OUTPUTS or spec_entry["kind"] == "detector"
+    int8 = _rename_outputs(to_tflite(qfn, calibration=gen, float_outputs=float_outputs), names)
+    out_path = out_dir / spec_entry["file"]
     out_path.write_bytes(int8)
     sha = hashlib.sha256(int8).hexdigest()
 
     model = TfliteModel(out_path)
     partitions, whole = model.delegate_partitions()
-    if name == "detector":
+    if name == "ssd_mobilenet":
+        agreement = detector_agreement(
+            ssd.SsdMobilenetDetector(TfliteModel(float_path)),
+            ssd.SsdMobilenetDetector(model),
+            agree,
+        )
+    elif name == "detector":
         agreement = detector_agreement(float_det, FaceDetector(model), agree)
     elif name == "face_mesh":
         agreement = mesh_agreement(
@@ -288,7 +355,9 @@ def build(
         )
     agreement["xnnpack_partitions"] = partitions
     agreement["single_partition_covers_graph"] = whole
-    entry: dict[str, Any] = dict(SPECS[name])
+    entry: dict[str, Any] = dict(spec_entry)
+    if rebuild is not None:
+        entry["rebuild_check"] = rebuild
     entry.update(
         sha256=sha,
         bytes=len(int8),
@@ -316,7 +385,70 @@ def build(
     return entry
 
 
-def detector_agreement(flt: FaceDetector, q: FaceDetector, paths: list[Path]) -> dict[str, Any]:
+def ssd_rebuild_check(source: Path, model: TfliteModel, paths: list[Path]) -> dict[str, Any]:
+    """The float TFLite rebuild against the NumPy forward pass of the same tfjs weights
+    (tools/quantlib/ssd_mobilenet.py), on real frames: how far the raw outputs differ,
+    and whether the decoded faces are the same."""
+    from quantlib.ssd_mobilenet import forward_numpy, load_weights
+
+    weights = load_weights(source)
+    det = ssd.SsdMobilenetDetector(model)
+    enc_err = logit_err = 0.0
+    faces = same = 0
+    for frame in list(cal.detector_frames(paths, seed=2)):
+        x, lb = det.prepare(frame)
+        enc, logit = det.raw(x)
+        ref_enc, ref_logit = forward_numpy(weights, x)
+        enc_err = max(enc_err, float(np.abs(enc - ref_enc[0]).max()))
+        logit_err = max(logit_err, float(np.abs(logit - ref_logit[0]).max()))
+        a = det.postprocess(enc, logit, lb, frame.shape)
+        b = det.postprocess(ref_enc[0], ref_logit[0], lb, frame.shape)
+        faces += len(b)
+        same += sum(
+            1 for d in b if a and float(iou(d.box, np.stack([e.box for e in a])).max()) > 0.99
+        )
+    result: dict[str, Any] = {
+        "reference": "NumPy forward pass of the tfjs weights (forward_numpy)",
+        "frames": 2 * len(paths),
+        "box_encoding_max_abs_diff": round(enc_err, 6),
+        "face_logit_max_abs_diff": round(logit_err, 6),
+        "reference_faces": faces,
+        "same_faces_iou_0.99": same,
+    }
+    if det.input_size == ssd.TRAINED_SIZE:
+        result["face_api"] = face_api_check(source.parent.parent, det, paths[:2])
+    return result
+
+
+def face_api_check(package: Path, det: ssd.SsdMobilenetDetector, paths: list[Path]) -> Any:
+    """The float rebuild against face-api's own code (tfjs CPU backend, run by Node.js):
+    every anchor's decoded box and score, on real frames."""
+    from quantlib.ssd_mobilenet import face_api_reference
+
+    box_err = score_err = 0.0
+    info: dict[str, Any] | None = None
+    frames = list(cal.detector_frames(paths, seed=3))
+    for frame in frames:
+        img, _ = letterbox(frame, det.input_size)
+        info = face_api_reference(package, img)
+        if info is None:
+            return "not run: no node on PATH"
+        enc, logit = det.raw(normalise(img)[None])
+        boxes, scores = ssd.decode(enc, logit, det.anchors, 0.0)
+        box_err = max(box_err, float(np.abs(boxes[:, [1, 0, 3, 2]] - info["boxes"]).max()))
+        score_err = max(score_err, float(np.abs(scores - info["scores"]).max()))
+    assert info is not None
+    return {
+        "reference": f"face-api's SsdMobilenetv1.forwardInput, tfjs {info['tfjs']} "
+        f"{info['backend']} backend (tools/quantlib/face_api_reference.mjs)",
+        "frames": len(frames),
+        "anchors": info["anchors"],
+        "decoded_box_max_abs_diff": round(box_err, 6),
+        "score_max_abs_diff": round(score_err, 6),
+    }
+
+
+def detector_agreement(flt: Any, q: Any, paths: list[Path]) -> dict[str, Any]:
     """On held-out photos: faces found by each, score and box IoU of matched faces."""
     n_f = n_q = 0
     ious: list[float] = []
@@ -417,7 +549,17 @@ def main(argv: list[str] | None = None) -> int:
         type=Path,
         help="held-out photos (relative to --calibration) for float-vs-int8 figures",
     )
-    p.add_argument("--models", default="detector,facenet,mobilefacenet")
+    p.add_argument(
+        "--models",
+        default="detector,facenet,mobilefacenet",
+        help="comma-separated; also ssd_mobilenet (not in the default: models of their own)",
+    )
+    p.add_argument(
+        "--ssd-size",
+        type=int,
+        default=SSD_SIZE,
+        help="input side of the ssd_mobilenet build (a multiple of 32 keeps all strides exact)",
+    )
     p.add_argument("--out", type=Path, default=ROOT / "models")
     p.add_argument("--float-out", type=Path, default=ROOT / "build" / "float-models")
     p.add_argument(
@@ -462,7 +604,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.float_only:
         args.float_out.mkdir(parents=True, exist_ok=True)
         for name in names:
-            log.info("wrote %s", build_float(name, args.cache, args.float_out)[3])
+            log.info("wrote %s", build_float(name, args.cache, args.float_out, args.ssd_size)[3])
         return 0
     if args.calibration is None or args.agreement_list is None:
         p.error("--calibration and --agreement-list are required")
@@ -472,7 +614,10 @@ def main(argv: list[str] | None = None) -> int:
     if not calib or not agree:
         log.error("no calibration or agreement photos found under %s", args.calibration)
         return 2
-    if "detector" not in names and not (args.float_out / SPECS["detector"]["float_file"]).exists():
+    # Embedders and the face mesh calibrate on crops of the float detector; SSD does not.
+    needs_detector = [n for n in names if n not in ("detector", "ssd_mobilenet")]
+    float_det = args.float_out / SPECS["detector"]["float_file"]
+    if needs_detector and "detector" not in names and not float_det.exists():
         names.insert(0, "detector")  # embedder calibration aligns with the float detector
 
     out_dir = Path(tempfile.mkdtemp(prefix="quantize-")) if args.check else args.out
@@ -541,8 +686,9 @@ def check(built: dict[str, Any], committed: Path, fresh: Path, agree: list[Path]
             continue
         a = TfliteModel(committed / old["file"])
         b = TfliteModel(fresh / entry["file"])
-        if name == "detector":
-            r = detector_agreement(FaceDetector(a), FaceDetector(b), agree[:100])
+        if entry["kind"] == "detector":
+            kind = ssd.SsdMobilenetDetector if name == "ssd_mobilenet" else FaceDetector
+            r = detector_agreement(kind(a), kind(b), agree[:100])
             good = (
                 r["box_iou_p05"] >= CHECK_TOLERANCE["detector_iou_min"]
                 and r["score_abs_diff_median"] <= CHECK_TOLERANCE["detector_score_abs"]

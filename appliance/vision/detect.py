@@ -37,14 +37,20 @@ def normalise(img: np.ndarray) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Detection:
-    """A face in frame pixels: box (x1, y1, x2, y2), keypoints (6, 2) and score in [0, 1]."""
+    """A face in frame pixels: box (x1, y1, x2, y2), keypoints (6, 2) and score in [0, 1].
+
+    `keypoints` is None from a box-only detector (SSD-MobileNet) until a landmark stage
+    fills it; alignment and quality need it (appliance.vision.detectors).
+    """
 
     box: np.ndarray
-    keypoints: np.ndarray
+    keypoints: np.ndarray | None
     score: float
 
     @property
     def eye_distance(self) -> float:
+        if self.keypoints is None:
+            raise ValueError("a box-only detection has no eyes: run a landmark stage first")
         return float(np.linalg.norm(self.keypoints[LEFT_EYE] - self.keypoints[RIGHT_EYE]))
 
 
@@ -162,8 +168,9 @@ def weighted_nms(
 
 
 class FaceDetector:
-    """Frame (H, W, 3 uint8 RGB) -> detections in frame pixels."""
+    """Frame (H, W, 3 uint8 RGB) -> detections in frame pixels (BlazeFace full-range)."""
 
+    gives_landmarks = True
     INPUT_SIZE = 192
     GRID = 48
     version = "detector"  # set from the manifest's sha256 by FacePipeline.load

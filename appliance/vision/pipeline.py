@@ -15,7 +15,10 @@ from typing import Any
 import cv2
 import numpy as np
 
-from appliance.vision.detect import Detection, FaceDetector
+from appliance.vision import detectors
+from appliance.vision.detect import Detection
+from appliance.vision.detectors import DEFAULT_DETECTOR, Detector, LandmarkStage
+from appliance.vision.detectors.tiled import TiledDetector
 from appliance.vision.embed import Embedder, EmbedderSpec, FusedEmbedder, fused_version
 from appliance.vision.landmarks import FaceMesh, load_face_mesh
 from appliance.vision.quality import Quality, measure
@@ -57,11 +60,12 @@ class Face:
         return self.detection.box
 
     def as_dict(self) -> dict[str, Any]:
+        kps = self.detection.keypoints
         return {
             "box": [round(float(v), 1) for v in self.detection.box],
-            "keypoints": [
-                [round(float(x), 1), round(float(y), 1)] for x, y in self.detection.keypoints
-            ],
+            "keypoints": []
+            if kps is None
+            else [[round(float(x), 1), round(float(y), 1)] for x, y in kps],
             "quality": self.quality.as_dict(),
         }
 
@@ -97,12 +101,19 @@ def embedder_version(name: str, models_dir: Path = MODELS_DIR) -> str:
 
 
 class FacePipeline:
-    def __init__(self, detector: FaceDetector, embedder: Embedder | FusedEmbedder) -> None:
+    def __init__(
+        self,
+        detector: Detector,
+        embedder: Embedder | FusedEmbedder,
+        aligner: LandmarkStage | None = None,
+    ) -> None:
         self.detector = detector
         self.embedder = embedder
         self._landmarks: FaceMesh | None = None
         self._models_dir = MODELS_DIR
         self._threads = 1
+        # Alignment points for a box-only detector's faces (detectors.LANDMARK_STAGE).
+        self.aligner = aligner
 
     @property
     def landmarks(self) -> FaceMesh:
@@ -122,8 +133,19 @@ class FacePipeline:
         flip: bool = False,
         score_threshold: float = 0.5,
         float_models_dir: Path | None = None,
+        detector: str = DEFAULT_DETECTOR,
+        tiles: tuple[int, int] | None = None,
     ) -> FacePipeline:
-        """Build from the manifest; `float_models_dir` swaps in the float originals."""
+        """Build from the manifest; `float_models_dir` swaps in the float originals.
+
+        `detector` is `detector.model`; a box-only one is refused unless a landmark stage
+        is installed to align its faces (appliance.vision.detectors). `tiles` (cols,
+        rows) also runs it on that grid of tiles, for small faces in wide scenes: (3, 3)
+        is the measured choice for a hall (README, Detectors), None for a door.
+        """
+        problem = detectors.recognition_problem(detector)
+        if problem:
+            raise ModelError(f"detector.model: {problem}")
         manifest = load_manifest(models_dir)
         models = manifest["models"]
         if embedder not in models or models[embedder]["kind"] not in ("embedder", "fusion"):
@@ -136,8 +158,14 @@ class FacePipeline:
                 return float_models_dir / entry["float_file"]
             return models_dir / entry["file"]
 
-        det = FaceDetector(TfliteModel(path("detector"), threads), score_threshold)
-        det.version = f"detector-{models['detector']['sha256'][:12]}"
+        det = detectors.load(
+            detector, models_dir, models, threads, score_threshold, float_models_dir
+        )
+        if tiles is not None:
+            det = TiledDetector(det, *tiles)
+        aligner = None
+        if not det.gives_landmarks and detectors.LANDMARK_STAGE is not None:
+            aligner = detectors.LANDMARK_STAGE(models_dir, models, threads)
         emb: Embedder | FusedEmbedder
         if models[embedder]["kind"] == "fusion":
             members = [
@@ -148,7 +176,7 @@ class FacePipeline:
         else:
             spec = EmbedderSpec.from_manifest(embedder, models[embedder])
             emb = Embedder(TfliteModel(path(embedder), threads), spec, flip=flip)
-        pipe = cls(det, emb)
+        pipe = cls(det, emb, aligner)
         pipe._models_dir, pipe._threads = models_dir, threads
         return pipe
 
@@ -157,12 +185,21 @@ class FacePipeline:
     ) -> list[Face]:
         """All faces in an RGB uint8 image, largest first."""
         dets = self.detector.detect(image) if detections is None else detections
+        dets = [self._with_points(image, d) for d in dets]
         dets = sorted(dets, key=lambda d: -(d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))
         crops = [self.embedder.align(image, d) for d in dets]
         faces = [Face(d, measure(d, c), None, c) for d, c in zip(dets, crops, strict=True)]
         if embed:
             self._embed(faces)
         return faces
+
+    def _with_points(self, image: np.ndarray, d: Detection) -> Detection:
+        """The detection with alignment points: its own, or the landmark stage's."""
+        if d.keypoints is not None:
+            return d
+        if self.aligner is None:
+            raise ModelError("detector.model gives boxes only and no landmark stage is loaded")
+        return Detection(d.box, self.aligner.points(image, d.box), d.score)
 
     def _embed(self, faces: list[Face]) -> None:
         """Embed the faces' aligned crops, one batch."""

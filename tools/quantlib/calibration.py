@@ -57,9 +57,11 @@ def detector_frames(paths: list[Path], pad: int = 50, seed: int = 0) -> Iterator
         yield frame
 
 
-def detector_inputs(paths: list[Path]) -> Iterator[np.ndarray]:
+def detector_inputs(paths: list[Path], size: int = FaceDetector.INPUT_SIZE) -> Iterator[np.ndarray]:
+    """The frames letterboxed to a `size` square and scaled to [-1, 1], as both detectors
+    (BlazeFace, SSD-MobileNet) normalise them."""
     for frame in detector_frames(paths):
-        x, _ = letterbox(frame, FaceDetector.INPUT_SIZE)
+        x, _ = letterbox(frame, size)
         yield detector_normalise(x)[None]
 
 

