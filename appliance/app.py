@@ -32,7 +32,7 @@ from appliance.control.events import (
 from appliance.control.service import CommandService
 from appliance.control.settings import LiveSettings
 from appliance.door import open_door
-from appliance.frame_loop import FrameLoop
+from appliance.frame_loop import GALLERY_CHECK_S, FrameLoop
 from appliance.health import Health, Meter
 from appliance.identity.capture import CaptureSessions
 from appliance.identity.recogniser import Recogniser
@@ -174,6 +174,7 @@ class App:
         self._subscribe()
         self._next_state = 0.0
         self._next_passage = 0.0
+        self._next_rules = 0.0
 
     @property
     def cfg(self) -> Config:
@@ -445,11 +446,13 @@ class App:
         if self.reload_requested.is_set():
             self.reload_requested.clear()
             self.reload()
-        self.rules.refresh()
+        now = time.monotonic()
+        if now >= self._next_rules:  # as often as the gallery is looked at, not per frame
+            self.rules.refresh()
+            self._next_rules = now + GALLERY_CHECK_S
         self.live.offer(self.tap.last, self.tracker.tracks)
         if self.replication is not None:
             self.replication.tick()
-        now = time.monotonic()
         if self.door is not None and now >= self._next_passage:
             self.door.set_passage(self.rules.passage_open(time.time()))
             self._next_passage = now + PASSAGE_CHECK_S
