@@ -167,7 +167,29 @@ def weighted_nms(
     return out
 
 
-class FaceDetector:
+class LetterboxedModel:
+    """What every single-shot detector here does before and after its model: the frame
+    letterboxed to the square input and normalised (a LUT when the input is int8), then
+    the boxes and scores outputs. Subclasses set `model`, `input_size`, `_lut` and
+    `boxes_output`/`scores_output`, and decode in their own `postprocess`."""
+
+    model: TfliteModel
+    input_size: int
+    _lut: np.ndarray | None
+    boxes_output: str = BOXES_OUTPUT
+    scores_output: str = SCORES_OUTPUT
+
+    def prepare(self, frame: np.ndarray) -> tuple[np.ndarray, Letterbox]:
+        img, lb = letterbox(frame, self.input_size)
+        x = cv2.LUT(img, self._lut) if self._lut is not None else normalise(img)
+        return x[None], lb
+
+    def raw(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        out = self.model.run(x)
+        return out[self.boxes_output][0], out[self.scores_output][0]
+
+
+class FaceDetector(LetterboxedModel):
     """Frame (H, W, 3 uint8 RGB) -> detections in frame pixels (BlazeFace full-range)."""
 
     gives_landmarks = True
@@ -190,16 +212,8 @@ class FaceDetector:
         self.score_threshold = score_threshold
         self.iou_threshold = iou_threshold
         self.anchors = ssd_anchors(self.GRID)
+        self.input_size = self.INPUT_SIZE
         self._lut = pixel_lut(model.input_quant, model.input_dtype, PIXEL_MEAN, PIXEL_STD)
-
-    def prepare(self, frame: np.ndarray) -> tuple[np.ndarray, Letterbox]:
-        img, lb = letterbox(frame, self.INPUT_SIZE)
-        x = cv2.LUT(img, self._lut) if self._lut is not None else normalise(img)
-        return x[None], lb
-
-    def raw(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        out = self.model.run(x)
-        return out[BOXES_OUTPUT][0], out[SCORES_OUTPUT][0]
 
     def postprocess(
         self,

@@ -20,10 +20,9 @@ from __future__ import annotations
 
 import math
 
-import cv2
 import numpy as np
 
-from appliance.vision.detect import Detection, Letterbox, iou, letterbox, normalise
+from appliance.vision.detect import Detection, Letterbox, LetterboxedModel, iou
 from appliance.vision.runtime import TfliteModel, pixel_lut
 
 BOXES_OUTPUT = "box_encodings"
@@ -136,8 +135,11 @@ def nms(boxes: np.ndarray, scores: np.ndarray, iou_threshold: float, max_out: in
     return kept
 
 
-class SsdMobilenetDetector:
+class SsdMobilenetDetector(LetterboxedModel):
     """Frame (H, W, 3 uint8 RGB) -> box-only detections in frame pixels."""
+
+    boxes_output = BOXES_OUTPUT
+    scores_output = SCORES_OUTPUT
 
     gives_landmarks = False
     version = "ssd_mobilenet"  # set from the manifest's sha256 by the registry
@@ -162,15 +164,6 @@ class SsdMobilenetDetector:
         self.max_faces = max_faces
         self.anchors = anchors(self.input_size)
         self._lut = pixel_lut(model.input_quant, model.input_dtype, PIXEL_MEAN, PIXEL_STD)
-
-    def prepare(self, frame: np.ndarray) -> tuple[np.ndarray, Letterbox]:
-        img, lb = letterbox(frame, self.input_size)
-        x = cv2.LUT(img, self._lut) if self._lut is not None else normalise(img)
-        return x[None], lb
-
-    def raw(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        out = self.model.run(x)
-        return out[BOXES_OUTPUT][0], out[SCORES_OUTPUT][0]
 
     def postprocess(
         self,
