@@ -90,9 +90,14 @@ def test_bad_image_bytes_refused_gallery_unchanged(service, data):
 
 def test_group_enrolment_with_largest_face(service, group):
     """`largest` takes the biggest face of a group, which still has to pass the gates."""
-    need = r"eyes 3\d\.\d px apart, enrolment needs at least 40 \(enrolment\.min_eye_distance\)"
-    with pytest.raises(EnrolmentRefused, match=need):
+    # The largest face in this photo is turned well away (yaw about -1).
+    need = (
+        r"face turned away: frontal 0\.\d\d .*"
+        r"enrolment needs at least 0\.3 \(enrolment\.min_frontal\)"
+    )
+    with pytest.raises(EnrolmentRefused, match=need) as err:
         service.enrol("Front", [group], "file", "test", largest=True)
+    assert err.value.code == "not_frontal"
     assert service.gallery.counts() == (0, 0)
 
 

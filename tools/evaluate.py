@@ -10,6 +10,7 @@
     tools/evaluate.py identify --data ../shared/data/scenes/examples/knn_examples --json OUT
     tools/evaluate.py lfw-detection --data ../shared/data/lfw [--float] --json OUT
     tools/evaluate.py enrol-crops --data ../shared/data/lfw [--limit N] [--grey] --json OUT
+    tools/evaluate.py gates --data ../shared/data/lfw [--embedder NAME] --json OUT
     tools/evaluate.py liveness --data ../shared/data/liveness [--fps 6] [--visit-s 1.5] --json OUT
 
 liveness: attack_accept (APCER) per attack type and bona_fide_reject (BPCER) per visit,
@@ -40,6 +41,9 @@ photo, like an ID photo), through the product's gates with their default setting
 share accepted when the detector looks once ("before") and with the photo routes' second
 look with a border (`FacePipeline.photo_faces`, "after"), and each refusal code's count.
 `--limit N` takes N crops spread evenly over the sorted file list; `--grey` makes them grey.
+
+gates: what each enrolment gate buys (tools/gates_eval.py): LFW pairs split into bands
+by the quality of the pair's worse photo, TAR at FAR 1e-3 and mean genuine cosine per band.
 """
 
 from __future__ import annotations
@@ -73,7 +77,7 @@ from appliance.vision.pipeline import (  # noqa: E402
     load_manifest,
     with_border,
 )
-from appliance.vision.quality import measure  # noqa: E402
+from appliance.vision.quality import Quality, measure  # noqa: E402
 from appliance.vision.similarity import l2_normalize  # noqa: E402
 
 FLOAT_DIR = ROOT / "build" / "float-models"
@@ -130,22 +134,33 @@ def lfw_crops(pipe: FacePipeline, images: list[Path]) -> tuple[np.ndarray, int]:
 
 def lfw_quality(pipe: FacePipeline, data: Path, files: list[str]) -> dict[str, np.ndarray]:
     """The device's quality figures (appliance.vision.quality) of each LFW face, cached per
-    detector and crop size; a face the detector missed gets score 0."""
+    detector and crop size; a face the detector missed gets score 0. The cache keeps the
+    pose, not `frontal`, so a change to how `frontal` is made from it applies at once."""
     tag = f"{pipe.detector.version}-{pipe.embedder.spec.size}"
     cache = ROOT / "build" / "eval" / f"lfw_quality_{tag}.npz"
+    keys = ("score", "eye_distance", "blur", "yaw", "pitch", "roll")
+    out: dict[str, np.ndarray] | None = None
     if cache.exists():
         z = np.load(cache)
-        if list(z["files"]) == files:
-            return {k: z[k] for k in z.files if k != "files"}
-    rows = []
-    for f in files:
-        crop, d, found = lfw_face(pipe, data / "images" / f)
-        q = measure(d, crop)
-        rows.append((q.score if found else 0.0, q.eye_distance, q.blur, q.frontal))
-    a = np.array(rows, np.float32)
-    out = {"score": a[:, 0], "eye_distance": a[:, 1], "blur": a[:, 2], "frontal": a[:, 3]}
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, files=np.array(files), **out)
+        if list(z["files"]) == files and all(k in z.files for k in keys):
+            out = {k: z[k] for k in keys}
+    if out is None:
+        rows = []
+        for f in files:
+            crop, d, found = lfw_face(pipe, data / "images" / f)
+            q = measure(d, crop)
+            rows.append((q.score if found else 0.0, q.eye_distance, q.blur, q.yaw, q.pitch, q.roll))
+        a = np.array(rows, np.float32)
+        out = {k: a[:, i] for i, k in enumerate(keys)}
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        np.savez(cache, files=np.array(files), **out)
+    out["frontal"] = np.array(
+        [
+            Quality(0.0, 0.0, 0.0, float(y), float(p), float(r)).frontal
+            for y, p, r in zip(out["yaw"], out["pitch"], out["roll"], strict=True)
+        ],
+        np.float32,
+    )
     return out
 
 
@@ -544,6 +559,28 @@ def run_enrol_crops(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
+def run_gates(args: argparse.Namespace) -> dict[str, Any]:
+    import gates_eval
+
+    from appliance.config.schema import EnrolmentConfig
+
+    pipe = lfw_pipeline(args)
+    files, variants, _ = lfw_embeddings(args, pipe)
+    quality = lfw_quality(pipe, args.data, files)
+    pairs, _, _ = read_pairs(args.data / "pairs.txt")
+    g = EnrolmentConfig()
+    defaults = {
+        "score": g.min_score,
+        "eye_distance": g.min_eye_distance,
+        "blur": g.min_blur,
+        "frontal": g.min_frontal,
+    }
+    result = gates_eval.run(variants["plain"], files, quality, pairs, defaults)
+    result["embedder"] = args.embedder
+    gates_eval.print_table(result)
+    return result
+
+
 def read_boxes(xml: Path) -> dict[str, np.ndarray]:
     out = {}
     for img in ET.parse(xml).getroot().iter("image"):
@@ -829,6 +866,7 @@ def main(argv: list[str] | None = None) -> int:
     crops = sub.add_parser("enrol-crops", help="enrolment from unpadded LFW crops, default gates")
     crops.add_argument("--limit", type=int, default=300, help="crops to try (spread evenly)")
     crops.add_argument("--grey", action="store_true", help="make the crops grey first")
+    gates = sub.add_parser("gates", help="LFW pairs by the quality of the worse photo")
     live = sub.add_parser("liveness", help="presentation-attack rates (tools/liveness_eval.py)")
     live.add_argument("--fps", type=float, default=6.0, help="frames processed per second")
     live.add_argument("--visit-s", type=float, default=1.5, help="seconds per visit")
@@ -838,7 +876,7 @@ def main(argv: list[str] | None = None) -> int:
     live.add_argument(
         "--target", type=float, default=3.0, help="bona_fide_reject %% the tuned cues may cost"
     )
-    for s in (lfw, det, ide, lfw_det, crops, live):
+    for s in (lfw, det, ide, lfw_det, crops, gates, live):
         s.add_argument("--data", type=Path, required=True)
         s.add_argument(
             "--embedder",
@@ -866,6 +904,7 @@ def main(argv: list[str] | None = None) -> int:
         "lfw-detection": run_lfw_detection,
         "identify": run_identify,
         "enrol-crops": run_enrol_crops,
+        "gates": run_gates,
         "liveness": run_liveness,
     }
     result = run[args.cmd](args)

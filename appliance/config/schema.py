@@ -100,10 +100,10 @@ class RecognitionConfig:
 
 @dataclass(frozen=True)
 class EnrolmentConfig:
-    min_score: float = _opt(0.7, range=(0.0, 1.0))
-    min_eye_distance: float = _opt(40.0, range=(0.0, 1000.0))
+    min_score: float = _opt(0.6, range=(0.0, 1.0))
+    min_eye_distance: float = _opt(30.0, range=(0.0, 1000.0))
     min_blur: float = _opt(20.0, range=(0.0, 1e6))
-    min_frontal: float = _opt(0.5, range=(0.0, 1.0))
+    min_frontal: float = _opt(0.3, range=(0.0, 1.0))
     max_templates: int = _opt(20, range=(1, 20))
     keep_thumbnails: bool = False
 
