@@ -54,7 +54,8 @@ async def h_person(s: WebServer, req: Request, who: Principal) -> Response:
     key = req.path_params["who"]
     for p in await _people(s, who):
         if key in (p["id"], p["name"]) or key.casefold() == p["name"].casefold():
-            return json_reply({"person": p})
+            templates = (await s.run(c.Templates(p["id"]), who))["templates"]
+            return json_reply({"person": p, "templates": templates})
     raise ApiError("not_found", f"no person {key!r}")
 
 
@@ -72,6 +73,10 @@ async def h_enrol(s: WebServer, req: Request, who: Principal) -> Response:
 
 async def h_capture(s: WebServer, req: Request, who: Principal) -> Response:
     return await command(s, req, who, "enroll", lambda b: {**b, "capture": True}, 201)
+
+
+async def h_capture_status(s: WebServer, req: Request, who: Principal) -> Response:
+    return await reply(s, who, c.CaptureStatus())
 
 
 async def h_rename(s: WebServer, req: Request, who: Principal) -> Response:

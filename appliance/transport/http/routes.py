@@ -22,6 +22,7 @@ from appliance.transport.http.history_routes import (
 from appliance.transport.http.people_routes import (
     h_access,
     h_capture,
+    h_capture_status,
     h_delete,
     h_enrol,
     h_export,
@@ -36,6 +37,7 @@ from appliance.transport.http.system_routes import (
     h_group_delete,
     h_group_set,
     h_live,
+    h_live_caption,
     h_log,
     h_mode,
     h_recognize,
@@ -96,9 +98,23 @@ ROUTES: tuple[Route, ...] = (
         "Enrol whoever stands at the door: {name, frames, force}",
         body="json",
     ),
+    Route(
+        "GET",
+        f"{V1}/enrol/capture",
+        h_capture_status,
+        "The camera enrolment under way: live feedback for the person at the door "
+        "(code, sentence, what was measured), frames collected of those asked; "
+        "when none runs, how the last one ended (result)",
+    ),
     Route("GET", f"{V1}/people/export", h_export, "Export the gallery (names and embeddings)"),
     Route("POST", f"{V1}/people/import", h_import, "Import a gallery export", body="json"),
-    Route("GET", f"{V1}/people/{{who}}", h_person, "One person by id or name"),
+    Route(
+        "GET",
+        f"{V1}/people/{{who}}",
+        h_person,
+        "One person by id or name, with their templates: the quality each was enrolled "
+        "with (score, eye distance, sharpness, frontal), embedder, source, when added",
+    ),
     Route("PATCH", f"{V1}/people/{{who}}", h_rename, "Rename: {name}", body="json"),
     Route("DELETE", f"{V1}/people/{{who}}", h_delete, "Delete a person and erase their events"),
     Route(
@@ -208,6 +224,13 @@ ROUTES: tuple[Route, ...] = (
         h_live,
         "The live view: the newest annotated frame (204 until there is one)",
         produces="image/jpeg",
+    ),
+    Route(
+        "GET",
+        f"{V1}/live.json",
+        h_live_caption,
+        "What the newest live frame shows, as data: each face's box and name or "
+        "unknown, the decision on top",
     ),
 )
 

@@ -111,3 +111,7 @@ async def h_live(s: WebServer, req: Request, who: Principal) -> Response:
     if frame is None:
         return Response(status_code=204, headers={"cache-control": "no-store", "retry-after": "1"})
     return jpeg(frame)
+
+
+async def h_live_caption(s: WebServer, req: Request, who: Principal) -> Response:
+    return json_reply(s.live.caption())
