@@ -60,11 +60,14 @@ def wait_event(c: Client, decision: str, timeout: float = 60.0) -> dict:
 
 
 def wait_empty_scene(c: Client, timeout: float = 30.0) -> None:
-    """Until the live view shows nobody (the demo's gap between two people)."""
+    """Until the live view shows nobody (the demo's gap between two people) in a frame
+    rendered since we started asking (the first answer may be from the last time anyone
+    watched)."""
     end = time.time() + timeout
+    stale = c.request("GET", "/api/v1/live.json").json()["frame"]
     while time.time() < end:
         cap = c.request("GET", "/api/v1/live.json").json()
-        if cap["frame"] is not None and not cap["faces"]:
+        if cap["frame"] not in (None, stale) and not cap["faces"]:
             return
         time.sleep(0.1)
     raise TimeoutError("the demo scene never emptied")
