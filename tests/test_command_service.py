@@ -122,6 +122,10 @@ def test_camera_enrolment_completes_later_and_keeps_thumbnails(door, astronaut, 
     person = fut.result(0)["person"]
     assert person["templates"] == 2
     assert len(door.rec.gallery.thumbnails(person["id"])) == 2  # keep_thumbnails honoured
+    templates = door.run(c.Templates(person["id"])).result()["templates"]
+    assert [t["thumbnail"] for t in templates] == [0, 1]  # which thumbnail is whose
+    assert all(t["source"] == "camera" and t["current"] for t in templates)
+    assert all(t["quality"]["eye_distance"] >= 40 for t in templates)
     finished = [e for e in door.seen if isinstance(e, EnrolmentFinished)]
     assert finished[-1].ok and finished[-1].person_id == person["id"]
 

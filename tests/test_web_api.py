@@ -7,6 +7,7 @@ import csv
 import io
 import json
 import sqlite3
+import threading
 import time
 
 import pytest
@@ -14,6 +15,7 @@ import pytest
 from appliance.camera import assets
 from appliance.camera.demo import KNOWN_NAME
 from appliance.control.commands import MAX_IMAGE_BYTES
+from appliance.identity.feedback import ADVICE
 from appliance.transport.http.server import ROUTES
 from tests.test_web_harness import OWNER, PASSWORD, Client, WebDaemon
 
@@ -55,6 +57,20 @@ def wait_event(c: Client, decision: str, timeout: float = 60.0) -> dict:
             return evs[0]
         time.sleep(0.5)
     raise TimeoutError(decision)
+
+
+def wait_empty_scene(c: Client, timeout: float = 30.0) -> None:
+    """Until the live view shows nobody (the demo's gap between two people) in a frame
+    rendered since we started asking (the first answer may be from the last time anyone
+    watched)."""
+    end = time.time() + timeout
+    stale = c.request("GET", "/api/v1/live.json").json()["frame"]
+    while time.time() < end:
+        cap = c.request("GET", "/api/v1/live.json").json()
+        if cap["frame"] not in (None, stale) and not cap["faces"]:
+            return
+        time.sleep(0.1)
+    raise TimeoutError("the demo scene never emptied")
 
 
 def test_everything_but_health_and_login_needs_credentials(web):
@@ -155,8 +171,13 @@ def test_enrol_results_per_photo_and_bad_uploads(owner, enrolled):
 
 def test_people_get_search_rename_and_unknown_ids(owner, enrolled):
     pid = enrolled["id"]
-    got = owner.request("GET", f"/api/v1/people/{pid}").json()["person"]
+    one = owner.request("GET", f"/api/v1/people/{pid}").json()
+    got = one["person"]
     assert got["name"] == KNOWN_NAME and "groups" in got and "last_seen" in got
+    [t] = one["templates"]  # the one photo, with the quality it was enrolled with
+    assert t["source"] == "http" and t["current"] is True and t["thumbnail"] is None
+    assert t["quality"]["eye_distance"] >= 40 and 0.5 <= t["quality"]["frontal"] <= 1
+    assert {"score", "blur"} <= set(t["quality"]) and t["added"] <= time.time()
     assert [p["name"] for p in owner.request("GET", "/api/v1/people?q=TRON").json()["people"]] == [
         KNOWN_NAME
     ]
@@ -175,7 +196,9 @@ def test_people_get_search_rename_and_unknown_ids(owner, enrolled):
 
 def test_events_filters_and_csv(owner, enrolled):
     ev = wait_event(owner, "granted")
-    assert ev["name"] == KNOWN_NAME and ev["person_id"] == enrolled["id"]
+    # The name the person had then: the rename test above calls them XSS for a moment,
+    # and the demo may walk them past the door in exactly that moment.
+    assert ev["person_id"] == enrolled["id"] and ev["name"] in (KNOWN_NAME, XSS)
     assert all(
         e["decision"] == "granted"
         for e in owner.request("GET", "/api/v1/events?decision=granted").json()["events"]
@@ -302,13 +325,24 @@ def test_export_import_and_openapi(owner, enrolled):
         assert route.method.lower() in spec["paths"][route.path]
 
 
-def test_live_view_only_while_watched(owner):
+def test_live_view_only_while_watched(owner, enrolled):
     end = time.time() + 20
     r = owner.request("GET", "/api/v1/live.jpg")
     while r.status == 204 and time.time() < end:
         time.sleep(0.3)
         r = owner.request("GET", "/api/v1/live.jpg")
     assert r.status == 200 and r.body[:2] == b"\xff\xd8"
+    # What the picture shows, as data: the walking astronaut named, then the decision.
+    labels, decisions, frames = set(), set(), set()
+    end = time.time() + 60
+    while time.time() < end and not (KNOWN_NAME in labels and decisions and len(frames) > 3):
+        cap = owner.request("GET", "/api/v1/live.json").json()
+        labels |= {f["label"] for f in cap["faces"]}
+        decisions |= {cap["decision"]} - {None}
+        frames.add(cap["frame"])
+        time.sleep(0.25)
+    assert KNOWN_NAME in labels and f"{KNOWN_NAME}: granted" in decisions, (labels, decisions)
+    assert len(frames) > 3  # it keeps rendering new frames while watched
 
 
 def test_delete_erases_the_person_and_their_events_with_the_actor_audited(web, owner, enrolled):
@@ -328,3 +362,47 @@ def test_delete_erases_the_person_and_their_events_with_the_actor_audited(web, o
     with sqlite3.connect(state / "gallery.sqlite3") as db:
         actors = {a for (a,) in db.execute("SELECT actor FROM audit WHERE person_id = ?", (pid,))}
     assert actors == {f"web:{OWNER}"}
+
+
+def test_camera_enrolment_gives_live_feedback_then_the_result(owner):
+    """After the delete above nobody is enrolled; the demo's astronaut walks up from far
+    away: while the capture runs the page's poll sees feedback, then the outcome."""
+    idle = owner.request("GET", "/api/v1/enrol/capture").json()
+    assert idle["active"] is False
+    wait_empty_scene(owner)  # so someone walks in after the capture starts
+    reply: dict = {}
+    worker = threading.Thread(
+        target=lambda: reply.update(
+            r=owner.request("POST", "/api/v1/people/capture", {"name": "Cam", "frames": 3})
+        )
+    )
+    worker.start()
+    seen = []
+    while worker.is_alive():
+        st = owner.request("GET", "/api/v1/enrol/capture").json()
+        if st["active"] and st["feedback"]:
+            assert st["name"] == "Cam" and st["frames"] == 3 and 0 <= st["collected"] <= 3
+            seen.append((st["feedback"]["code"], st["feedback"]["message"]))
+        time.sleep(0.2)
+    worker.join()
+    r = reply["r"]
+    assert r.status == 201, r.body
+    codes = {code for code, _ in seen}
+    assert codes and codes <= set(ADVICE), seen
+    # Started on an empty scene: told to step in or come closer before it succeeded
+    # (the good frames themselves may pass between two polls: 3 frames at 15 fps).
+    assert codes & {"no_face", "too_small"}, seen
+    assert all(m == ADVICE[c] or m.startswith(ADVICE["good"]) for c, m in seen)
+    done = owner.request("GET", "/api/v1/enrol/capture").json()
+    assert done["active"] is False and done["result"]["ok"] is True
+    pid = done["result"]["person_id"]
+    assert pid == r.json()["person"]["id"]
+    templates = owner.request("GET", f"/api/v1/people/{pid}").json()["templates"]
+    assert [t["source"] for t in templates] == ["camera"] * 3
+    assert all(t["quality"]["eye_distance"] >= 40 for t in templates)
+    # The same face under another name: refused, and the status says why.
+    r = owner.request("POST", "/api/v1/people/capture", {"name": "Twin", "frames": 1})
+    assert r.status == 422 and r.json()["error"]["code"] == "duplicate", r.body
+    done = owner.request("GET", "/api/v1/enrol/capture").json()["result"]
+    assert done["ok"] is False and done["code"] == "duplicate" and done["name"] == "Twin"
+    assert "Twin" not in people(owner)

@@ -14,10 +14,13 @@ import pytest
 
 from appliance.camera import assets
 from appliance.camera.demo import KNOWN_NAME
+from appliance.identity.feedback import ADVICE
+from tests.test_web_api import wait_empty_scene
 from tests.test_web_harness import OWNER, PASSWORD, Client, WebDaemon
 
 CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 SHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
+NOBODY = "nobody in view"  # the live caption with no face in the picture
 XSS_NAMES = ("<script>alert(1)</script>", '"><img src=x onerror=alert(2)>')
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium not installed")
@@ -125,8 +128,18 @@ def test_main_flow_in_chromium(web, browser):
     wait(d, lambda d: XSS_NAMES[1] in d.find_element(By.ID, "people-rows").text)
     assert XSS_NAMES[0] in d.find_element(By.ID, "people-rows").text
     assert not d.find_elements(By.CSS_SELECTOR, "#people-rows img, #people-rows script")
+    # ...and on the person view, whose templates table shows the enrolment quality
+    link = next(
+        a
+        for a in d.find_elements(By.CSS_SELECTOR, "#people-rows a[data-person]")
+        if a.text == XSS_NAMES[1]
+    )
+    link.click()
+    wait(d, lambda d: d.find_elements(By.CSS_SELECTOR, "#template-rows tr"))
+    details = d.find_element(By.ID, "person-details")
+    assert XSS_NAMES[1] in details.text and "http" in details.text
+    assert not d.find_elements(By.CSS_SELECTOR, "#person-details script, #person-details img")
     no_alert(d)
-    shot(d, "people")
     for name in XSS_NAMES:
         pid = next(
             p["id"]
@@ -164,6 +177,8 @@ def test_main_flow_in_chromium(web, browser):
     for page in ("live", "door", "rules", "system"):
         d.get(base + f"/#{page}")
         time.sleep(1.5 if page in ("live", "system") else 0.5)
+        if page == "live":  # what the picture shows, also as text: a face, named or not
+            wait(d, lambda d: d.find_element(By.ID, "live-caption").text not in ("", NOBODY))
         shot(d, page)
     assert "fps" in d.find_element(By.TAG_NAME, "main").text
 
@@ -178,6 +193,35 @@ def test_main_flow_in_chromium(web, browser):
     assert KNOWN_NAME not in [
         p["name"] for p in api.request("GET", "/api/v1/people").json()["people"]
     ]
+
+    # enrol from the camera: live feedback while the demo person walks up, then the result
+    d.find_element(By.ID, "capture-name").send_keys(KNOWN_NAME)
+    wait_empty_scene(api)  # start before the demo person walks in, not while they stand
+    d.find_element(By.ID, "capture-submit").click()
+    sentences = set(ADVICE.values())
+    said: set[str] = set()
+
+    def feedback_then_result(d) -> str:
+        # One script, so the line cannot be replaced between finding and reading it.
+        text, result = d.execute_script(
+            "const f = document.getElementById('capture-feedback'),"
+            " r = document.getElementById('capture-result');"
+            "return [f ? f.textContent : '', r ? r.textContent : ''];"
+        )
+        if text in sentences and not said & sentences:  # the first live sentence
+            d.save_screenshot(str(SHOTS / "enrol_camera.png"))
+        said.add(text)
+        return result
+
+    result = wait(d, feedback_then_result, 90)
+    heard = {t for t in said if t in sentences or t.startswith(ADVICE["good"])}
+    assert heard, (said, result)
+    assert result.startswith("Accepted"), (said, result)
+    wait(d, lambda d: KNOWN_NAME in d.find_element(By.ID, "people-rows").text)
+    d.find_element(By.CSS_SELECTOR, f'#people-rows a[data-person="{KNOWN_NAME}"]').click()
+    wait(d, lambda d: len(d.find_elements(By.CSS_SELECTOR, "#template-rows tr")) == 3)
+    assert d.find_element(By.ID, "template-rows").text.count("camera") == 3
+    shot(d, "people")
     d.find_element(By.ID, "logout").click()
     wait(d, ec.presence_of_element_located((By.ID, "login-user")))
     assert fetch(d, base + "/api/v1/people")["status"] == 401

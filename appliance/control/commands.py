@@ -49,6 +49,12 @@ class CaptureEnrol:
 
 
 @dataclass(frozen=True)
+class CaptureStatus:
+    """The running camera enrolment's live feedback and progress (the web page polls it
+    while the person stands at the door), or how the last one ended."""
+
+
+@dataclass(frozen=True)
 class Delete:
     who: str
 
@@ -180,6 +186,13 @@ class Thumbnail:
 
 
 @dataclass(frozen=True)
+class Templates:
+    """A person's templates with the quality each was enrolled with (no embeddings)."""
+
+    who: str
+
+
+@dataclass(frozen=True)
 class LastSeen:
     pass
 
@@ -209,6 +222,7 @@ class ApplyRecords:
 Command = (
     Enrol
     | CaptureEnrol
+    | CaptureStatus
     | Delete
     | Rename
     | ListPeople
@@ -230,6 +244,7 @@ Command = (
     | Attendance
     | Snapshot
     | Thumbnail
+    | Templates
     | LastSeen
     | ApplyRecords
 )

@@ -101,6 +101,8 @@ class CommandService:
         if isinstance(cmd, c.CaptureEnrol):
             fut: Future[Any] = self.capture.start(cmd, actor)
             return fut
+        if isinstance(cmd, c.CaptureStatus):
+            return self.capture.status()
         if isinstance(cmd, c.Delete):
             return {"deleted": r.delete(cmd.who, actor).id}
         if isinstance(cmd, c.Rename):
@@ -145,6 +147,11 @@ class CommandService:
             if not 0 <= cmd.index < len(thumbs):
                 raise CommandError("not_found", f"no thumbnail {cmd.index} (kept: {len(thumbs)})")
             return {"jpeg": thumbs[cmd.index]}
+        if isinstance(cmd, c.Templates):
+            templates = r.gallery.templates_of(r.gallery.find(cmd.who).id)
+            for t in templates:
+                t["current"] = t["embedder"] == r.embedder  # compared at this door
+            return {"templates": templates}
         if isinstance(cmd, c.ApplyRecords):
             if self.replication is None:
                 raise CommandError("no_replication", "replication.enabled is false here")

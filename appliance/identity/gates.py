@@ -55,41 +55,62 @@ def pick_face(faces: list[Face], largest: bool = False, photo: bool = False) -> 
     return faces[0]
 
 
-def _needs(gate: str, code: str, value: str, needed: float, key: str, hint: str = "") -> None:
-    raise EnrolmentRefused(
+def _needs(
+    gate: str, code: str, value: str, needed: float, key: str, hint: str = ""
+) -> EnrolmentRefused:
+    return EnrolmentRefused(
         code,
         f"{gate} {value}, enrolment needs at least {needed:g} (enrolment.{key})"
         + (f"; {hint}" if hint else ""),
     )
 
 
-def check_gates(face: Face, gates: EnrolmentConfig) -> None:
+def refusals(face: Face, gates: EnrolmentConfig) -> list[EnrolmentRefused]:
+    """Every gate `face` fails, in the order `check_gates` reports them (none: it passes).
+    The one place the enrolment gates are written; the camera feedback reads them too."""
     q = face.quality
+    out = []
     if q.score < gates.min_score:
-        _needs(
-            "unclear face: detector score",
-            "low_score",
-            f"{q.score:.2f}",
-            gates.min_score,
-            "min_score",
+        out.append(
+            _needs(
+                "unclear face: detector score",
+                "low_score",
+                f"{q.score:.2f}",
+                gates.min_score,
+                "min_score",
+            )
         )
     if q.eye_distance < gates.min_eye_distance:
-        _needs(
-            "face too small: eyes",
-            "too_small",
-            f"{q.eye_distance:.1f} px apart",
-            gates.min_eye_distance,
-            "min_eye_distance",
-            "use a closer or larger photo",
+        out.append(
+            _needs(
+                "face too small: eyes",
+                "too_small",
+                f"{q.eye_distance:.1f} px apart",
+                gates.min_eye_distance,
+                "min_eye_distance",
+                "use a closer or larger photo",
+            )
         )
     if q.blur < gates.min_blur:
-        _needs("too blurred: sharpness", "blurred", f"{q.blur:.1f}", gates.min_blur, "min_blur")
-    if q.frontal < gates.min_frontal:
-        _needs(
-            "face turned away: frontal",
-            "not_frontal",
-            f"{q.frontal:.2f} (yaw {q.yaw:+.2f}, roll {q.roll:+.0f} deg)",
-            gates.min_frontal,
-            "min_frontal",
-            "look at the camera",
+        out.append(
+            _needs("too blurred: sharpness", "blurred", f"{q.blur:.1f}", gates.min_blur, "min_blur")
         )
+    if q.frontal < gates.min_frontal:
+        out.append(
+            _needs(
+                "face turned away: frontal",
+                "not_frontal",
+                f"{q.frontal:.2f} (yaw {q.yaw:+.2f}, roll {q.roll:+.0f} deg)",
+                gates.min_frontal,
+                "min_frontal",
+                "look at the camera",
+            )
+        )
+    return out
+
+
+def check_gates(face: Face, gates: EnrolmentConfig) -> None:
+    """Raise the first gate `face` fails."""
+    failed = refusals(face, gates)
+    if failed:
+        raise failed[0]

@@ -240,10 +240,34 @@ class Gallery:
         return [
             r[0]
             for r in self.db.execute(
-                "SELECT thumbnail FROM templates WHERE person_id = ? AND thumbnail IS NOT NULL",
+                "SELECT thumbnail FROM templates WHERE person_id = ? AND thumbnail IS NOT NULL "
+                "ORDER BY id",
                 (person_id,),
             )
         ]
+
+    def templates_of(self, person_id: str) -> list[dict[str, Any]]:
+        """A person's templates, oldest first, without embeddings: what each was made
+        from (the quality measured at enrolment), by which embedder, when, and the index
+        of its thumbnail in `thumbnails` (None when none was kept)."""
+        out: list[dict[str, Any]] = []
+        kept = 0
+        for embedder, quality, source, has_thumb, created in self.db.execute(
+            "SELECT embedder, quality, source, thumbnail IS NOT NULL, created FROM templates "
+            "WHERE person_id = ? ORDER BY id",
+            (person_id,),
+        ):
+            out.append(
+                {
+                    "embedder": embedder,
+                    "source": source,
+                    "quality": json.loads(quality),
+                    "added": created,
+                    "thumbnail": kept if has_thumb else None,
+                }
+            )
+            kept += bool(has_thumb)
+        return out
 
     def audit_log(self, limit: int = 100) -> list[dict[str, Any]]:
         rows = self.db.execute(

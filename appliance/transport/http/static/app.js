@@ -89,12 +89,17 @@ function showLogin(message) {
 function viewLive() {
   const img = el("img", { alt: "live view", id: "live-img" });
   const list = el("tbody", {});
-  show(card("Live view", el("div", { class: "live" }, img),
+  const caption = el("p", { id: "live-caption", "aria-live": "polite" });
+  show(card("Live view", el("div", { class: "live" }, img), caption,
     el("p", { class: "muted" }, "Boxes: green a known person, red unknown; the last decision on top.")),
     card("Latest events", el("div", { class: "scroll" }, el("table", {}, list))));
   every(500, async () => {
     const r = await fetch(API + "/live.jpg?t=" + Date.now(), { credentials: "same-origin" });
     if (r.status === 200) { const u = URL.createObjectURL(await r.blob()); const old = img.src; img.src = u; if (old.startsWith("blob:")) URL.revokeObjectURL(old); }
+    // The same as text (names the picture's font cannot draw, screen readers).
+    const c = await api("GET", "/live.json");
+    const faces = c.faces.map(f => f.label).join(", ") || "nobody in view";
+    caption.textContent = c.decision ? `${faces} · ${c.decision}` : faces;
   });
   every(2000, async () => {
     const r = await api("GET", "/events?limit=8");
@@ -107,10 +112,11 @@ function viewLive() {
 function viewPeople() {
   const rows = el("tbody", { id: "people-rows" });
   const q = el("input", { type: "search", placeholder: "search", id: "people-search" });
+  const details = el("div", { id: "person-details" });
   const load = guard(async () => {
     const r = await api("GET", "/people?q=" + encodeURIComponent(q.value));
     rows.replaceChildren(...r.people.map(p => el("tr", { "data-name": p.name },
-      el("td", { class: "person-name" }, p.name),
+      el("td", { class: "person-name" }, el("a", { href: "#people", "data-person": p.name, onclick: guard(() => showPerson(details, p)) }, p.name)),
       el("td", {}, (p.groups || []).join(", ") || "—"),
       el("td", { class: "hide-sm" }, (p.valid_from || "…") + " – " + (p.valid_until || "…")),
       el("td", {}, String(p.templates) + (p.stale_templates ? ` (+${p.stale_templates} stale)` : "")),
@@ -140,25 +146,66 @@ function viewPeople() {
         p.accepted ? el("span", { class: "ok" }, "accepted") : el("span", { class: "error" }, "refused: " + p.reason + (p.hint ? ". What to do: " + p.hint : ""))))));
     if (r.enrolled) { ev.target.reset(); load(); }
   }) }, field("Name", name), field("Photos", files), el("label", { class: "check" }, keep, "store the good ones even if some are refused"), el("button", { type: "submit", id: "enrol-submit" }, "Enrol"));
-  const cname = el("input", { required: true });
-  const capture = el("form", { class: "row", onsubmit: guard(async () => {
-    results.replaceChildren(el("p", { class: "muted" }, "Stand at the door and look at the camera…"));
+  const cname = el("input", { required: true, id: "capture-name" });
+  const live = el("p", { class: "feedback", id: "capture-feedback", "aria-live": "polite" });
+  const capture = el("form", { class: "row", id: "capture-form", onsubmit: guard(async () => {
+    results.replaceChildren(live);
+    live.textContent = "Stand at the door and look at the camera…";
+    // While the enrolment runs (the POST answers when it ends), show what the camera
+    // sees a few times a second: "Come closer.", "Hold still.", 2 of 3 frames…
+    let running = true;
+    const poll = async () => {
+      while (running) {
+        try {
+          const st = await api("GET", "/enrol/capture");
+          if (running && st.active && st.feedback) {
+            live.className = "feedback " + (st.feedback.code === "good" ? "ok" : "warn");
+            live.textContent = st.feedback.message;
+            live.dataset.code = st.feedback.code;
+          }
+        } catch (e) { /* the result below says what went wrong */ }
+        await new Promise(r => setTimeout(r, 300));
+      }
+    };
+    poll();
     try {
       const r = await api("POST", "/people/capture", { name: cname.value, frames: 3 });
-      results.replaceChildren(el("p", { class: "ok" }, "Enrolled " + r.person.name + " from the camera.")); load();
-    } catch (e) { results.replaceChildren(el("p", { class: "error" }, e.message)); }
-  }) }, field("Name", cname), el("button", { type: "submit" }, "Enrol from the camera"));
+      running = false;
+      results.replaceChildren(el("p", { class: "ok", id: "capture-result" }, "Accepted: enrolled " + r.person.name + " from the camera.")); load();
+    } catch (e) {
+      running = false;
+      results.replaceChildren(el("p", { class: "error", id: "capture-result" }, "Refused: " + e.message));
+    }
+  }) }, field("Name", cname), el("button", { type: "submit", id: "capture-submit" }, "Enrol from the camera"));
   const imp = el("input", { type: "file", accept: "application/json" });
   show(card("People", el("div", { class: "row" }, q,
       el("button", { class: "secondary", type: "button", onclick: guard(async () => download("/people/export", "gallery.json")) }, "Export"),
       el("label", {}, "Import", imp)),
     table(["Name", "Groups", "Valid", "Templates", "Last seen", ""], [rows])),
-    card("Enrol", enrol, el("h3", {}, "…or from the camera"), capture, results));
+    details, card("Enrol", enrol, el("h3", {}, "…or from the camera"), capture, results));
   imp.addEventListener("change", guard(async () => {
     const data = JSON.parse(await imp.files[0].text());
     const r = await api("POST", "/people/import", data); toast(`imported ${r.imported}`); load();
   }));
   load();
+}
+
+// One person: their templates and the quality each was enrolled with.
+async function showPerson(box, p) {
+  const r = await api("GET", "/people/" + encodeURIComponent(p.id));
+  const num = (v, digits) => (v === undefined || v === null) ? "—" : Number(v).toFixed(digits);
+  const thumb = t => t.thumbnail === null ? "" : el("img", { alt: "template face", width: 48,
+    src: API + "/people/" + encodeURIComponent(r.person.id) + "/thumbnails/" + t.thumbnail });
+  const rows = el("tbody", { id: "template-rows" }, r.templates.map((t, i) => el("tr", {},
+    el("td", {}, i + 1), el("td", {}, when(t.added)), el("td", {}, t.source),
+    el("td", {}, num(t.quality.score, 2)), el("td", {}, num(t.quality.eye_distance, 1)),
+    el("td", {}, num(t.quality.blur, 0)), el("td", {}, num(t.quality.frontal, 2)),
+    el("td", { class: "hide-sm" }, t.embedder + (t.current ? "" : " (another model: re-enrol here)")),
+    el("td", {}, thumb(t)))));
+  box.replaceChildren(card(r.person.name + ": templates",
+    el("p", { class: "muted" }, "The quality measured when each template was enrolled: detector score, eye distance in pixels, sharpness, frontal (1 = looking straight at the camera)."),
+    table(["#", "Added", "Source", "Score", "Eye distance", "Sharpness", "Frontal", "Embedder", "Face"], [rows])));
+  box.scrollIntoView({ block: "nearest" });
 }
 
 async function download(path, name) {
