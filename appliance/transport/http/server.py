@@ -27,7 +27,6 @@ import hmac
 import json
 import logging
 import secrets
-import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -49,6 +48,7 @@ from appliance.control.bus import CommandBus
 from appliance.control.commands import CommandError, from_args
 from appliance.control.settings import LIVE
 from appliance.store.users import UserError, Users
+from appliance.transport.http.address import page_url
 from appliance.transport.http.limits import RateLimit
 from appliance.transport.http.live import LiveView
 from appliance.transport.http.logtail import LogTail
@@ -252,13 +252,7 @@ class WebServer:
 
     @property
     def url(self) -> str:
-        w = self.cfg().web
-        if w.url:
-            return w.url
-        host, _, port = w.listen.rpartition(":")
-        if host in ("0.0.0.0", "::", "[::]"):
-            host = socket.gethostname()
-        return f"{'https' if self.tls else 'http'}://{host}:{port}/"
+        return page_url(self.cfg().web)
 
     def start(self) -> None:
         w = self.cfg().web
