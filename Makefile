@@ -154,9 +154,11 @@ clean:
 	rm -rf $(VENV) build .pytest_cache .ruff_cache
 
 # Side-by-side speed with the peers (face_recognition, MTCNN + Keras FaceNet, our float
-# models), time-to-event, and the daemon's CPU on an empty scene. The peers live in
-# .venv-bench, never in the device's venv; `bench.py prepare` fetches FaceNet's h5 and
-# builds the float models (TensorFlow of .venv-bench) and says first what it will skip.
+# models), time-to-event, the daemon's CPU on an empty scene, and the web pages' cost to
+# the door (headless chromium on the live view, driven by requirements-dev's selenium).
+# The peers live in .venv-bench, never in the device's venv; `bench.py prepare` fetches
+# FaceNet's h5 and builds the float models (TensorFlow of .venv-bench) and says first what
+# it will skip.
 .PHONY: bench
 # aarch64 under qemu-user, as root (tools/arm64/README.md): the README's Pi install from PyPI's
 # aarch64 wheels, the int8 models on ../shared/data photos compared with x86_64, and a test
@@ -169,7 +171,7 @@ soak: $(VENV)/.installed assets
 	$(ensure_mosquitto)
 	$(VENV)/bin/python tools/soak.py --minutes 31
 
-bench: $(VENV)/.installed assets
+bench: $(VENV)/.dev assets
 	$(ensure_venv_support)
 	$(ensure_mosquitto)
 	@[ -f .venv-bench/.installed ] || { $(PYTHON) -m venv .venv-bench && \
@@ -185,4 +187,8 @@ bench: $(VENV)/.installed assets
 	    --clip $(SHARED)/scenes/examples/short_hamilton_clip.mp4 \
 	    --enrol "Lin-Manuel Miranda=$(SHARED)/scenes/examples/lin-manuel-miranda.png"
 	$(VENV)/bin/python tools/bench.py idle
+	@[ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ] || echo "bench: web SKIPPED: \
+	  no /usr/bin/chromium and /usr/bin/chromedriver (apt-get install chromium chromium-driver)"
+	-[ ! -x /usr/bin/chromium ] || [ ! -x /usr/bin/chromedriver ] || \
+	  $(VENV)/bin/python tools/bench.py web
 	$(VENV)/bin/python tools/bench.py pipeline

@@ -44,6 +44,7 @@ from appliance.sdnotify import Notifier
 from appliance.store.event_log import EVENTS_FILE, EventLog, Retention
 from appliance.store.nonces import Nonces
 from appliance.store.outbox import Outbox
+from appliance.transport.http.address import page_url
 from appliance.transport.http.live import LiveTap, LiveView
 from appliance.transport.local import LocalServer, socket_path
 from appliance.transport.mqtt.commands import MqttCommands, Verifier
@@ -245,6 +246,8 @@ class App:
             lambda: [(p.id, p.name) for p in self.recogniser.gallery.persons()],
             state,
             snapshots=cfg.decision.snapshot,
+            # Home Assistant's device page links to the owner's pages when they are on.
+            configuration_url=page_url(cfg.web) if cfg.web.enabled else None,
             door=(
                 DoorEntities(cfg.door.contact_pin is not None, cfg.homeassistant.allow_unlock)
                 if self.door is not None
@@ -318,13 +321,7 @@ class App:
         )
 
     def _publish(self, topic: str, payload: Any, **kw: Any) -> Any:
-        prefix = self.cfg.homeassistant.discovery_prefix + "/"
-        if self.web is not None and payload and topic.startswith(prefix):
-            # Home Assistant's device page links to the pages (configuration_url).
-            obj = json.loads(payload)
-            if isinstance(obj, dict) and isinstance(obj.get("device"), dict):
-                obj["device"]["configuration_url"] = self.web.url
-                payload = json.dumps(obj, sort_keys=True)
+        """The link's publish, late-bound: the parts built before the link hold this."""
         return self.link.publish(topic, payload, **kw)
 
     def _log_decision(self, e: Decided) -> None:

@@ -271,3 +271,39 @@ def test_time_to_event_smoke_through_the_real_daemon(shared: Path, tmp_path: Pat
     assert r["appearances"] >= 1, r
     assert r["enrolled"] + r["enrolment_refused"] == 4
     assert 0 < r["p50_s"] <= r["p95_s"]
+
+
+def test_web_section_smoke_shape_and_the_browser_on_the_live_view(
+    shared: Path, tmp_path: Path
+) -> None:
+    """One run without and one with the web clients, on 4 LFW visitors: the JSON keeps
+    its shape, and in (b) chromium really fetched the live view and showed a picture and
+    the token poller was answered. No timing is judged."""
+    from tools.benchmarks.web import missing_browser
+
+    why = missing_browser()
+    if why:
+        pytest.skip(why)
+    out = tmp_path / "web.json"
+    args = ["web", "--pairs", "1", "--visitors", "4", "--appearances", "1"]
+    args += ["--lfw", str(shared / "lfw" / "images"), "--json", str(out)]
+    assert bench.main(args) == 0
+    r = json.loads(out.read_text())
+    assert r["machine"]["load_average"]
+    w = r["web"]
+    assert w["order"] == ["a", "b"] and len(w["runs"]) == 2
+    for cond in ("a", "b"):
+        c = w[cond]
+        assert c["runs_ok"] == 1 and c["runs_failed"] == 0
+        assert c["time_to_event"]["events"] >= 1
+        assert set(c["time_to_event"]) == {"events", "p50_s", "p95_s", "run_p50_s"}
+        assert set(c["frames_per_s"]) == set(c["cpu_percent"]) == {"median", "min", "max", "runs"}
+    assert set(w["ratios_b_over_a"]) == {"frames_per_s", "tte_p50", "tte_p95", "cpu_percent"}
+    assert isinstance(w["within_10_percent"], bool)
+    a, b = w["runs"]
+    assert a["clients"] is None
+    assert b["clients"]["page"] == "#live"
+    assert b["clients"]["live_requests"] > 0 and b["clients"]["live_image_width"] > 0
+    assert b["clients"]["event_polls"].get("200", 0) > 0
+    assert set(b["clients"]["event_polls"]) == {"200"}
+    assert all(len(run["load_average_after"]) == 3 for run in w["runs"])

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from appliance.camera import assets, demo
-from tests.daemon_harness import DaemonProcess, Listener, b64
+from tests.daemon_harness import DaemonProcess, Listener, b64, retained
 
 
 @pytest.fixture
@@ -79,6 +79,10 @@ def test_demo_grants_the_enrolled_person_and_reports_strangers(running):
         ]
     )
     assert state[-1]["camera"]["state"] == "ok" and state[-1]["stage_ms"]["detect"] > 0
+    # web pages off: Home Assistant is given no configuration_url to link to
+    port = json.loads(d.config.read_text())["mqtt"]["port"]
+    configs = [json.loads(p) for t, p in retained(port).items() if t.startswith("homeassistant/")]
+    assert configs and all("configuration_url" not in c["device"] for c in configs)
 
 
 def reply_time(listener):

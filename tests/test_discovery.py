@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import time
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from appliance.config.schema import HomeAssistantConfig
+from appliance.config.schema import HomeAssistantConfig, WebConfig
 from appliance.control.bus import CommandBus, Jobs
 from appliance.control.events import Decided, EnrolmentFinished
 from appliance.health import STAGES, Health, Meter, iso_time
+from appliance.transport.http.address import page_url
 from appliance.transport.mqtt import discovery
 from appliance.transport.mqtt.homeassistant import HomeAssistantBridge
 from appliance.transport.mqtt.state import RetainedState
@@ -173,6 +175,19 @@ def test_configuration_url():
                 people=[],
                 configuration_url=bad,
             )
+
+
+def test_page_url_is_an_address_home_assistant_accepts():
+    """What the daemon passes as configuration_url when web.enabled: web.url as set, else
+    the listen address, with the host name for an any-address bind and https with TLS."""
+    host = socket.gethostname()
+    assert page_url(WebConfig()) == f"http://{host}:8080/"
+    assert page_url(WebConfig(listen="[::]:81")) == f"http://{host}:81/"
+    assert page_url(WebConfig(url="https://door1.example/")) == "https://door1.example/"
+    tls = WebConfig(listen="127.0.0.1:8443", tls_cert_file="c.pem", tls_key_file="k.pem")
+    assert page_url(tls) == "https://127.0.0.1:8443/"
+    for w in (WebConfig(), tls):
+        assert discovery.check_configuration_url(page_url(w)) == page_url(w)
 
 
 def test_bridge_refuses_a_bad_configuration_url_before_publishing(tmp_path: Path):

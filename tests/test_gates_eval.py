@@ -9,7 +9,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tools"))
 
-import gates_eval  # noqa: E402
+import gates_eval
 
 
 def _pairs_and_vectors() -> tuple[np.ndarray, list[str], dict[str, np.ndarray], list]:

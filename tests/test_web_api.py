@@ -17,6 +17,7 @@ from appliance.camera.demo import KNOWN_NAME
 from appliance.control.commands import MAX_IMAGE_BYTES
 from appliance.identity.feedback import ADVICE
 from appliance.transport.http.server import ROUTES
+from tests.daemon_harness import retained
 from tests.test_web_harness import OWNER, PASSWORD, Client, WebDaemon
 
 PNG = assets.path("astronaut.png").read_bytes()
@@ -323,6 +324,18 @@ def test_export_import_and_openapi(owner, enrolled):
     assert spec["openapi"].startswith("3.")
     for route in ROUTES:
         assert route.method.lower() in spec["paths"][route.path]
+
+
+def test_home_assistant_device_page_links_to_the_pages(web):
+    """Every discovery config the daemon retained names the pages' address as the device's
+    configuration_url (web.listen here is 127.0.0.1:<port>, web.url unset)."""
+    configs = [
+        json.loads(p)
+        for t, p in retained(web.broker.port).items()
+        if t.startswith("homeassistant/") and t.endswith("/config")
+    ]
+    assert configs
+    assert {c["device"].get("configuration_url") for c in configs} == {web.base + "/"}
 
 
 def test_live_view_only_while_watched(owner, enrolled):

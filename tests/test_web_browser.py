@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import time
 from pathlib import Path
 
@@ -17,17 +16,15 @@ from appliance.camera.demo import KNOWN_NAME
 from appliance.identity.feedback import ADVICE
 from tests.test_web_api import wait_empty_scene
 from tests.test_web_harness import OWNER, PASSWORD, Client, WebDaemon
+from tools.benchmarks.web import chromium, login, missing_browser
 
-CHROMIUM, DRIVER = "/usr/bin/chromium", "/usr/bin/chromedriver"
 SHOTS = Path(__file__).resolve().parent.parent / "docs" / "screenshots"
 NOBODY = "nobody in view"  # the live caption with no face in the picture
 XSS_NAMES = ("<script>alert(1)</script>", '"><img src=x onerror=alert(2)>')
 
-webdriver = pytest.importorskip("selenium.webdriver", reason="selenium not installed")
-if not (os.access(CHROMIUM, os.X_OK) and os.access(DRIVER, os.X_OK)):
+if missing_browser():
     pytest.skip(
-        "Debian's chromium and chromium-driver are not installed "
-        "(make test installs them: apt-get install chromium chromium-driver)",
+        f"{missing_browser()} (make test installs them: apt-get install chromium chromium-driver)",
         allow_module_level=True,
     )
 
@@ -47,13 +44,7 @@ def web(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory):
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = CHROMIUM
-    for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--window-size=1200,900"):
-        opts.add_argument(arg)
-    opts.add_argument(f"--user-data-dir={tmp_path_factory.mktemp('chromium')}")
-    driver = webdriver.Chrome(service=webdriver.ChromeService(DRIVER), options=opts)
-    driver.set_script_timeout(30)
+    driver = chromium(tmp_path_factory.mktemp("chromium"))
     yield driver
     driver.quit()
 
@@ -66,14 +57,6 @@ def shot(driver, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     time.sleep(0.4)  # let a poll fill the page
     driver.save_screenshot(str(SHOTS / f"{name}.png"))
-
-
-def login(driver, base: str, password: str) -> None:
-    driver.get(base + "/")
-    wait(driver, ec.presence_of_element_located((By.ID, "login-user")))
-    driver.find_element(By.ID, "login-user").send_keys(OWNER)
-    driver.find_element(By.ID, "login-password").send_keys(password)
-    driver.find_element(By.ID, "login-submit").click()
 
 
 def no_alert(driver) -> None:
@@ -98,10 +81,10 @@ def fetch(driver, url: str, method: str = "GET", headers: dict | None = None) ->
 def test_main_flow_in_chromium(web, browser):
     d, base = browser, web.base
     # a wrong password: refused, still on the login page
-    login(d, base, "not the password")
+    login(d, base, OWNER, "not the password")
     wait(d, lambda d: "wrong user name or password" in d.find_element(By.ID, "login-error").text)
     shot(d, "login")
-    login(d, base, PASSWORD)
+    login(d, base, OWNER, PASSWORD)
     wait(d, ec.visibility_of_element_located((By.ID, "nav")))
     assert d.find_element(By.ID, "brand").text.endswith(OWNER)
 

@@ -6,6 +6,7 @@
     tools/bench.py pipeline [--no-peers] [--no-fetch] [--repeats N] [--json OUT.json]
     tools/bench.py summary [--json build/bench/pipeline.json]
     tools/bench.py idle [--window S] [--json build/bench/idle.json]
+    tools/bench.py web [--pairs 2] [--json build/bench/web.json]
     tools/bench.py time-to-event --clip ../shared/data/scenes/examples/short_hamilton_clip.mp4 \
         --enrol "Lin-Manuel Miranda=../shared/data/scenes/examples/lin-manuel-miranda.png"
 
@@ -23,6 +24,9 @@ are skipped and why; pipeline.json records the same as systems_run / systems_ski
 summary: recompute accuracy and projection in an existing pipeline.json, no timing.
 idle: idle_cpu_percent, the real daemon's CPU (% of one core, /proc/<pid>/stat) on a 30 fps
 file showing an empty scene, the state of nearly every hour at a door.
+web [--pairs N] [--visitors N] [--appearances N]: time-to-event's visits with the web
+pages on, (a) nobody on them and (b) headless chromium on the live view plus a script
+polling the events each second, alternated a, b, a, b: frames/s, time-to-event, CPU, b/a.
 
 Each benchmark is a module of tools/benchmarks/; this file is only the command line.
 """
@@ -66,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
             "summary",
             "prepare",
             "replication",
+            "web",
         ),
     )
     p.add_argument("--json", type=Path)
@@ -92,6 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--lfw", type=Path, default=ROOT.parent / "shared" / "data" / "lfw" / "images")
     p.add_argument("--chart", type=Path, help="pipeline: PNG (default beside the JSON)")
     p.add_argument("--people", type=int, default=1000, help="replication: the site's size")
+    p.add_argument("--visitors", type=int, default=20, help="web: LFW people in the clip")
+    p.add_argument("--pairs", type=int, default=2, help="web: runs of a (no client), then b")
     args = p.parse_args(argv)
     out = args.json or ROOT / "build" / "bench" / f"{args.section}.json"
     if args.section == "prepare":  # what `pipeline` will run, fetched or built first
@@ -147,6 +154,16 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result["replication"], indent=2))
         print(f"wrote {out}")
         return 0
+    if args.section == "web":
+        from tools.benchmarks.web import bench_web
+
+        web = bench_web(args.lfw, args.visitors, args.appearances, args.pairs)
+        result = {"machine": machine_full(), "web": web}
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps(result, indent=2) + "\n")
+        print(json.dumps({k: v for k, v in web.items() if k != "runs"}, indent=2))
+        print(f"wrote {out}")
+        return 0 if "error" not in web else 1
     if args.section == "idle":
         from tools.benchmarks.idle import bench_idle
 

@@ -15,7 +15,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -76,10 +76,16 @@ class BenchDaemon:
 
 
 @contextmanager
-def bench_daemon(source_suffix: str, config: dict[str, Any]) -> Iterator[BenchDaemon]:
+def bench_daemon(
+    source_suffix: str,
+    config: dict[str, Any],
+    before_start: Callable[[Path], None] | None = None,
+) -> Iterator[BenchDaemon]:
     """A running daemon reading `<work>/clip<suffix>` (linked by the caller when it wants
     frames to flow), with `config` sections merged over the benchmark's defaults; online
-    (or 60 s passed) when entered, stopped and cleaned up on exit."""
+    (or 60 s passed) when entered, stopped and cleaned up on exit. `before_start` is
+    given the config file first (the web benchmark makes its owner account there, with
+    the CLI, as an installer would)."""
     import paho.mqtt.client as paho
     from paho.mqtt.enums import CallbackAPIVersion
 
@@ -101,6 +107,13 @@ def bench_daemon(source_suffix: str, config: dict[str, Any]) -> Iterator[BenchDa
     for section, values in config.items():
         cfg.setdefault(section, {}).update(values)
     (work / "c.yaml").write_text(json.dumps(cfg))
+    if before_start is not None:
+        try:
+            before_start(work / "c.yaml")
+        except BaseException:
+            broker.stop()
+            shutil.rmtree(work, ignore_errors=True)
+            raise
     topics = Topics("appliance", "bench")
     client = paho.Client(CallbackAPIVersion.VERSION2)
     messages: list[tuple[float, str, bytes]] = []

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,31 +69,61 @@ def compose_visits_clip(
     return enrol
 
 
+# cooldown 0: one sample per granted visit. The door on mock pins: the relay energises as
+# it would on a Pi (time to unlock).
+TTE_CONFIG: dict[str, dict[str, Any]] = {
+    "decision": {"cooldown_s": 0},
+    "door": {"enabled": True, "relay_pin": 17, "unlock_s": 0.5},
+}
+
+
 def bench_time_to_event(
     clip: Path, enrol: list[tuple[str, bytes]], appearances: int
 ) -> dict[str, Any]:
     """The real daemon on a looping 30 fps file, a real Mosquitto, a paho subscriber:
     seconds from the capture of the first frame in which the face was tracked to the
     event's arrival at the subscriber, one sample per granted visit (cooldown 0)."""
+    with bench_daemon(clip.suffix, TTE_CONFIG) as d:
+        return run_visits(d, clip, enrol, appearances)
+
+
+def run_visits(
+    d: BenchDaemon,
+    clip: Path,
+    enrol: list[tuple[str, bytes]],
+    appearances: int,
+    before_clip: Callable[[], None] | None = None,
+) -> dict[str, Any]:
+    """On a daemon started with TTE_CONFIG: enrol the people, call `before_clip` (the web
+    benchmark starts its clients there), link the clip and wait for `appearances` granted
+    visits (30 s each at most). Time-to-event and relay latencies as above, and over the
+    same window the frames the loop processed per second (its `counters.frames` in the
+    retained state, `mqtt.state_interval_s` apart) and the daemon's CPU in % of one core."""
     names = {n for n, _ in enrol}
 
-    def events(d: BenchDaemon) -> list[tuple[float, dict[str, Any]]]:
+    def events() -> list[tuple[float, dict[str, Any]]]:
         return [(t, json.loads(p)) for t, p in d.received(d.topics.event)]
 
-    # The door on mock pins: the relay energises as it would on a Pi (time to unlock).
-    door = {"enabled": True, "relay_pin": 17, "unlock_s": 0.5}
-    with bench_daemon(clip.suffix, {"decision": {"cooldown_s": 0}, "door": door}) as d:
-        enrolled = [d.enrol(name, photo) for name, photo in enrol]
-        d.source.symlink_to(clip.resolve())
-        end = time.time() + 30 * appearances
-        while time.time() < end:
-            hits = [
-                e for _, e in events(d) if e.get("decision") == "granted" and e["name"] in names
-            ]
-            if len(hits) >= appearances:
-                break
-            time.sleep(0.5)
-        got = events(d)
+    enrolled = [d.enrol(name, photo) for name, photo in enrol]
+    if before_clip is not None:
+        before_clip()
+    states_before = len(d.received(d.topics.state))
+    c0, t0 = d.cpu_s(), time.monotonic()
+    d.source.symlink_to(clip.resolve())
+    end = time.time() + 30 * appearances
+    while time.time() < end:
+        hits = [e for _, e in events() if e.get("decision") == "granted" and e["name"] in names]
+        if len(hits) >= appearances:
+            break
+        time.sleep(0.5)
+    got = events()
+    cpu = 100 * (d.cpu_s() - c0) / (time.monotonic() - t0)
+    states = [json.loads(p) for _, p in d.received(d.topics.state)[states_before:]]
+    states = [s for s in states if s.get("counters", {}).get("frames")]
+    fps = None
+    if len(states) >= 2 and states[-1]["time"] > states[0]["time"]:
+        frames = states[-1]["counters"]["frames"] - states[0]["counters"]["frames"]
+        fps = round(frames / (states[-1]["time"] - states[0]["time"]), 2)
     granted = [(t, e) for t, e in got if e.get("decision") == "granted" and e["name"] in names]
     lat = np.array([t - e["first_seen"] for t, e in granted])
     # Relay energised (the door event's own time) after the first frame of the visit.
@@ -111,6 +142,8 @@ def bench_time_to_event(
             "appearances": 0,
             "events": len(got),
             "enrolled": sum(enrolled),
+            "frames_per_s": fps,
+            "cpu_percent": round(cpu, 1),
             "error": "no granted event",
         }
     return {
@@ -119,11 +152,14 @@ def bench_time_to_event(
         "p95_s": round(float(np.percentile(lat, 95)), 3),
         "min_s": round(float(lat.min()), 3),
         "max_s": round(float(lat.max()), 3),
+        "samples_s": [round(float(x), 3) for x in lat],
         "enrolled": sum(enrolled),
         "enrolment_refused": len(enrol) - sum(enrolled),
         "people_granted": len({e["name"] for _, e in granted}),
         "min_frames": 3,
         "other_events": len(got) - len(granted),
+        "frames_per_s": fps,
+        "cpu_percent": round(cpu, 1),
         "relay": (
             {
                 "unlocks": int(unlock.size),

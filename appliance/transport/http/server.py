@@ -28,7 +28,6 @@ import asyncio
 import hmac
 import logging
 import secrets
-import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -47,6 +46,7 @@ from appliance.control import commands as c
 from appliance.control.bus import CommandBus
 from appliance.control.commands import CommandError
 from appliance.store.users import UserError, Users
+from appliance.transport.http.address import page_url
 from appliance.transport.http.api import (
     COOKIE,
     STATUS,
@@ -110,13 +110,7 @@ class WebServer:
 
     @property
     def url(self) -> str:
-        w = self.cfg().web
-        if w.url:
-            return w.url
-        host, _, port = w.listen.rpartition(":")
-        if host in ("0.0.0.0", "::", "[::]"):
-            host = socket.gethostname()
-        return f"{'https' if self.tls else 'http'}://{host}:{port}/"
+        return page_url(self.cfg().web)
 
     def start(self) -> None:
         w = self.cfg().web
