@@ -26,13 +26,13 @@ from appliance.access.schedule import (
     ScheduleError,
     Validity,
     Window,
-    _system_zone,
     check,
     next_change,
     parse_window,
     passage_open,
     zone,
 )
+from appliance.access.wallclock import _system_zone
 
 BERLIN = ZoneInfo("Europe/Berlin")
 SPRING = datetime(2026, 3, 29, 1, 0, tzinfo=UTC).timestamp()  # the instant of the jump
