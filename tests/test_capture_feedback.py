@@ -54,7 +54,8 @@ def test_several_faces(pipeline, group):
 
 
 def test_the_same_frame_scaled_down_asks_to_come_closer(pipeline, near):
-    small = cv2.resize(near, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+    # eyes about 24 px apart, under the default 30
+    small = cv2.resize(near, None, fx=0.4, fy=0.4, interpolation=cv2.INTER_AREA)
     fb = judge(pipeline, small)
     assert fb.code == "too_small" and fb.message == "Come closer."
     assert "enrolment.min_eye_distance" in fb.detail

@@ -14,6 +14,7 @@ import pytest
 
 from appliance.camera import assets
 from appliance.camera.demo import KNOWN_NAME
+from appliance.config.schema import EnrolmentConfig
 from appliance.control.commands import MAX_IMAGE_BYTES
 from appliance.identity.feedback import ADVICE
 from appliance.transport.http.server import ROUTES
@@ -412,7 +413,8 @@ def test_camera_enrolment_gives_live_feedback_then_the_result(owner):
     assert pid == r.json()["person"]["id"]
     templates = owner.request("GET", f"/api/v1/people/{pid}").json()["templates"]
     assert [t["source"] for t in templates] == ["camera"] * 3
-    assert all(t["quality"]["eye_distance"] >= 40 for t in templates)
+    need = EnrolmentConfig().min_eye_distance
+    assert all(t["quality"]["eye_distance"] >= need for t in templates)
     # The same face under another name: refused, and the status says why.
     r = owner.request("POST", "/api/v1/people/capture", {"name": "Twin", "frames": 1})
     assert r.status == 422 and r.json()["error"]["code"] == "duplicate", r.body
