@@ -118,12 +118,9 @@ SPECS: dict[str, dict[str, Any]] = {
         "alignment": {"zoom": 1.0, "shift_y": 0.0},
         "int8_notes": "before int8, each PReLU's channels are rescaled through the "
         "convolutions either side to equal ranges (measured on the calibration "
-        "faces, tools/quantlib/equalise.py); a PReLU read by a 1x1 convolution is "
-        "written as concat(|x|, x) (|x| as LEAKY_RELU with slope -1) and that "
-        "convolution weighs the halves by (1-a)/2 and (1+a)/2; the others as "
-        "relu(g*x) + sign(-a)*relu(-|a|*g*x) with per-channel factors as 1x1 "
-        "depthwise weights (tools/quantlib/tflite_graph.py); the float function "
-        "is unchanged",
+        "faces), and the PReLU is written as relu(g*x) + sign(-a)*relu(-|a|*g*x) "
+        "with per-channel factors as 1x1 depthwise weights "
+        "(tools/quantlib/equalise.py); the float function is unchanged",
     },
     "face_mesh": {
         "kind": "landmarks",
@@ -215,7 +212,7 @@ def _int8_function(
 
     scales = prelu_scales(str(source), batched(calibration()))
     log.info("%s: equalised the channels of %d PReLUs", name, len(scales))
-    qfn, _ = as_function(str(source), scales, fold=True)
+    qfn, _ = as_function(str(source), scales)
     return qfn
 
 

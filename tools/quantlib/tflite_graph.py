@@ -187,22 +187,14 @@ class Retracer:
     same up to float rounding.
     """
 
-    def __init__(
-        self,
-        graph: TfliteGraph,
-        scales: dict[int, ChannelScales] | None = None,
-        fold: bool = False,
-    ) -> None:
+    def __init__(self, graph: TfliteGraph, scales: dict[int, ChannelScales] | None = None) -> None:
         self.g = graph
         self.skip: set[int] = set()
         self.prelu: dict[int, tuple[int, np.ndarray]] = {}  # ADD op index -> (x, alpha)
         self._find_prelu()
         self.scales = scales or {}
         self.overrides: dict[int, np.ndarray] = {}  # constant tensor -> rescaled value
-        self.folded: set[int] = set()  # ADD op indices of PReLUs folded by `_fold`
         self._rescale()
-        if fold:
-            self._fold()
 
     def _find_prelu(self) -> None:
         """Spot relu(x) + c*(x - |x|), which is PReLU with alpha = 2c."""
@@ -283,31 +275,6 @@ class Retracer:
             # The consumer's input channel is the last axis for both kinds.
             self.overrides[c.inputs[1]] = self.const(c.inputs[1]) / sc.out.astype(np.float32)
 
-    def _fold(self) -> None:
-        """Fold each rescaled PReLU that a CONV_2D reads into that convolution.
-
-        Why: as `tf_prelu_exact`, a PReLU is four int8 ops over the whole tensor, and
-        XNNPACK's int8 ADD and MUL (which requantise their inputs) made MobileFaceNet
-        slower than FaceNet. Per channel, PReLU(y) = (1-a)/2 * |y| + (1+a)/2 * y, and |y|
-        is LEAKY_RELU with slope -1, an int8 op XNNPACK runs from a table. So the PReLU
-        becomes concat(|x|, x) and the convolution reads 2C channels, its weights for
-        each half times those per-channel factors (and the gain `out / into`, which
-        `tf_prelu_exact` applied). Exact in float; the consumer's multiply-adds double.
-        A depthwise consumer cannot sum two channels, so its PReLUs stay as they were.
-        """
-        for site in self.sites():
-            if site.add not in self.scales or site.consumer is None:
-                continue
-            if site.consumer.name != "CONV_2D":
-                continue
-            sc = self.scales[site.add]
-            k = (sc.out / sc.into).astype(np.float32)
-            a = site.alpha.astype(np.float32)
-            w = self.const(site.consumer.inputs[1])  # OHWI, already divided by `out`
-            halves = [w * (k * (1.0 - a) / 2.0), w * (k * (1.0 + a) / 2.0)]
-            self.overrides[site.consumer.inputs[1]] = np.concatenate(halves, axis=-1)
-            self.folded.add(site.add)
-
     def const(self, t: int) -> np.ndarray:
         if t in self.overrides:
             return self.overrides[t]
@@ -331,10 +298,7 @@ class Retracer:
                 continue
             o = op.options
             ins = op.inputs
-            if op.index in self.folded:  # see `_fold`
-                x = env[self.prelu[op.index][0]]
-                out = tf.concat([tf.nn.leaky_relu(x, alpha=-1.0), x], axis=-1)
-            elif op.index in self.prelu:
+            if op.index in self.prelu:
                 x, alpha = self.prelu[op.index]
                 sc = self.scales.get(op.index)
                 out = (
@@ -409,12 +373,11 @@ class Retracer:
 
 
 def as_function(
-    path: str, scales: dict[int, ChannelScales] | None = None, fold: bool = False
+    path: str, scales: dict[int, ChannelScales] | None = None
 ) -> tuple[tf.types.experimental.ConcreteFunction, list[str]]:
-    """A concrete function with a free batch dimension; returns it and the output names.
-    With `fold`, the rescaled PReLUs a CONV_2D reads are folded into it (`Retracer._fold`)."""
+    """A concrete function with a free batch dimension; returns it and the output names."""
     graph = TfliteGraph(path)
-    retracer = Retracer(graph, scales, fold)
+    retracer = Retracer(graph, scales)
     (inp,) = graph.inputs
     spec = tf.TensorSpec([None, *graph.shape(inp)[1:]], tf.float32, name="input")
     names = [graph.name(t) for t in graph.outputs]
