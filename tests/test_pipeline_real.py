@@ -120,3 +120,21 @@ def test_fused_cosine_is_the_mean_of_the_members_cosines(shared):
             cosines.append(float(u @ v))
         assert np.isclose(float(x.embedding @ y.embedding), np.mean(cosines), atol=1e-5)
     assert float(a.embedding @ b.embedding) > float(a.embedding @ c.embedding) + 0.3
+
+
+@pytest.mark.parametrize("name", ["detector", "facenet", "mobilefacenet"])
+def test_committed_model_runs_whole_in_xnnpack_as_its_manifest_says(name):
+    """A graph XNNPACK cannot take whole (TFLite's int8 PRELU, a standalone RELU) is cut
+    into partitions with reference kernels between them, several times slower; the
+    manifest's count must be what the runtime reports, and one partition."""
+    import json
+    from pathlib import Path
+
+    from appliance.vision.runtime import TfliteModel
+
+    models = Path(__file__).resolve().parent.parent / "models"
+    entry = json.loads((models / "manifest.json").read_text())["models"][name]
+    model = TfliteModel(models / entry["file"])
+    assert model.delegate_partitions() == (1, True)
+    assert entry["agreement"]["xnnpack_partitions"] == 1
+    assert "PRELU" not in [o["op_name"] for o in model._it._get_ops_details()]
