@@ -261,7 +261,10 @@ class App:
             self.jobs,
             snapshots=cfg.decision.snapshot,
             last_seen_clear_delay_s=5.0 if cfg.homeassistant.discovery else 0.0,
-            on_change=lambda: self.jobs.call_soon(self.publish_state),
+            # At once, on the thread that made the change (a delete): queued to the link
+            # before the command's reply, so nobody who saw the reply still finds the
+            # person in the retained state (a job could run after the reply).
+            on_change=self.publish_state,
         )
         self.mqtt_commands = MqttCommands(self.topics, self.bus, self._verifier, publish)
         self.link = MqttLink(
