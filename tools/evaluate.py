@@ -77,6 +77,7 @@ from appliance.vision.quality import measure  # noqa: E402
 from appliance.vision.similarity import l2_normalize  # noqa: E402
 
 FLOAT_DIR = ROOT / "build" / "float-models"
+ALIGN_HELP = "auto: the detector's keypoints, else the face mesh; mesh: the mesh on any box"
 PAD = 50
 
 
@@ -93,31 +94,33 @@ def read_pairs(path: Path) -> tuple[list[tuple[str, str, bool]], int, int]:
     return pairs, n_folds, 2 * n
 
 
-def fallback_detection(size: int) -> Detection:
+def fallback_detection(size: int, pad: int = PAD) -> Detection:
     """A face filling the unpadded crop: the 112 template scaled onto it, for misses."""
-    crop = size - 2 * PAD
+    crop = size - 2 * pad
     kps = np.zeros((6, 2), np.float32)
-    pts = ARCFACE_112 * (crop / 112.0) + PAD
+    pts = ARCFACE_112 * (crop / 112.0) + pad
     kps[[0, 1, 2, 3]] = pts
-    return Detection(np.array([PAD, PAD, PAD + crop, PAD + crop], np.float32), kps, 0.0)
+    return Detection(np.array([pad, pad, pad + crop, pad + crop], np.float32), kps, 0.0)
 
 
-def padded(path: Path) -> np.ndarray:
+def padded(path: Path, pad: int = PAD) -> np.ndarray:
     """An LFW crop with the black border every LFW evaluation here adds (the product's own
     `with_border`, which the photo routes use when they find no face)."""
-    return with_border(read_image(path), PAD)
+    return with_border(read_image(path), pad)
 
 
-def lfw_face(pipe: FacePipeline, path: Path) -> tuple[np.ndarray, Detection, bool]:
+def lfw_face(pipe: FacePipeline, path: Path, pad: int = PAD) -> tuple[np.ndarray, Detection, bool]:
     """(aligned crop, detection, found) for one LFW image: the face nearest the centre,
-    or the fixed LFW box when the detector finds none."""
-    img = padded(path)
-    dets = pipe.detector.detect(img)
+    or the fixed LFW box when the detector finds none. `--pad 100` for SSD-MobileNet:
+    at 512 px it misses 15 of 193 LFW crops padded by 50 (the face too large for it) and
+    none padded by 100."""
+    img = padded(path, pad)
+    dets = pipe.detect(img)
     if dets:
         c = np.array(img.shape[1::-1], np.float32) / 2
         d = min(dets, key=lambda d: float(np.linalg.norm((d.box[:2] + d.box[2:]) / 2 - c)))
     else:
-        d = fallback_detection(img.shape[0])
+        d = fallback_detection(img.shape[0], pad)
     emb = pipe.embedder
     return align(img, d.keypoints, emb.template, emb.spec.size), d, bool(dets)
 
@@ -128,32 +131,59 @@ def lfw_crops(pipe: FacePipeline, images: list[Path]) -> tuple[np.ndarray, int]:
     return np.stack([c for c, _, _ in faces]), sum(not found for _, _, found in faces)
 
 
-def lfw_quality(pipe: FacePipeline, data: Path, files: list[str]) -> dict[str, np.ndarray]:
-    """The device's quality figures (appliance.vision.quality) of each LFW face, cached per
-    detector and crop size; a face the detector missed gets score 0."""
-    tag = f"{pipe.detector.version}-{pipe.embedder.spec.size}"
-    cache = ROOT / "build" / "eval" / f"lfw_quality_{tag}.npz"
-    if cache.exists():
-        z = np.load(cache)
-        if list(z["files"]) == files:
-            return {k: z[k] for k in z.files if k != "files"}
-    rows = []
-    for f in files:
-        crop, d, found = lfw_face(pipe, data / "images" / f)
-        q = measure(d, crop)
-        rows.append((q.score if found else 0.0, q.eye_distance, q.blur, q.frontal))
-    a = np.array(rows, np.float32)
-    out = {"score": a[:, 0], "eye_distance": a[:, 1], "blur": a[:, 2], "frontal": a[:, 3]}
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, files=np.array(files), **out)
-    return out
+_WORKER: dict[str, Any] = {}
 
 
-def embed_lfw(pipe: FacePipeline, images: list[Path]) -> tuple[np.ndarray, int]:
-    crops, misses = lfw_crops(pipe, images)
-    emb = pipe.embedder
-    vecs = [emb.embed(crops[i : i + 32]) for i in range(0, len(crops), 32)]
-    return np.concatenate(vecs), misses
+def pipeline_kwargs(args: argparse.Namespace, flip: bool = False) -> dict[str, Any]:
+    """`FacePipeline.load` arguments of an LFW run: embedder, detector, alignment."""
+    return {
+        "embedder": args.embedder,
+        "threads": args.threads,
+        "flip": flip,
+        "float_models_dir": FLOAT_DIR if args.float else None,
+        "detector": args.detector,
+        "align": args.align,
+    }
+
+
+def _worker_init(kwargs: dict[str, Any], pad: int) -> None:
+    """Each worker loads its own pipeline (no interpreter is shared across a fork)."""
+    _WORKER["pipe"], _WORKER["pad"] = FacePipeline.load(**kwargs), pad
+
+
+def _embed_chunk(paths: list[Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Plain and mirrored embeddings and the device's quality figures of a few LFW images
+    (appliance.vision.quality; a face the detector missed gets score 0)."""
+    pipe: FacePipeline = _WORKER["pipe"]
+    faces = [lfw_face(pipe, p, _WORKER["pad"]) for p in paths]
+    crops = np.stack([c for c, _, _ in faces])
+    q = [(measure(d, c), found) for c, d, found in faces]
+    rows = [(x.score if f else 0.0, x.eye_distance, x.blur, x.frontal) for x, f in q]
+    mirror = pipe.embedder.embed(np.ascontiguousarray(crops[:, :, ::-1]))
+    return pipe.embedder.embed(crops), mirror, np.array(rows, np.float32)
+
+
+def embed_images(
+    args: argparse.Namespace, paths: list[Path], flip: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(plain, mirrored, quality rows) of every image, over `--workers` processes."""
+    chunks = [paths[i : i + 32] for i in range(0, len(paths), 32)]
+    kwargs = pipeline_kwargs(args, flip)
+    with contextlib.ExitStack() as stack:
+        if args.workers > 1:
+            ctx = mp.get_context("spawn")
+            pool = stack.enter_context(ctx.Pool(args.workers, _worker_init, (kwargs, args.pad)))
+            results = pool.imap(_embed_chunk, chunks)
+        else:
+            _worker_init(kwargs, args.pad)
+            results = map(_embed_chunk, chunks)
+        plain, mirror, rows = zip(*results, strict=True)
+    return np.concatenate(plain), np.concatenate(mirror), np.concatenate(rows)
+
+
+def quality_of(rows: np.ndarray) -> dict[str, np.ndarray]:
+    cols = ("score", "eye_distance", "blur", "frontal")
+    return {k: rows[:, i] for i, k in enumerate(cols)}
 
 
 def best_threshold(scores: np.ndarray, same: np.ndarray) -> float:
@@ -216,24 +246,21 @@ def cross_validate(
 def run_lfw(args: argparse.Namespace) -> dict[str, Any]:
     if args.embedder in PEERS:
         return run_lfw_peer(args)
-    pipe = FacePipeline.load(
-        embedder=args.embedder,
-        threads=args.threads,
-        flip=args.flip,
-        float_models_dir=FLOAT_DIR if args.float else None,
-    )
     pairs, n_folds, per_fold = read_pairs(args.data / "pairs.txt")
     names = sorted({a for a, _, _ in pairs} | {b for _, b, _ in pairs})
     t0 = time.perf_counter()
-    vecs, misses = embed_lfw(pipe, [args.data / "images" / n for n in names])
-    index = {n: i for i, n in enumerate(names)}
+    files, variants, misses, _ = lfw_embeddings(args)
+    vecs = variants["flip" if args.flip else "plain"]
+    index = {n: i for i, n in enumerate(files)}
     a = vecs[[index[p[0]] for p in pairs]]
     b = vecs[[index[p[1]] for p in pairs]]
     scores = (a * b).sum(1)
     elapsed = time.perf_counter() - t0
     return {
-        "protocol": "LFW View-2 pairs (150x150 crops padded to 250x250), 10-fold",
+        "protocol": f"LFW View-2 pairs (150x150 crops, a {args.pad}-px black border), 10-fold",
         "embedder": args.embedder,
+        "detector": args.detector,
+        "aligned_by": detectors.alignment(args.detector, args.align),
         "precision": "float" if args.float else "int8",
         "flip": args.flip,
         "pairs": len(pairs),
@@ -243,7 +270,9 @@ def run_lfw(args: argparse.Namespace) -> dict[str, Any]:
         "detection_failure_handling": "aligned as if the face filled the 150x150 crop",
         "pairs_per_s": round(len(pairs) / elapsed, 1),
         "images_per_s": round(len(names) / elapsed, 1),
+        "elapsed_s": round(elapsed, 1),
         "threads": args.threads,
+        "workers": args.workers,
     }
 
 
@@ -358,37 +387,37 @@ def run_lfw_peer(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def lfw_pipeline(args: argparse.Namespace) -> FacePipeline:
-    return FacePipeline.load(
-        embedder=args.embedder,
-        threads=args.threads,
-        flip=False,
-        float_models_dir=FLOAT_DIR if args.float else None,
-    )
-
-
 def lfw_embeddings(
-    args: argparse.Namespace, pipe: FacePipeline
-) -> tuple[list[str], dict[str, np.ndarray], int]:
-    """Plain and flip-summed embeddings of every LFW image, cached per model version."""
+    args: argparse.Namespace,
+) -> tuple[list[str], dict[str, np.ndarray], int, dict[str, np.ndarray]]:
+    """Plain and flip-summed embeddings and the quality figures of every LFW image,
+    cached per embedder, detector and alignment."""
     files = sorted(p.name for p in (args.data / "images").glob("*.jpg"))
-    tag = pipe.embedder.spec.version + ("-float" if args.float else "")
+    tag = pipeline_tag(args) + ("-float" if args.float else "")
     cache = ROOT / "build" / "eval" / f"lfw_embeddings_{tag}.npz"
     if cache.exists():
         z = np.load(cache)
         if list(z["files"]) == files:
-            return files, {"plain": z["plain"], "flip": z["flip"]}, int(z["misses"])
-    crops, misses = lfw_crops(pipe, [args.data / "images" / f for f in files])
-    emb = pipe.embedder
-    plain, mirror = [], []
-    for i in range(0, len(crops), 32):
-        plain.append(emb.embed(crops[i : i + 32]))
-        mirror.append(emb.embed(np.ascontiguousarray(crops[i : i + 32, :, ::-1])))
-    p = np.concatenate(plain)
-    f = l2_normalize(p + np.concatenate(mirror))
+            variants = {"plain": z["plain"], "flip": z["flip"]}
+            return files, variants, int(z["misses"]), quality_of(z["quality"])
+    t0 = time.perf_counter()
+    p, mirror, rows = embed_images(args, [args.data / "images" / f for f in files])
+    print(f"embedded {len(files)} images in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    f = l2_normalize(p + mirror)
+    misses = int((rows[:, 0] == 0).sum())
     cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, files=np.array(files), plain=p, flip=f, misses=misses)
-    return files, {"plain": p, "flip": f}, misses
+    np.savez(cache, files=np.array(files), plain=p, flip=f, misses=misses, quality=rows)
+    return files, {"plain": p, "flip": f}, misses, quality_of(rows)
+
+
+def pipeline_tag(args: argparse.Namespace) -> str:
+    """Embedder version, detector model version and alignment, without loading models."""
+    from appliance.vision.pipeline import embedder_version
+
+    d = detectors.info(args.detector)
+    sha = load_manifest()["models"][d.manifest_key]["sha256"][:12]
+    aligned = detectors.alignment(args.detector, args.align)
+    return f"{embedder_version(args.embedder)}-{d.name}-{sha}-{aligned}-pad{args.pad}"
 
 
 def run_identify(args: argparse.Namespace) -> dict[str, Any]:
@@ -396,17 +425,20 @@ def run_identify(args: argparse.Namespace) -> dict[str, Any]:
         return run_identify_folders(args)
     import identify_eval
 
-    pipe = lfw_pipeline(args)
-    files, variants, misses = lfw_embeddings(args, pipe)
-    quality = lfw_quality(pipe, args.data, files)
+    t0 = time.perf_counter()
+    files, variants, misses, quality = lfw_embeddings(args)
     result = identify_eval.run(variants, files, quality)
     result.update(
         {
             "protocol": identify_eval.__doc__.strip().split("\n\n")[1],
             "embedder": args.embedder,
+            "detector": args.detector,
+            "aligned_by": detectors.alignment(args.detector, args.align),
             "precision": "float" if args.float else "int8",
             "images": len(files),
             "detection_failures": misses,
+            "elapsed_s": round(time.perf_counter() - t0, 1),
+            "workers": args.workers,
         }
     )
     if args.write_calibration:
@@ -798,12 +830,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     lfw = sub.add_parser("lfw", help="LFW View-2 verification")
     lfw.add_argument("--flip", action="store_true", help="add the mirrored face's embedding")
-    lfw.add_argument(
-        "--workers",
-        type=int,
-        default=1,
-        help="comparison models only: processes encoding images in parallel",
-    )
+
     det = sub.add_parser("detection", help="detector recall/precision")
     det.add_argument("--composed", type=int, default=0, help="composed small-face frames")
     det.add_argument(
@@ -818,8 +845,13 @@ def main(argv: list[str] | None = None) -> int:
     lfw_det = sub.add_parser("lfw-detection", help="detector misses on the padded LFW images")
     lfw_det.add_argument("--tight", action="store_true", help="the crops without the border")
     lfw_det.add_argument("--limit", type=int, default=0, help="images to try (spread evenly)")
-    for s in (det, lfw_det):
+    for s in (lfw, ide):
+        s.add_argument("--workers", type=int, default=1, help="processes embedding images")
+        s.add_argument("--align", default="auto", choices=detectors.ALIGN_CHOICES, help=ALIGN_HELP)
+        s.add_argument("--pad", type=int, default=PAD, help="black border around each crop, px")
+    for s in (lfw, det, ide, lfw_det):
         s.add_argument("--detector", default="blazeface", choices=sorted(detectors.DETECTORS))
+    for s in (det, lfw_det):
         s.add_argument("--detector-file", type=Path, help="the detector's model from this file")
         s.add_argument("--score-threshold", type=float, default=0.5)
         s.add_argument("--tiles", help="also run on a grid of tiles, e.g. 2x2")

@@ -21,14 +21,9 @@ from appliance.vision.imageio import ImageError, read_image
 
 
 def pipeline(cfg: Config) -> Any:
-    from appliance.vision.pipeline import FacePipeline
+    from appliance.identity.recogniser import load_pipeline
 
-    return FacePipeline.load(
-        embedder=cfg.models.embedder,
-        threads=cfg.models.threads,
-        flip=cfg.models.flip,
-        score_threshold=cfg.detector.score_threshold,
-    )
+    return load_pipeline(cfg)
 
 
 def recogniser(cfg: Config) -> Any:

@@ -70,21 +70,10 @@ class ModelsConfig:
     flip: bool = False
 
 
-def _recognisable_detector(name: str) -> None:
-    """A box-only detector needs a landmark stage before its faces can be recognised."""
-    from appliance.vision.detectors import recognition_problem
-
-    problem = recognition_problem(name)
-    if problem:
-        raise ValueError(problem)
-
-
 @dataclass(frozen=True)
 class DetectorConfig:
     # blazeface | ssd_mobilenet (appliance.vision.detectors; README, Detectors).
-    model: str = _opt(
-        "blazeface", choices=("blazeface", "ssd_mobilenet"), check=_recognisable_detector
-    )
+    model: str = _opt("blazeface", choices=("blazeface", "ssd_mobilenet"))
     score_threshold: float = _opt(0.5, range=(0.05, 0.99))
 
 

@@ -53,6 +53,17 @@ def open_gallery(cfg: Config) -> Gallery:
     return Gallery(cfg.storage.path() / GALLERY_FILE)
 
 
+def load_pipeline(cfg: Config) -> FacePipeline:
+    """The pipeline the config asks for (models, detector): the daemon's and the CLI's."""
+    return FacePipeline.load(
+        embedder=cfg.models.embedder,
+        threads=cfg.models.threads,
+        flip=cfg.models.flip,
+        score_threshold=cfg.detector.score_threshold,
+        detector=cfg.detector.model,
+    )
+
+
 class Recogniser:
     def __init__(
         self,
@@ -82,14 +93,7 @@ class Recogniser:
     def open(
         cls, cfg: Config, pipeline: FacePipeline | None = None, events: DomainEvents | None = None
     ) -> Recogniser:
-        if pipeline is None:
-            pipeline = FacePipeline.load(
-                embedder=cfg.models.embedder,
-                threads=cfg.models.threads,
-                flip=cfg.models.flip,
-                score_threshold=cfg.detector.score_threshold,
-            )
-        return cls(cfg, pipeline, open_gallery(cfg), events)
+        return cls(cfg, pipeline or load_pipeline(cfg), open_gallery(cfg), events)
 
     def thresholds(self) -> Thresholds:
         r = self.cfg.recognition
