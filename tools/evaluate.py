@@ -442,14 +442,21 @@ def run_identify(args: argparse.Namespace) -> dict[str, Any]:
         }
     )
     if args.write_calibration:
-        write_calibration(args.embedder, files, variants)
+        write_calibration(args, files, variants)
     print_identify_table(result)
     return result
 
 
-def write_calibration(embedder: str, files: list[str], variants: dict[str, np.ndarray]) -> None:
+def write_calibration(
+    args: argparse.Namespace, files: list[str], variants: dict[str, np.ndarray]
+) -> None:
+    """The open-set curve of `--embedder` into the manifest, with the detector and the
+    alignment that made it (the device refuses a calibration of another alignment)."""
     import identify_eval
 
+    embedder = args.embedder
+    aligned = detectors.alignment(args.detector, args.align)
+    made_by = {"detector": args.detector, "aligned_by": aligned}
     path = ROOT / "models" / "manifest.json"
     manifest = json.loads(path.read_text())
     split = identify_eval.make_split(files, 2)
@@ -458,7 +465,8 @@ def write_calibration(embedder: str, files: list[str], variants: dict[str, np.nd
         f"identities against {len(split.people)} people enrolled with 2 photos each"
     )
     manifest["models"][embedder]["open_set"] = {
-        v: identify_eval.device_calibration(vecs, split, source=src) for v, vecs in variants.items()
+        v: {**identify_eval.device_calibration(vecs, split, source=src), **made_by}
+        for v, vecs in variants.items()
     }
     path.write_text(json.dumps(manifest, indent=2) + "\n")
     print(f"wrote the open-set calibration of {embedder} to {path}", file=sys.stderr)

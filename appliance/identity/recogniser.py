@@ -24,7 +24,7 @@ from appliance.identity.gates import EnrolmentRefused, check_gates, photo_label,
 from appliance.identity.matcher import Match, Matcher, Thresholds
 from appliance.identity.thresholds import load_calibration, resolve
 from appliance.store import portable
-from appliance.store.gallery import Gallery, Person, Template
+from appliance.store.gallery import Gallery, Person, Template, TemplateSet
 from appliance.vision.imageio import ImageError, decode_image, encode_jpeg, read_image
 from appliance.vision.pipeline import Face, FacePipeline
 
@@ -77,15 +77,19 @@ class Recogniser:
         self.pipeline = pipeline
         self.gallery = gallery
         self.embedder = pipeline.embedder.spec.version
+        # Templates are matched only against probes aligned the same way (the gallery
+        # filters on it); `alignment_problem` is why the daemon refuses to start.
+        self.aligned_by = pipeline.aligned_by
         self.lock = threading.RLock()
         self.calibration = load_calibration(pipeline.embedder.spec.name, pipeline.embedder.flip)
-        self.matcher = Matcher(gallery.template_set(self.embedder), COMBINE)
+        self.matcher = Matcher(self._templates(), COMBINE)
         self._known = {p.id: p for p in gallery.persons()}
         self._data_version = gallery.data_version()
-        stale = [p.name for p in gallery.persons(self.embedder) if p.stale_templates]
+        stale = [p for p in gallery.persons(self.embedder, self.aligned_by) if p.stale_templates]
         if stale:
             log.warning(
-                "%d people have templates from another embedder version and need re-enrolment",
+                "%d people have templates from another embedder version or alignment "
+                "and need re-enrolment",
                 len(stale),
             )
 
@@ -94,6 +98,43 @@ class Recogniser:
         cls, cfg: Config, pipeline: FacePipeline | None = None, events: DomainEvents | None = None
     ) -> Recogniser:
         return cls(cfg, pipeline or load_pipeline(cfg), open_gallery(cfg), events)
+
+    def _templates(self) -> TemplateSet:
+        return self.gallery.template_set(self.embedder, self.aligned_by)
+
+    def alignment_problem(self) -> str | None:
+        """Why this pipeline's faces must not be matched against this gallery or scored
+        with this calibration: they were made through another alignment (a detector's
+        own keypoints against the face mesh). None when all agree."""
+        det = self.cfg.detector.model
+        other = {a: n for a, n in self.gallery.alignments(self.embedder).items()}
+        other.pop(self.aligned_by, None)
+        fix = (
+            f"set detector.model back to the detector the gallery was enrolled with, or "
+            f"re-enrol everyone through {det} (appliance people delete NAME, then "
+            "appliance enroll NAME PHOTO...)"
+        )
+        if other:
+            made = ", ".join(f"{n} aligned by {a}" for a, n in sorted(other.items()))
+            return (
+                f"detector.model: {det} aligns faces by {self.aligned_by}, but the gallery "
+                f"holds templates made otherwise ({made}); they are never matched against "
+                f"each other: {fix}"
+            )
+        cal = self.calibration
+        if (
+            cal is not None
+            and cal.aligned_by != self.aligned_by
+            and self.cfg.recognition.threshold is None
+        ):
+            return (
+                f"detector.model: {det} aligns faces by {self.aligned_by}, but the open-set "
+                f"calibration in models/manifest.json was measured on faces aligned by "
+                f"{cal.aligned_by}: recalibrate (tools/evaluate.py identify --data "
+                f"../shared/data/lfw --detector {det} --write-calibration) or set "
+                "recognition.threshold"
+            )
+        return None
 
     def thresholds(self) -> Thresholds:
         r = self.cfg.recognition
@@ -154,7 +195,8 @@ class Recogniser:
         thumb = None
         if self.cfg.enrolment.keep_thumbnails:
             thumb = encode_jpeg(face.aligned)
-        return Template(face.embedding, self.embedder, source, face.quality.as_dict(), thumb)
+        q = face.quality.as_dict()
+        return Template(face.embedding, self.embedder, source, q, thumb, self.aligned_by)
 
     def enrol(
         self,
@@ -241,7 +283,7 @@ class Recogniser:
                 )
 
     def _reload_person(self, person: Person) -> None:
-        ts = self.gallery.template_set(self.embedder)
+        ts = self._templates()
         if person.id in ts.person_ids:
             j = ts.person_ids.index(person.id)
             self.matcher.set_person(person.id, ts.names[j], ts.matrix[ts.owner == j])
@@ -265,12 +307,17 @@ class Recogniser:
         return person
 
     def export(self) -> dict[str, Any]:
-        return portable.export(self.gallery, self.embedder)
+        return portable.export(self.gallery, self.embedder, self.aligned_by)
 
     def import_(self, data: dict[str, Any], actor: str) -> int:
         with self.lock:
             n = portable.import_(
-                self.gallery, data, self.embedder, actor, self.cfg.enrolment.max_templates
+                self.gallery,
+                data,
+                self.embedder,
+                actor,
+                self.cfg.enrolment.max_templates,
+                self.aligned_by,
             )
         self.refresh(force=True, actor=actor)
         return n
@@ -294,7 +341,7 @@ class Recogniser:
             return False
         with self.lock:
             self._data_version = version
-            self.matcher = Matcher(self.gallery.template_set(self.embedder), COMBINE)
+            self.matcher = Matcher(self._templates(), COMBINE)
             now = {p.id: p for p in self.gallery.persons()}
             before, self._known = self._known, now
         for pid, p in before.items():

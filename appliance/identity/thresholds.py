@@ -31,6 +31,9 @@ class Calibration:
     person_far: np.ndarray  # p(t) at each grid point
     margin: float
     source: str
+    # What aligned the faces it was measured on (appliance.vision.detectors.alignment);
+    # entries written before it was recorded were all BlazeFace-aligned.
+    aligned_by: str = "blazeface"
 
     @classmethod
     def from_scores(
@@ -48,6 +51,7 @@ class Calibration:
             np.asarray(entry["person_far"], np.float64),
             float(entry["margin"]),
             str(entry.get("source", "")),
+            str(entry.get("aligned_by", "blazeface")),
         )
 
     def as_manifest(self, comparisons: int) -> dict[str, Any]:

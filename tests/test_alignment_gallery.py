@@ -1,0 +1,123 @@
+"""Templates remember what aligned them, and a gallery or calibration made through one
+alignment is never matched against faces aligned by another: the daemon refuses to start
+with a message naming detector.model and the way out, and the matcher skips them."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from appliance.config.schema import load
+from appliance.identity.recogniser import Recogniser
+from appliance.store.gallery import MIGRATIONS, Gallery
+
+
+def config(tmp_path: Path, **sections: dict) -> Path:
+    cfg = {"storage": {"state_dir": str(tmp_path / "state")}, **sections}
+    path = tmp_path / f"config-{len(list(tmp_path.glob('config-*')))}.yaml"
+    path.write_text(json.dumps(cfg))
+    return path
+
+
+def test_migration_marks_older_templates_as_blazeface_aligned(tmp_path):
+    """A schema-3 gallery (before alignment was recorded) opens as schema 4 with every
+    old template marked 'blazeface', the only alignment recognition could use then."""
+    path = tmp_path / "gallery.sqlite3"
+    db = sqlite3.connect(path)
+    for script in MIGRATIONS[:3]:
+        db.executescript(script)
+    db.execute("INSERT INTO persons VALUES ('p1', 'Ann', '{}', 0, 0)")
+    db.execute(
+        "INSERT INTO templates (person_id, embedding, embedder, source, created) "
+        "VALUES ('p1', ?, 'facenet-x', 'file', 0)",
+        (b"\0" * 16,),
+    )
+    db.execute("PRAGMA user_version = 3")
+    db.commit()
+    db.close()
+    with Gallery(path) as g:
+        assert g.db.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert g.alignments("facenet-x") == {"blazeface": 1}
+        assert len(g.template_set("facenet-x").person_ids) == 1
+        assert len(g.template_set("facenet-x", "mesh").person_ids) == 0
+        (ann,) = g.persons("facenet-x", "mesh")
+        assert ann.stale_templates == 1
+
+
+def test_a_blazeface_gallery_is_refused_through_ssd_and_never_matched(tmp_path, shared):
+    """Enrolled through BlazeFace, queried through SSD-MobileNet + mesh: the daemon
+    refuses to start (detector.model named, with how to re-enrol), and the recogniser
+    matches none of the other alignment's templates, even for the same photo."""
+    from appliance.app import App
+
+    photo = shared / "scenes" / "examples" / "obama.jpg"
+    door = config(tmp_path, models={"embedder": "facenet", "threads": 1})
+    with closing(Recogniser.open(load(door))) as r:
+        r.enrol("Obama", [photo], "file", "test")
+        assert r.identify(_read(photo))[0].match.name
+    hall = config(
+        tmp_path, models={"embedder": "facenet", "threads": 1}, detector={"model": "ssd_mobilenet"}
+    )
+    with pytest.raises(ValueError) as err:
+        App(load(hall), hall)
+    msg = str(err.value)
+    assert msg.startswith("detector.model: ssd_mobilenet aligns faces by mesh")
+    assert "1 aligned by blazeface" in msg and "re-enrol everyone through ssd_mobilenet" in msg
+    with closing(Recogniser.open(load(hall))) as ssd:
+        assert ssd.aligned_by == "mesh" and ssd.matcher.size == 0
+        (found,) = ssd.identify(_read(photo))
+        assert found.match.name is None
+        (obama,) = ssd.gallery.persons(ssd.embedder, ssd.aligned_by)
+        assert obama.stale_templates == 1
+        # Re-enrolled through SSD, the gallery agrees; the calibration (measured on
+        # BlazeFace-aligned faces) is then the one refusal left, unless a fixed
+        # threshold is set.
+        ssd.delete("Obama", "test")
+        ssd.enrol("Obama", [photo], "file", "test")
+        assert ssd.gallery.alignments(ssd.embedder) == {"mesh": 1}
+        assert "recalibrate" in ssd.alignment_problem()
+        assert "--detector ssd_mobilenet --write-calibration" in ssd.alignment_problem()
+    fixed = config(
+        tmp_path,
+        models={"embedder": "facenet", "threads": 1},
+        detector={"model": "ssd_mobilenet"},
+        recognition={"threshold": 0.6},
+    )
+    with closing(Recogniser.open(load(fixed))) as ssd:
+        assert ssd.alignment_problem() is None
+        (found,) = ssd.identify(_read(photo))
+        assert found.match.name == "Obama"
+
+
+def _read(path: Path):
+    from appliance.vision.imageio import read_image
+
+    return read_image(path)
+
+
+def test_an_export_is_imported_only_by_a_device_aligning_the_same_way(tmp_path):
+    """A mesh-aligned export is refused by a BlazeFace device (nothing written) and taken
+    by a mesh device; an export from before alignment was recorded counts as BlazeFace."""
+    import numpy as np
+
+    from appliance.store import portable
+    from appliance.store.gallery import GalleryError, Template
+
+    vec = np.ones(8, np.float32) / np.sqrt(8)
+    with Gallery(tmp_path / "a.sqlite3") as a:
+        a.enrol("Ann", [Template(vec, "facenet-x", "file", aligned_by="mesh")], "test")
+        data = portable.export(a, "facenet-x", "mesh")
+    assert data["aligned_by"] == "mesh" and len(data["people"]) == 1
+    with Gallery(tmp_path / "b.sqlite3") as b:
+        with pytest.raises(GalleryError, match=r"aligned by 'mesh'.*detector\.model"):
+            portable.import_(b, data, "facenet-x", "test")
+        assert b.counts() == (0, 0)
+        assert portable.import_(b, data, "facenet-x", "test", aligned_by="mesh") == 1
+        assert b.alignments("facenet-x") == {"mesh": 1}
+        old = {k: v for k, v in data.items() if k != "aligned_by"}
+        with pytest.raises(GalleryError, match="aligned by 'blazeface'"):
+            portable.import_(b, old, "facenet-x", "test", aligned_by="mesh")
