@@ -136,6 +136,15 @@ class Recogniser:
             )
         return None
 
+    def check_ready(self) -> None:
+        """What the daemon checks before it starts: the thresholds resolve (calibrated or
+        fixed), and no gallery or calibration of another alignment would be mixed with
+        this pipeline's faces (raises ValueError with `alignment_problem`)."""
+        self.thresholds()
+        problem = self.alignment_problem()
+        if problem:
+            raise ValueError(problem)
+
     def thresholds(self) -> Thresholds:
         r = self.cfg.recognition
         return resolve(
