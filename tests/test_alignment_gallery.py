@@ -121,3 +121,17 @@ def test_an_export_is_imported_only_by_a_device_aligning_the_same_way(tmp_path):
         old = {k: v for k, v in data.items() if k != "aligned_by"}
         with pytest.raises(GalleryError, match="aligned by 'blazeface'"):
             portable.import_(b, old, "facenet-x", "test", aligned_by="mesh")
+
+
+def test_tiles_follow_the_mode_unless_set(tmp_path):
+    """detector.tiles auto: the whole frame at a door, 3x3 tiles in a hall (README,
+    Detectors); a set value wins; a bad one names the key and its line."""
+    from appliance.config.schema import ConfigError, parse
+
+    assert parse("").detector.grid("access") is None
+    hall = parse("recognition:\n  mode: attendance\n")
+    assert hall.detector.grid(hall.recognition.mode) == (3, 3)
+    assert parse("detector:\n  tiles: none\n").detector.grid("attendance") is None
+    assert parse("detector:\n  tiles: 2x3\n").detector.grid("access") == (2, 3)
+    with pytest.raises(ConfigError, match=r"line 3: 'detector.tiles': 'x3' is not auto"):
+        parse("detector:\n  model: blazeface\n  tiles: x3\n")

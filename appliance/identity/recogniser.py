@@ -61,6 +61,7 @@ def load_pipeline(cfg: Config) -> FacePipeline:
         flip=cfg.models.flip,
         score_threshold=cfg.detector.score_threshold,
         detector=cfg.detector.model,
+        tiles=cfg.detector.grid(cfg.recognition.mode),
     )
 
 
