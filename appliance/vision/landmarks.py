@@ -70,6 +70,11 @@ class Landmarks:
         p = self.points[:, :2]
         return np.stack([p[list(RIGHT_EYE_CONTOUR)].mean(0), p[list(LEFT_EYE_CONTOUR)].mean(0)])
 
+    def bounds(self) -> np.ndarray:
+        """(x1, y1, x2, y2) around all points: the box the mesh's next cut is made from."""
+        p = self.points[:, :2]
+        return np.concatenate([p.min(0), p.max(0)]).astype(np.float32)
+
     def keypoints(self) -> np.ndarray:
         """(6, 2) alignment points in BlazeFace's keypoint order (right eye, left eye,
         nose tip, mouth centre, right ear, left ear; `appliance.vision.detect`), so any

@@ -196,11 +196,17 @@ class FacePipeline:
             return dets
         if not dets:
             return []
-        boxes = [Detection(d.box, None, d.score) for d in dets]  # mesh cuts the box upright
-        marks = self.landmarks.landmarks(image, boxes)
+        # Two passes, as MediaPipe's tracking does: the first from the detector's box
+        # (cut upright), the second from the bounding box of the first's points, turned
+        # by its eyes. On dlib's labelled faces the second halves the eye error on SSD's
+        # boxes (median 0.043 -> 0.019 of the face's width; README, Detectors).
+        first = self.landmarks.landmarks(image, [Detection(d.box, None, d.score) for d in dets])
+        seen = [(d, lm) for d, lm in zip(dets, first, strict=True) if lm is not None]
+        again = [Detection(lm.bounds(), lm.keypoints(), d.score) for d, lm in seen]
+        marks = self.landmarks.landmarks(image, again)
         return [
             Detection(d.box, lm.keypoints(), d.score)
-            for d, lm in zip(dets, marks, strict=True)
+            for (d, _), lm in zip(seen, marks, strict=True)
             if lm is not None
         ]
 
