@@ -135,3 +135,37 @@ def test_tiles_follow_the_mode_unless_set(tmp_path):
     assert parse("detector:\n  tiles: 2x3\n").detector.grid("access") == (2, 3)
     with pytest.raises(ConfigError, match=r"line 3: 'detector.tiles': 'x3' is not auto"):
         parse("detector:\n  model: blazeface\n  tiles: x3\n")
+
+
+def test_the_frame_loop_runs_a_box_only_detector_through_the_mesh(tmp_path, shared):
+    """The daemon's frame loop with detector.model ssd_mobilenet: frames of an enrolled
+    person are detected, aligned by the mesh, embedded and decided (one access event),
+    on a gallery enrolled through the same alignment."""
+    import time
+
+    from appliance.app import App
+    from appliance.camera.grabber import Frame
+    from appliance.vision.imageio import read_image
+
+    photo = shared / "scenes" / "examples" / "obama.jpg"
+    cfg = config(
+        tmp_path,
+        models={"embedder": "facenet", "threads": 1},
+        detector={"model": "ssd_mobilenet"},
+        recognition={"threshold": 0.6},
+    )
+    with closing(Recogniser.open(load(cfg))) as r:
+        r.enrol("Obama", [photo], "file", "test")
+    door = App(load(cfg), cfg)
+    try:
+        assert door.recogniser.pipeline.aligned_by == "mesh"
+        img = read_image(photo)
+        base = time.monotonic()
+        for i in range(8):
+            door.loop.process(Frame(i, base + i / 10, img))
+        (track,) = door.tracker.tracks
+        assert track.decided
+        assert door.stats["events"] == 1
+    finally:
+        door.outbox.close()
+        door.recogniser.close()

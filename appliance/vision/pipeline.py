@@ -113,7 +113,7 @@ class FacePipeline:
         # keypoints (its name) or MESH, the landmark stage on the detector's box.
         self.aligned_by = aligned_by or detectors.alignment(DEFAULT_DETECTOR)
         if self.aligned_by != MESH and not detector.gives_landmarks:
-            raise ModelError(f"{aligned_by!r} alignment needs keypoints the detector lacks")
+            raise ModelError(f"{self.aligned_by!r} alignment needs keypoints the detector lacks")
 
     @property
     def landmarks(self) -> FaceMesh:
@@ -179,9 +179,9 @@ class FacePipeline:
 
     def detect(self, image: np.ndarray) -> list[Detection]:
         """The detector's faces, each with its six alignment points: the detector's own,
-        or (mesh alignment) the face mesh's on the box, in one mesh batch. A box the mesh
-        says holds no face is dropped: it could not be aligned, and is most often none
-        (SSD's dog in dogs.jpg). The BlazeFace door never runs the mesh here."""
+        or (mesh alignment) the face mesh's from the box, two mesh batches for all faces.
+        A box the mesh says holds no face (a flat wall) is dropped: there is nothing to
+        align. The BlazeFace door never runs the mesh here."""
         return self.with_points(image, self.detector.detect(image))
 
     def with_points(self, image: np.ndarray, dets: list[Detection]) -> list[Detection]:
