@@ -73,22 +73,34 @@ def test_a_blazeface_gallery_is_refused_through_ssd_and_never_matched(tmp_path, 
         assert found.match.name is None
         (obama,) = ssd.gallery.persons(ssd.embedder, ssd.aligned_by)
         assert obama.stale_templates == 1
-        # Re-enrolled through SSD, the gallery agrees; the calibration (measured on
-        # BlazeFace-aligned faces) is then the one refusal left, unless a fixed
-        # threshold is set.
+        # Re-enrolled through SSD, the gallery agrees, and FaceNet has a curve measured
+        # on mesh-aligned faces (open_set_mesh): nothing left to refuse.
         ssd.delete("Obama", "test")
         ssd.enrol("Obama", [photo], "file", "test")
         assert ssd.gallery.alignments(ssd.embedder) == {"mesh": 1}
-        assert "recalibrate" in ssd.alignment_problem()
-        assert "--detector ssd_mobilenet --write-calibration" in ssd.alignment_problem()
+        assert ssd.calibration.aligned_by == "mesh" and ssd.alignment_problem() is None
+        (found,) = ssd.identify(_read(photo))
+        assert found.match.name == "Obama"
+    # An embedder with no curve of mesh-aligned faces is refused, never scored with the
+    # BlazeFace curve, unless a fixed threshold is set.
+    mfn = config(
+        tmp_path,
+        models={"embedder": "mobilefacenet", "threads": 1},
+        detector={"model": "ssd_mobilenet"},
+    )
+    with pytest.raises(ValueError) as err:
+        App(load(mfn), mfn)
+    assert "has none for embedder mobilefacenet: recalibrate" in str(err.value)
+    assert "--detector ssd_mobilenet --pad 100 --write-calibration" in str(err.value)
     fixed = config(
         tmp_path,
-        models={"embedder": "facenet", "threads": 1},
+        models={"embedder": "mobilefacenet", "threads": 1},
         detector={"model": "ssd_mobilenet"},
-        recognition={"threshold": 0.6},
+        recognition={"threshold": 0.5},
     )
     with closing(Recogniser.open(load(fixed))) as ssd:
-        assert ssd.alignment_problem() is None
+        assert ssd.calibration is None and ssd.alignment_problem() is None
+        ssd.enrol("Obama", [photo], "file", "test")
         (found,) = ssd.identify(_read(photo))
         assert found.match.name == "Obama"
 

@@ -466,7 +466,11 @@ def write_calibration(
         f"LFW pairs images (150x150 crops): {len(split.strangers)} single-image "
         f"identities against {len(split.people)} people enrolled with 2 photos each"
     )
-    manifest["models"][embedder]["open_set"] = {
+    if aligned != "blazeface":
+        src += f", through {args.detector} aligned by {aligned}, {args.pad}-px border"
+    from appliance.identity.thresholds import calibration_key
+
+    manifest["models"][embedder][calibration_key(aligned)] = {
         v: {**identify_eval.device_calibration(vecs, split, source=src), **made_by}
         for v, vecs in variants.items()
     }

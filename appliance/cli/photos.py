@@ -78,7 +78,7 @@ def cmd_verify(args: argparse.Namespace, cfg: Config) -> int:
         return 1
     s = cosine(vecs[0], vecs[1])
     r = cfg.recognition
-    cal = load_calibration(cfg.models.embedder, cfg.models.flip)
+    cal = load_calibration(cfg.models.embedder, cfg.models.flip, pipe.aligned_by)
     th = resolve(cal, r.mode, 1, r.stranger_accept, r.threshold, r.margin)  # 1: photo to photo
     verdict = "same person" if s >= th.accept else "different people"
     print(

@@ -82,7 +82,8 @@ class Recogniser:
         # filters on it); `alignment_problem` is why the daemon refuses to start.
         self.aligned_by = pipeline.aligned_by
         self.lock = threading.RLock()
-        self.calibration = load_calibration(pipeline.embedder.spec.name, pipeline.embedder.flip)
+        spec, flip = pipeline.embedder.spec, pipeline.embedder.flip
+        self.calibration = load_calibration(spec.name, flip, self.aligned_by)
         self.matcher = Matcher(self._templates(), COMBINE)
         self._known = {p.id: p for p in gallery.persons()}
         self._data_version = gallery.data_version()
@@ -123,17 +124,15 @@ class Recogniser:
                 f"each other: {fix}"
             )
         cal = self.calibration
-        if (
-            cal is not None
-            and cal.aligned_by != self.aligned_by
-            and self.cfg.recognition.threshold is None
-        ):
+        own = cal is not None and cal.aligned_by == self.aligned_by
+        if self.cfg.recognition.threshold is None and not own and self.aligned_by != "blazeface":
+            have = "none" if cal is None else f"one of faces aligned by {cal.aligned_by}"
             return (
-                f"detector.model: {det} aligns faces by {self.aligned_by}, but the open-set "
-                f"calibration in models/manifest.json was measured on faces aligned by "
-                f"{cal.aligned_by}: recalibrate (tools/evaluate.py identify --data "
-                f"../shared/data/lfw --detector {det} --write-calibration) or set "
-                "recognition.threshold"
+                f"detector.model: {det} aligns faces by {self.aligned_by}, and "
+                f"models/manifest.json has {have} for embedder {self.cfg.models.embedder}: "
+                f"recalibrate (tools/evaluate.py identify --data ../shared/data/lfw "
+                f"--embedder {self.cfg.models.embedder} --detector {det} --pad 100 "
+                "--write-calibration) or set recognition.threshold"
             )
         return None
 
@@ -141,10 +140,10 @@ class Recogniser:
         """What the daemon checks before it starts: the thresholds resolve (calibrated or
         fixed), and no gallery or calibration of another alignment would be mixed with
         this pipeline's faces (raises ValueError with `alignment_problem`)."""
-        self.thresholds()
         problem = self.alignment_problem()
         if problem:
             raise ValueError(problem)
+        self.thresholds()
 
     def thresholds(self) -> Thresholds:
         r = self.cfg.recognition
