@@ -114,7 +114,7 @@ class App:
         # from here on (a fail-safe maglock is released until a process drives it).
         self.door = open_door(cfg.door, self._door_event)
         self.recogniser = Recogniser.open(cfg, events=self.events)
-        self.recogniser.thresholds()  # fail at start, not on the first face, if uncalibrated
+        self.recogniser.check_ready()  # fail at start, not on the first face
         self.key = read_secret(cfg.commands.key_file, "command-key")
         if cfg.commands.require_signature and self.key is None:
             log.warning(

@@ -207,7 +207,7 @@ class FrameLoop:
         pipe = self.recogniser.pipeline
         gates = self.gates()
         t0 = time.perf_counter()
-        dets = pipe.detector.detect(frame.image)
+        dets = pipe.detect(frame.image)
         t1 = time.perf_counter()
         self._last_detect_at = frame.captured
         if dets:

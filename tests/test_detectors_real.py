@@ -1,5 +1,6 @@
 """Each registered detector on real photos: faces found where the hand-drawn boxes are,
-BlazeFace's eye points on dlib's eye landmarks; the registry's refusals; tiling."""
+BlazeFace's and the mesh alignment's eye points on dlib's eye landmarks, each detector's
+faces aligned and embedded through FacePipeline; the registry's refusals; tiling."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 
 from appliance.config.schema import ConfigError, parse
 from appliance.vision import detectors
-from appliance.vision.detect import LEFT_EYE, RIGHT_EYE, Detection, iou
+from appliance.vision.detect import LEFT_EAR, LEFT_EYE, RIGHT_EAR, RIGHT_EYE, Detection, iou
 from appliance.vision.detectors.tiled import TiledDetector, merge, tiles
 from appliance.vision.imageio import read_image
 from appliance.vision.pipeline import MODELS_DIR, FacePipeline, load_manifest
@@ -79,27 +80,91 @@ def test_blazeface_eye_points_lie_on_the_eyes(shared):
     assert np.median(errors) < 0.08 and max(errors) < 0.2, errors
 
 
-def test_box_only_detector_is_refused_for_recognition():
-    assert detectors.recognition_problem("blazeface") is None
-    assert "landmark stage" in detectors.recognition_problem("ssd_mobilenet")
-    with pytest.raises(ModelError, match=r"detector\.model: ssd_mobilenet finds boxes only"):
-        FacePipeline.load(detector="ssd_mobilenet")
+def eye_errors(shared, pipe: FacePipeline) -> list[float]:
+    """Per labelled face found: the worse eye's distance from dlib's eye centre (mean of
+    its six eye-contour points), over the face's width."""
+    errors = []
+    for img, boxes, eyes in labelled(shared):
+        found = pipe.faces(img, embed=False)
+        for b, e in zip(boxes, eyes, strict=True):
+            m = iou(b.astype(np.float32), np.stack([f.box for f in found])) if found else [0]
+            if max(m) < 0.5:
+                continue
+            kp = found[int(np.argmax(m))].detection.keypoints
+            err = np.linalg.norm(kp[[RIGHT_EYE, LEFT_EYE]] - e, axis=1).max()
+            errors.append(err / (b[2] - b[0]))
+    return errors
+
+
+@pytest.mark.parametrize(("name", "align"), [("blazeface", "mesh"), ("ssd_mobilenet", "auto")])
+def test_mesh_alignment_puts_the_eyes_on_dlibs_eyes(shared, name, align):
+    """From any detector's box the mesh gives eye points on dlib's hand-placed eyes:
+    closer than BlazeFace's own keypoints (median 0.06 of the face's width)."""
+    pipe = FacePipeline.load(threads=1, embedder="facenet", detector=name, align=align)
+    assert pipe.aligned_by == "mesh"
+    errors = eye_errors(shared, pipe)
+    assert len(errors) >= 22, name
+    assert np.median(errors) < 0.05 and max(errors) < 0.15, (name, errors)
+
+
+def test_every_detector_gives_aligned_embedded_faces(shared, pipeline):
+    """SSD-MobileNet (boxes only) through the mesh: each face has six keypoints in
+    BlazeFace's order, quality, and an embedding that matches BlazeFace's own pipeline
+    on the same photo; the eyes within a few pixels of BlazeFace's eye keypoints."""
+    ssd = FacePipeline.load(threads=1, embedder="facenet", detector="ssd_mobilenet")
+    assert ssd.aligned_by == "mesh" and pipeline.aligned_by == "blazeface"
+    for name in ("obama.jpg", "lin-manuel-miranda.png", "alex-lacamoire.png", "two_people.jpg"):
+        img = read_image(shared / "scenes" / "examples" / name)
+        ref = FacePipeline.load(threads=1, embedder="facenet").faces(img)
+        got = ssd.faces(img)
+        assert len(got) == len(ref) >= 1, name
+        for f in got:
+            r = max(ref, key=lambda r: iou(f.box, r.box[None])[0])
+            assert iou(f.box, r.box[None])[0] > 0.6, name
+            kp, rk = f.detection.keypoints, r.detection.keypoints
+            assert kp.shape == (6, 2)
+            eye = np.linalg.norm(kp[[RIGHT_EYE, LEFT_EYE]] - rk[[RIGHT_EYE, LEFT_EYE]], axis=1)
+            assert (eye < 0.1 * r.detection.eye_distance).all(), (name, eye)
+            assert kp[RIGHT_EAR, 0] < kp[RIGHT_EYE, 0] < kp[LEFT_EYE, 0] < kp[LEFT_EAR, 0]
+            # The pose figures come from other points: on alex-lacamoire.png (head
+            # turned) the mesh says yaw 0.36 where BlazeFace says 0.19.
+            assert abs(f.quality.frontal - r.quality.frontal) < 0.3, name
+            assert float(f.embedding @ r.embedding) > 0.9, name
+
+
+def test_mesh_drops_a_box_that_holds_no_face():
+    """A box-only detection over a flat wall: the mesh says it holds no face, so the
+    pipeline gives no face for it rather than aligning on nothing. (SSD's dog in
+    dogs.jpg is not dropped: the mesh takes a dog's face for a face too.)"""
+    ssd = FacePipeline.load(threads=1, embedder="facenet", detector="ssd_mobilenet")
+    wall = np.full((480, 640, 3), 180, np.uint8)
+    d = Detection(np.array([200, 150, 320, 270], np.float32), None, 0.9)
+    assert ssd.faces(wall, detections=[d]) == []
+
+
+def test_alignment_choices_are_checked():
+    assert detectors.alignment("blazeface") == "blazeface"
+    assert detectors.alignment("blazeface", "mesh") == "mesh"
+    assert detectors.alignment("ssd_mobilenet") == "mesh"
+    with pytest.raises(ModelError, match="boxes only"):
+        detectors.alignment("ssd_mobilenet", "detector")
+    with pytest.raises(ModelError, match="unknown alignment 'eyes'"):
+        detectors.alignment("blazeface", "eyes")
     with pytest.raises(ModelError, match="unknown detector 'retina'"):
         FacePipeline.load(detector="retina")
 
 
-def test_config_names_the_key_and_line_of_a_refused_detector():
+def test_config_takes_either_detector_and_names_an_unknown_one():
+    assert parse("detector:\n  model: ssd_mobilenet\n").detector.model == "ssd_mobilenet"
     with pytest.raises(ConfigError) as err:
-        parse("detector:\n  model: ssd_mobilenet\n")
-    assert "line 2" in str(err.value) and "detector.model" in str(err.value)
-    assert "boxes only" in str(err.value)
-    with pytest.raises(ConfigError, match=r"detector\.model"):
         parse("detector:\n  model: yolo\n")
+    assert "line 2" in str(err.value) and "detector.model" in str(err.value)
     assert parse("detector:\n  model: blazeface\n").detector.model == "blazeface"
 
 
 def test_a_box_only_detection_is_never_aligned_without_points(pipeline, astronaut):
-    """A pipeline given box-only detections (no landmark stage) refuses, not guesses."""
+    """A pipeline aligning on the detector's keypoints, given box-only detections,
+    refuses rather than guesses."""
     d = pipeline.detector.detect(astronaut)[0]
     with pytest.raises(ModelError, match="boxes only"):
         pipeline.faces(astronaut, detections=[Detection(d.box, None, d.score)])

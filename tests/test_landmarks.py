@@ -59,7 +59,7 @@ def test_box_only_detection_gives_alignment_points(shared, pipeline, mesh):
     (lm,) = mesh.landmarks(img, [box_only])
     assert lm is not None
     kp = lm.keypoints()
-    assert kp.shape == (4, 2)
+    assert kp.shape == (6, 2)
     err = np.linalg.norm(kp[:2] - d.keypoints[[RIGHT_EYE, LEFT_EYE]], axis=1)
     assert (err < 0.2 * d.eye_distance).all(), err
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Accuracy on real photos with the standard protocols, through the product's own pipeline.
 
-    tools/evaluate.py lfw --data ../shared/data/lfw [--embedder NAME] [--float] [--flip] --json OUT
+    tools/evaluate.py lfw --data ../shared/data/lfw [--embedder NAME] [--float] [--flip]
+        [--detector NAME] [--align auto|mesh|detector] [--pad PX] [--workers N] --json OUT
     .venv-bench/bin/python tools/evaluate.py lfw --data ../shared/data/lfw \
         --embedder face_recognition [--workers N] --json build/eval/lfw_face_recognition.json
     tools/evaluate.py detection --data ../shared/data/detection [--detector NAME] [--float]
@@ -20,7 +21,11 @@ face mesh and `liveness` settings (tools/liveness_eval.py says how visits are ma
 lfw: LFW View-2, all 6,000 pairs in 10 folds; each fold's threshold is chosen on the
 other nine. Each 150x150 crop is padded to 250x250 (black), detected, aligned and
 embedded exactly as the device does. A crop where no face is found is aligned as if the
-face filled the crop (the LFW crops are centred faces), and counted.
+face filled the crop (the LFW crops are centred faces), and counted. `--detector` and
+`--align` pick the detector and what aligns its faces (auto: its keypoints, else the
+face mesh; mesh: the mesh on any detector's box); `--pad 100` suits SSD-MobileNet, which
+misses faces that fill its input. `lfw` and `identify` share one embedding cache per
+embedder, detector, alignment and padding (build/eval), over `--workers` processes.
 `--embedder face_recognition` runs the benchmark peer (dlib's HOG + ResNet, in
 .venv-bench only) through the same pairs, padding, miss rule and folds.
 
@@ -54,7 +59,6 @@ import json
 import multiprocessing as mp
 import sys
 import time
-import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
@@ -67,12 +71,10 @@ import numpy as np  # noqa: E402
 
 from appliance.vision import detectors  # noqa: E402
 from appliance.vision.align import ARCFACE_112, align  # noqa: E402
-from appliance.vision.detect import Detection, iou  # noqa: E402
-from appliance.vision.detectors.tiled import TiledDetector  # noqa: E402
+from appliance.vision.detect import Detection  # noqa: E402
 from appliance.vision.imageio import read_image  # noqa: E402
 from appliance.vision.pipeline import (  # noqa: E402
     DEFAULT_EMBEDDER,
-    MODELS_DIR,
     FacePipeline,
     load_manifest,
     with_border,
@@ -81,6 +83,7 @@ from appliance.vision.quality import Quality, measure  # noqa: E402
 from appliance.vision.similarity import l2_normalize  # noqa: E402
 
 FLOAT_DIR = ROOT / "build" / "float-models"
+ALIGN_HELP = "auto: the detector's keypoints, else the face mesh; mesh: the mesh on any box"
 PAD = 50
 
 
@@ -97,31 +100,33 @@ def read_pairs(path: Path) -> tuple[list[tuple[str, str, bool]], int, int]:
     return pairs, n_folds, 2 * n
 
 
-def fallback_detection(size: int) -> Detection:
+def fallback_detection(size: int, pad: int = PAD) -> Detection:
     """A face filling the unpadded crop: the 112 template scaled onto it, for misses."""
-    crop = size - 2 * PAD
+    crop = size - 2 * pad
     kps = np.zeros((6, 2), np.float32)
-    pts = ARCFACE_112 * (crop / 112.0) + PAD
+    pts = ARCFACE_112 * (crop / 112.0) + pad
     kps[[0, 1, 2, 3]] = pts
-    return Detection(np.array([PAD, PAD, PAD + crop, PAD + crop], np.float32), kps, 0.0)
+    return Detection(np.array([pad, pad, pad + crop, pad + crop], np.float32), kps, 0.0)
 
 
-def padded(path: Path) -> np.ndarray:
+def padded(path: Path, pad: int = PAD) -> np.ndarray:
     """An LFW crop with the black border every LFW evaluation here adds (the product's own
     `with_border`, which the photo routes use when they find no face)."""
-    return with_border(read_image(path), PAD)
+    return with_border(read_image(path), pad)
 
 
-def lfw_face(pipe: FacePipeline, path: Path) -> tuple[np.ndarray, Detection, bool]:
+def lfw_face(pipe: FacePipeline, path: Path, pad: int = PAD) -> tuple[np.ndarray, Detection, bool]:
     """(aligned crop, detection, found) for one LFW image: the face nearest the centre,
-    or the fixed LFW box when the detector finds none."""
-    img = padded(path)
-    dets = pipe.detector.detect(img)
+    or the fixed LFW box when the detector finds none. `--pad 100` for SSD-MobileNet:
+    at 512 px it misses 15 of 193 LFW crops padded by 50 (the face too large for it) and
+    none padded by 100."""
+    img = padded(path, pad)
+    dets = pipe.detect(img)
     if dets:
         c = np.array(img.shape[1::-1], np.float32) / 2
         d = min(dets, key=lambda d: float(np.linalg.norm((d.box[:2] + d.box[2:]) / 2 - c)))
     else:
-        d = fallback_detection(img.shape[0])
+        d = fallback_detection(img.shape[0], pad)
     emb = pipe.embedder
     return align(img, d.keypoints, emb.template, emb.spec.size), d, bool(dets)
 
@@ -132,43 +137,67 @@ def lfw_crops(pipe: FacePipeline, images: list[Path]) -> tuple[np.ndarray, int]:
     return np.stack([c for c, _, _ in faces]), sum(not found for _, _, found in faces)
 
 
-def lfw_quality(pipe: FacePipeline, data: Path, files: list[str]) -> dict[str, np.ndarray]:
-    """The device's quality figures (appliance.vision.quality) of each LFW face, cached per
-    detector and crop size; a face the detector missed gets score 0. The cache keeps the
-    pose, not `frontal`, so a change to how `frontal` is made from it applies at once."""
-    tag = f"{pipe.detector.version}-{pipe.embedder.spec.size}"
-    cache = ROOT / "build" / "eval" / f"lfw_quality_{tag}.npz"
-    keys = ("score", "eye_distance", "blur", "yaw", "pitch", "roll")
-    out: dict[str, np.ndarray] | None = None
-    if cache.exists():
-        z = np.load(cache)
-        if list(z["files"]) == files and all(k in z.files for k in keys):
-            out = {k: z[k] for k in keys}
-    if out is None:
-        rows = []
-        for f in files:
-            crop, d, found = lfw_face(pipe, data / "images" / f)
-            q = measure(d, crop)
-            rows.append((q.score if found else 0.0, q.eye_distance, q.blur, q.yaw, q.pitch, q.roll))
-        a = np.array(rows, np.float32)
-        out = {k: a[:, i] for i, k in enumerate(keys)}
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        np.savez(cache, files=np.array(files), **out)
+_WORKER: dict[str, Any] = {}
+
+
+def pipeline_kwargs(args: argparse.Namespace, flip: bool = False) -> dict[str, Any]:
+    """`FacePipeline.load` arguments of an LFW run: embedder, detector, alignment."""
+    return {
+        "embedder": args.embedder,
+        "threads": args.threads,
+        "flip": flip,
+        "float_models_dir": FLOAT_DIR if args.float else None,
+        "detector": args.detector,
+        "align": args.align,
+    }
+
+
+def _worker_init(kwargs: dict[str, Any], pad: int) -> None:
+    """Each worker loads its own pipeline (no interpreter is shared across a fork)."""
+    _WORKER["pipe"], _WORKER["pad"] = FacePipeline.load(**kwargs), pad
+
+
+def _embed_chunk(paths: list[Path]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Plain and mirrored embeddings and the device's quality figures of a few LFW images
+    (appliance.vision.quality; a face the detector missed gets score 0)."""
+    pipe: FacePipeline = _WORKER["pipe"]
+    faces = [lfw_face(pipe, p, _WORKER["pad"]) for p in paths]
+    crops = np.stack([c for c, _, _ in faces])
+    q = [(measure(d, c), found) for c, d, found in faces]
+    rows = [(x.score if f else 0.0, x.eye_distance, x.blur, x.yaw, x.pitch, x.roll) for x, f in q]
+    mirror = pipe.embedder.embed(np.ascontiguousarray(crops[:, :, ::-1]))
+    return pipe.embedder.embed(crops), mirror, np.array(rows, np.float32)
+
+
+def embed_images(
+    args: argparse.Namespace, paths: list[Path], flip: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(plain, mirrored, quality rows) of every image, over `--workers` processes."""
+    chunks = [paths[i : i + 32] for i in range(0, len(paths), 32)]
+    kwargs = pipeline_kwargs(args, flip)
+    with contextlib.ExitStack() as stack:
+        if args.workers > 1:
+            ctx = mp.get_context("spawn")
+            pool = stack.enter_context(ctx.Pool(args.workers, _worker_init, (kwargs, args.pad)))
+            results = pool.imap(_embed_chunk, chunks)
+        else:
+            _worker_init(kwargs, args.pad)
+            results = map(_embed_chunk, chunks)
+        plain, mirror, rows = zip(*results, strict=True)
+    return np.concatenate(plain), np.concatenate(mirror), np.concatenate(rows)
+
+
+QUALITY_COLUMNS = ("score", "eye_distance", "blur", "yaw", "pitch", "roll")
+
+
+def quality_of(rows: np.ndarray) -> dict[str, np.ndarray]:
+    """The quality figures by name, `frontal` made from the pose as the device makes it
+    (the cache keeps the pose, so a change to `Quality.frontal` applies at once)."""
+    out = {k: rows[:, i] for i, k in enumerate(QUALITY_COLUMNS)}
     out["frontal"] = np.array(
-        [
-            Quality(0.0, 0.0, 0.0, float(y), float(p), float(r)).frontal
-            for y, p, r in zip(out["yaw"], out["pitch"], out["roll"], strict=True)
-        ],
-        np.float32,
+        [Quality(0.0, 0.0, 0.0, *map(float, r[3:6])).frontal for r in rows], np.float32
     )
     return out
-
-
-def embed_lfw(pipe: FacePipeline, images: list[Path]) -> tuple[np.ndarray, int]:
-    crops, misses = lfw_crops(pipe, images)
-    emb = pipe.embedder
-    vecs = [emb.embed(crops[i : i + 32]) for i in range(0, len(crops), 32)]
-    return np.concatenate(vecs), misses
 
 
 def best_threshold(scores: np.ndarray, same: np.ndarray) -> float:
@@ -231,24 +260,21 @@ def cross_validate(
 def run_lfw(args: argparse.Namespace) -> dict[str, Any]:
     if args.embedder in PEERS:
         return run_lfw_peer(args)
-    pipe = FacePipeline.load(
-        embedder=args.embedder,
-        threads=args.threads,
-        flip=args.flip,
-        float_models_dir=FLOAT_DIR if args.float else None,
-    )
     pairs, n_folds, per_fold = read_pairs(args.data / "pairs.txt")
     names = sorted({a for a, _, _ in pairs} | {b for _, b, _ in pairs})
     t0 = time.perf_counter()
-    vecs, misses = embed_lfw(pipe, [args.data / "images" / n for n in names])
-    index = {n: i for i, n in enumerate(names)}
+    files, variants, misses, _ = lfw_embeddings(args)
+    vecs = variants["flip" if args.flip else "plain"]
+    index = {n: i for i, n in enumerate(files)}
     a = vecs[[index[p[0]] for p in pairs]]
     b = vecs[[index[p[1]] for p in pairs]]
     scores = (a * b).sum(1)
     elapsed = time.perf_counter() - t0
     return {
-        "protocol": "LFW View-2 pairs (150x150 crops padded to 250x250), 10-fold",
+        "protocol": f"LFW View-2 pairs (150x150 crops, a {args.pad}-px black border), 10-fold",
         "embedder": args.embedder,
+        "detector": args.detector,
+        "aligned_by": detectors.alignment(args.detector, args.align),
         "precision": "float" if args.float else "int8",
         "flip": args.flip,
         "pairs": len(pairs),
@@ -258,7 +284,9 @@ def run_lfw(args: argparse.Namespace) -> dict[str, Any]:
         "detection_failure_handling": "aligned as if the face filled the 150x150 crop",
         "pairs_per_s": round(len(pairs) / elapsed, 1),
         "images_per_s": round(len(names) / elapsed, 1),
+        "elapsed_s": round(elapsed, 1),
         "threads": args.threads,
+        "workers": args.workers,
     }
 
 
@@ -373,37 +401,37 @@ def run_lfw_peer(args: argparse.Namespace) -> dict[str, Any]:
     }
 
 
-def lfw_pipeline(args: argparse.Namespace) -> FacePipeline:
-    return FacePipeline.load(
-        embedder=args.embedder,
-        threads=args.threads,
-        flip=False,
-        float_models_dir=FLOAT_DIR if args.float else None,
-    )
-
-
 def lfw_embeddings(
-    args: argparse.Namespace, pipe: FacePipeline
-) -> tuple[list[str], dict[str, np.ndarray], int]:
-    """Plain and flip-summed embeddings of every LFW image, cached per model version."""
+    args: argparse.Namespace,
+) -> tuple[list[str], dict[str, np.ndarray], int, dict[str, np.ndarray]]:
+    """Plain and flip-summed embeddings and the quality figures of every LFW image,
+    cached per embedder, detector and alignment."""
     files = sorted(p.name for p in (args.data / "images").glob("*.jpg"))
-    tag = pipe.embedder.spec.version + ("-float" if args.float else "")
+    tag = pipeline_tag(args) + ("-float" if args.float else "")
     cache = ROOT / "build" / "eval" / f"lfw_embeddings_{tag}.npz"
     if cache.exists():
         z = np.load(cache)
-        if list(z["files"]) == files:
-            return files, {"plain": z["plain"], "flip": z["flip"]}, int(z["misses"])
-    crops, misses = lfw_crops(pipe, [args.data / "images" / f for f in files])
-    emb = pipe.embedder
-    plain, mirror = [], []
-    for i in range(0, len(crops), 32):
-        plain.append(emb.embed(crops[i : i + 32]))
-        mirror.append(emb.embed(np.ascontiguousarray(crops[i : i + 32, :, ::-1])))
-    p = np.concatenate(plain)
-    f = l2_normalize(p + np.concatenate(mirror))
+        if list(z["files"]) == files and z["quality"].shape[1] == len(QUALITY_COLUMNS):
+            variants = {"plain": z["plain"], "flip": z["flip"]}
+            return files, variants, int(z["misses"]), quality_of(z["quality"])
+    t0 = time.perf_counter()
+    p, mirror, rows = embed_images(args, [args.data / "images" / f for f in files])
+    print(f"embedded {len(files)} images in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    f = l2_normalize(p + mirror)
+    misses = int((rows[:, 0] == 0).sum())
     cache.parent.mkdir(parents=True, exist_ok=True)
-    np.savez(cache, files=np.array(files), plain=p, flip=f, misses=misses)
-    return files, {"plain": p, "flip": f}, misses
+    np.savez(cache, files=np.array(files), plain=p, flip=f, misses=misses, quality=rows)
+    return files, {"plain": p, "flip": f}, misses, quality_of(rows)
+
+
+def pipeline_tag(args: argparse.Namespace) -> str:
+    """Embedder version, detector model version and alignment, without loading models."""
+    from appliance.vision.pipeline import embedder_version
+
+    d = detectors.info(args.detector)
+    sha = load_manifest()["models"][d.manifest_key]["sha256"][:12]
+    aligned = detectors.alignment(args.detector, args.align)
+    return f"{embedder_version(args.embedder)}-{d.name}-{sha}-{aligned}-pad{args.pad}"
 
 
 def run_identify(args: argparse.Namespace) -> dict[str, Any]:
@@ -411,28 +439,38 @@ def run_identify(args: argparse.Namespace) -> dict[str, Any]:
         return run_identify_folders(args)
     import identify_eval
 
-    pipe = lfw_pipeline(args)
-    files, variants, misses = lfw_embeddings(args, pipe)
-    quality = lfw_quality(pipe, args.data, files)
+    t0 = time.perf_counter()
+    files, variants, misses, quality = lfw_embeddings(args)
     result = identify_eval.run(variants, files, quality)
     result.update(
         {
             "protocol": identify_eval.__doc__.strip().split("\n\n")[1],
             "embedder": args.embedder,
+            "detector": args.detector,
+            "aligned_by": detectors.alignment(args.detector, args.align),
             "precision": "float" if args.float else "int8",
             "images": len(files),
             "detection_failures": misses,
+            "elapsed_s": round(time.perf_counter() - t0, 1),
+            "workers": args.workers,
         }
     )
     if args.write_calibration:
-        write_calibration(args.embedder, files, variants)
+        write_calibration(args, files, variants)
     print_identify_table(result)
     return result
 
 
-def write_calibration(embedder: str, files: list[str], variants: dict[str, np.ndarray]) -> None:
+def write_calibration(
+    args: argparse.Namespace, files: list[str], variants: dict[str, np.ndarray]
+) -> None:
+    """The open-set curve of `--embedder` into the manifest, with the detector and the
+    alignment that made it (the device refuses a calibration of another alignment)."""
     import identify_eval
 
+    embedder = args.embedder
+    aligned = detectors.alignment(args.detector, args.align)
+    made_by = {"detector": args.detector, "aligned_by": aligned}
     path = ROOT / "models" / "manifest.json"
     manifest = json.loads(path.read_text())
     split = identify_eval.make_split(files, 2)
@@ -440,8 +478,13 @@ def write_calibration(embedder: str, files: list[str], variants: dict[str, np.nd
         f"LFW pairs images (150x150 crops): {len(split.strangers)} single-image "
         f"identities against {len(split.people)} people enrolled with 2 photos each"
     )
-    manifest["models"][embedder]["open_set"] = {
-        v: identify_eval.device_calibration(vecs, split, source=src) for v, vecs in variants.items()
+    if aligned != "blazeface":
+        src += f", through {args.detector} aligned by {aligned}, {args.pad}-px border"
+    from appliance.identity.thresholds import calibration_key
+
+    manifest["models"][embedder][calibration_key(aligned)] = {
+        v: {**identify_eval.device_calibration(vecs, split, source=src), **made_by}
+        for v, vecs in variants.items()
     }
     path.write_text(json.dumps(manifest, indent=2) + "\n")
     print(f"wrote the open-set calibration of {embedder} to {path}", file=sys.stderr)
@@ -564,9 +607,7 @@ def run_gates(args: argparse.Namespace) -> dict[str, Any]:
 
     from appliance.config.schema import EnrolmentConfig
 
-    pipe = lfw_pipeline(args)
-    files, variants, _ = lfw_embeddings(args, pipe)
-    quality = lfw_quality(pipe, args.data, files)
+    files, variants, _, quality = lfw_embeddings(args)
     pairs, _, _ = read_pairs(args.data / "pairs.txt")
     g = EnrolmentConfig()
     defaults = {
@@ -581,237 +622,16 @@ def run_gates(args: argparse.Namespace) -> dict[str, Any]:
     return result
 
 
-def read_boxes(xml: Path) -> dict[str, np.ndarray]:
-    out = {}
-    for img in ET.parse(xml).getroot().iter("image"):
-        boxes = [
-            [
-                int(b.get("left")),
-                int(b.get("top")),
-                int(b.get("left")) + int(b.get("width")),
-                int(b.get("top")) + int(b.get("height")),
-            ]
-            for b in img.iter("box")
-            if b.get("ignore") != "1"
-        ]
-        out[img.get("file")] = np.array(boxes, np.float32).reshape(-1, 4)
-    return out
+def run_detection(args: argparse.Namespace) -> dict[str, Any]:
+    import detection_eval
+
+    return detection_eval.run_detection(args)
 
 
 def run_lfw_detection(args: argparse.Namespace) -> dict[str, Any]:
-    det = detection_detector(args)
-    pairs, _, _ = read_pairs(args.data / "pairs.txt")
-    names = sorted({a for a, _, _ in pairs} | {b for _, b, _ in pairs})
-    if args.limit:
-        names = names[:: max(1, len(names) // args.limit)][: args.limit]
-    look = read_image if args.tight else padded
-    missed = [n for n in names if not det.detect(look(args.data / "images" / n))]
-    return {
-        "protocol": "every LFW View-2 pair image (150x150 crop "
-        + ("as it is, a tight crop" if args.tight else "padded to 250x250")
-        + "); a miss is no face at all, as `lfw` counts detection failures",
-        "detector": args.detector,
-        "precision_of_model": "float" if args.float else "int8",
-        "score_threshold": det.score_threshold,
-        "images": len(names),
-        "detection_failures": len(missed),
-        "recall": round(100 * (1 - len(missed) / len(names)), 3),
-        "missed": missed,
-    }
+    import detection_eval
 
-
-SIZE_BANDS = ((0, 20), (20, 40), (40, 80), (80, 10_000))
-BAND_NAMES = ("<20", "20-40", "40-80", ">=80")
-# Where the face is in an LFW 150x150 crop: the mean of BlazeFace's and SSD-MobileNet's
-# median boxes on 100 padded held-out crops (folds 6-10), so neither detector's box
-# convention is the truth (BlazeFace [19, 27, 132, 140], SSD [26, 20, 124, 138]).
-LFW_FACE_BOX = (23.0, 24.0, 128.0, 139.0)
-COMPOSED_SIZES = ((640, 480), (1280, 720))
-
-
-def detection_detector(args: argparse.Namespace) -> Any:
-    """`--detector` (int8, float with --float, or --detector-file), tiled with --tiles."""
-    det = detectors.load(
-        args.detector,
-        MODELS_DIR,
-        load_manifest()["models"],
-        args.threads,
-        args.score_threshold,
-        FLOAT_DIR if args.float else None,
-        args.detector_file,
-    )
-    if args.tiles:
-        cols, rows = map(int, args.tiles.lower().split("x"))
-        det = TiledDetector(det, cols, rows, only_when_empty=args.tiles_when_empty)
-    return det
-
-
-def background_photos(data: Path) -> list[tuple[np.ndarray, np.ndarray]]:
-    """The dlib photos with their hand-drawn boxes, and dogs.jpg (no face)."""
-    out = []
-    for name in ("testing.xml", "training.xml"):
-        for file, gt in read_boxes(data / name).items():
-            out.append((read_image(data / file), gt))
-    if (data / "dogs.jpg").exists():
-        out.append((read_image(data / "dogs.jpg"), np.zeros((0, 4), np.float32)))
-    return out
-
-
-def composed_frames(
-    data: Path, lfw: Path, n: int, seed: int = 7
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """N frames with known face boxes: several real faces pasted small into real photos.
-
-    Each frame is a dlib photo (or dogs.jpg) cropped to 4:3 or 16:9 and resized to
-    640x480 or 1280x720 (alternately), its own hand-labelled faces kept as truth; then
-    3-8 LFW crops (held-out folds 6-10; up to 60 tries to place them) scaled so the
-    face box (LFW_FACE_BOX) is 10-120 px wide (log-uniform), blurred (Gaussian sigma
-    up to 1.2 px, growing with faces over 40 px), brightened or darkened (gain
-    0.6-1.4), pasted through a feathered ellipse around the face where they overlap
-    nothing else; then the whole frame is JPEG-encoded at quality 40-95.
-    Pasted faces have cleaner edges and poses than real crowds: this set flatters a
-    detector, and the dlib photos' own real scenes keep the figures honest.
-    """
-    rng = np.random.default_rng(seed)
-    backs = background_photos(data)
-    names = [
-        ln.strip()
-        for ln in (ROOT / "models" / "calibration" / "lfw_folds6-10.txt").read_text().splitlines()
-        if ln.strip() and not ln.startswith("#")
-    ]
-    fx1, fy1, fx2, fy2 = LFW_FACE_BOX
-    frames = []
-    for i in range(n):
-        fw, fh = COMPOSED_SIZES[i % 2]
-        img, gt = backs[i % len(backs)]
-        h, w = img.shape[:2]
-        cw, ch = (w, round(w * fh / fw)) if w * fh / fw <= h else (round(h * fw / fh), h)
-        x0, y0 = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
-        frame = cv2.resize(img[y0 : y0 + ch, x0 : x0 + cw], (fw, fh), interpolation=cv2.INTER_AREA)
-        sx, sy = fw / cw, fh / ch
-        boxes = [
-            b
-            for b in (gt - [x0, y0, x0, y0]) * [sx, sy, sx, sy]
-            if b[0] >= 0 and b[1] >= 0 and b[2] <= fw and b[3] <= fh
-        ]
-        want, placed = int(rng.integers(3, 9)), 0
-        for _ in range(60):
-            if placed == want:
-                break
-            width = float(np.exp(rng.uniform(np.log(10), np.log(120))))
-            k = width / (fx2 - fx1)
-            face = read_image(lfw / "images" / names[int(rng.integers(len(names)))])
-            side = max(4, round(150 * k))
-            face = cv2.resize(face, (side, side), interpolation=cv2.INTER_AREA)
-            sigma = rng.uniform(0, 1.2) * max(1.0, width / 40)
-            if sigma > 0.3:
-                face = cv2.GaussianBlur(face, (0, 0), sigma)
-            face = np.clip(face.astype(np.float32) * rng.uniform(0.6, 1.4), 0, 255)
-            px, py = int(rng.integers(0, fw - side + 1)), int(rng.integers(0, fh - side + 1))
-            box = np.array([px + fx1 * k, py + fy1 * k, px + fx2 * k, py + fy2 * k], np.float32)
-            grown = box + np.array([-1, -1, 1, 1]) * (box[2] - box[0]) * 0.3
-            if any(
-                min(grown[2], b[2]) > max(grown[0], b[0])
-                and min(grown[3], b[3]) > max(grown[1], b[1])
-                for b in boxes
-            ):
-                continue
-            mask = np.zeros((side, side), np.float32)
-            centre = (round((fx1 + fx2) / 2 * k), round((fy1 + fy2) / 2 * k))
-            axes = (max(1, round((fx2 - fx1) * 0.62 * k)), max(1, round((fy2 - fy1) * 0.62 * k)))
-            cv2.ellipse(mask, centre, axes, 0, 0, 360, 1.0, -1)
-            mask = cv2.GaussianBlur(mask, (0, 0), max(0.5, side / 25))[:, :, None]
-            region = frame[py : py + side, px : px + side].astype(np.float32)
-            frame[py : py + side, px : px + side] = (mask * face + (1 - mask) * region).astype(
-                np.uint8
-            )
-            boxes.append(box)
-            placed += 1
-        _, enc = cv2.imencode(
-            ".jpg", frame[:, :, ::-1], [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(40, 96))]
-        )
-        frame = cv2.imdecode(enc, cv2.IMREAD_COLOR)[:, :, ::-1].copy()
-        frames.append((frame, np.array(boxes, np.float32).reshape(-1, 4)))
-    return frames
-
-
-def match_pairs(gt: np.ndarray, dets: list[Detection], thr: float = 0.5) -> list[int]:
-    """Greedy one-to-one matching by detector score: the ground-truth indices matched."""
-    used: list[int] = []
-    for d in sorted(dets, key=lambda d: -d.score):
-        if len(gt) == 0:
-            break
-        m = iou(d.box, gt)
-        for j in np.argsort(-m):
-            if m[j] < thr:
-                break
-            if int(j) not in used:
-                used.append(int(j))
-                break
-    return used
-
-
-def score_frames(detector: Any, frames: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
-    """Recall (overall and by face width), precision and ms per frame on labelled frames."""
-    n_gt = np.zeros(len(SIZE_BANDS), int)
-    n_hit = np.zeros(len(SIZE_BANDS), int)
-    n_det = 0
-    ms: list[float] = []
-    for frame, gt in frames:
-        t = time.perf_counter()
-        dets = detector.detect(frame)
-        ms.append(1000 * (time.perf_counter() - t))
-        n_det += len(dets)
-        hit = set(match_pairs(gt, dets))
-        for j, b in enumerate(gt):
-            band = next(i for i, (lo, hi) in enumerate(SIZE_BANDS) if lo <= b[2] - b[0] < hi)
-            n_gt[band] += 1
-            n_hit[band] += int(j in hit)
-    return {
-        "frames": len(frames),
-        "faces": int(n_gt.sum()),
-        "detections": n_det,
-        "recall": round(100 * n_hit.sum() / max(n_gt.sum(), 1), 2),
-        "precision": round(100 * n_hit.sum() / max(n_det, 1), 2),
-        "recall_by_size": {
-            name: {"faces": int(g), "recall": round(100 * h / g, 2) if g else None}
-            for name, g, h in zip(BAND_NAMES, n_gt, n_hit, strict=True)
-        },
-        "recall_20px_and_over": round(100 * n_hit[1:].sum() / max(n_gt[1:].sum(), 1), 2),
-        "ms_per_frame": round(float(np.median(ms)), 2),
-    }
-
-
-def run_detection(args: argparse.Namespace) -> dict[str, Any]:
-    detector = detection_detector(args)
-    inner = getattr(detector, "inner", detector)
-    result: dict[str, Any] = {
-        "detector": args.detector,
-        "model": inner.model.path.name,
-        "input_size": inner.model.input_shape[1],
-        "tiles": args.tiles or None,
-        "tiles_only_when_empty": bool(args.tiles and args.tiles_when_empty),
-        "precision_of_model": "int8" if inner.model.input_dtype == np.int8 else "float",
-        "threads": args.threads,
-        "iou": 0.5,
-        "score_threshold": args.score_threshold,
-        "sets": {},
-    }
-    dlib = [
-        (read_image(args.data / file), gt)
-        for name in ("testing.xml", "training.xml")
-        for file, gt in read_boxes(args.data / name).items()
-    ]
-    result["sets"]["dlib"] = score_frames(detector, dlib)
-    dogs = args.data / "dogs.jpg"
-    if dogs.exists():
-        result["false_positives_on_dogs_jpg"] = len(detector.detect(read_image(dogs)))
-    if args.composed:
-        frames = composed_frames(args.data, args.lfw, args.composed)
-        result["sets"]["composed"] = score_frames(detector, frames)
-    for key in ("recall", "precision", "recall_by_size", "ms_per_frame"):
-        result[key] = result["sets"]["composed" if args.composed else "dlib"][key]
-    return result
+    return detection_eval.run_lfw_detection(args)
 
 
 def run_liveness(args: argparse.Namespace) -> dict[str, Any]:
@@ -835,12 +655,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = p.add_subparsers(dest="cmd", required=True)
     lfw = sub.add_parser("lfw", help="LFW View-2 verification")
     lfw.add_argument("--flip", action="store_true", help="add the mirrored face's embedding")
-    lfw.add_argument(
-        "--workers",
-        type=int,
-        default=1,
-        help="comparison models only: processes encoding images in parallel",
-    )
+
     det = sub.add_parser("detection", help="detector recall/precision")
     det.add_argument("--composed", type=int, default=0, help="composed small-face frames")
     det.add_argument(
@@ -852,11 +667,17 @@ def main(argv: list[str] | None = None) -> int:
         action="store_true",
         help="store the measured open-set curve in models/manifest.json",
     )
+    gates = sub.add_parser("gates", help="LFW pairs by the quality of the worse photo")
     lfw_det = sub.add_parser("lfw-detection", help="detector misses on the padded LFW images")
     lfw_det.add_argument("--tight", action="store_true", help="the crops without the border")
     lfw_det.add_argument("--limit", type=int, default=0, help="images to try (spread evenly)")
-    for s in (det, lfw_det):
+    for s in (lfw, ide, gates):
+        s.add_argument("--workers", type=int, default=1, help="processes embedding images")
+        s.add_argument("--align", default="auto", choices=detectors.ALIGN_CHOICES, help=ALIGN_HELP)
+        s.add_argument("--pad", type=int, default=PAD, help="black border around each crop, px")
+    for s in (lfw, det, ide, lfw_det, gates):
         s.add_argument("--detector", default="blazeface", choices=sorted(detectors.DETECTORS))
+    for s in (det, lfw_det):
         s.add_argument("--detector-file", type=Path, help="the detector's model from this file")
         s.add_argument("--score-threshold", type=float, default=0.5)
         s.add_argument("--tiles", help="also run on a grid of tiles, e.g. 2x2")
@@ -866,7 +687,6 @@ def main(argv: list[str] | None = None) -> int:
     crops = sub.add_parser("enrol-crops", help="enrolment from unpadded LFW crops, default gates")
     crops.add_argument("--limit", type=int, default=300, help="crops to try (spread evenly)")
     crops.add_argument("--grey", action="store_true", help="make the crops grey first")
-    gates = sub.add_parser("gates", help="LFW pairs by the quality of the worse photo")
     live = sub.add_parser("liveness", help="presentation-attack rates (tools/liveness_eval.py)")
     live.add_argument("--fps", type=float, default=6.0, help="frames processed per second")
     live.add_argument("--visit-s", type=float, default=1.5, help="seconds per visit")

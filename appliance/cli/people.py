@@ -184,10 +184,12 @@ def _list(args: argparse.Namespace, cfg: Config) -> int:
     if result is not None:
         people = result["people"]
     else:
+        from appliance.vision.detectors import alignment
         from appliance.vision.pipeline import embedder_version
 
+        emb, aligned = embedder_version(cfg.models.embedder), alignment(cfg.detector.model)
         with _offline(cfg) as g:
-            people = [p.as_dict() for p in g.persons(embedder_version(cfg.models.embedder))]
+            people = [p.as_dict() for p in g.persons(emb, aligned)]
     if args.json:
         print(json.dumps(people, indent=2))
         return 0

@@ -21,14 +21,9 @@ from appliance.vision.imageio import ImageError, read_image
 
 
 def pipeline(cfg: Config) -> Any:
-    from appliance.vision.pipeline import FacePipeline
+    from appliance.identity.recogniser import load_pipeline
 
-    return FacePipeline.load(
-        embedder=cfg.models.embedder,
-        threads=cfg.models.threads,
-        flip=cfg.models.flip,
-        score_threshold=cfg.detector.score_threshold,
-    )
+    return load_pipeline(cfg)
 
 
 def recogniser(cfg: Config) -> Any:
@@ -83,7 +78,7 @@ def cmd_verify(args: argparse.Namespace, cfg: Config) -> int:
         return 1
     s = cosine(vecs[0], vecs[1])
     r = cfg.recognition
-    cal = load_calibration(cfg.models.embedder, cfg.models.flip)
+    cal = load_calibration(cfg.models.embedder, cfg.models.flip, pipe.aligned_by)
     th = resolve(cal, r.mode, 1, r.stranger_accept, r.threshold, r.margin)  # 1: photo to photo
     verdict = "same person" if s >= th.accept else "different people"
     print(

@@ -108,7 +108,7 @@ class CommandService:
         if isinstance(cmd, c.Rename):
             return {"person": r.rename(cmd.who, cmd.new_name, actor).as_dict()}
         if isinstance(cmd, c.ListPeople):
-            return {"people": [p.as_dict() for p in r.gallery.persons(r.embedder)]}
+            return {"people": [p.as_dict() for p in r.gallery.persons(r.embedder, r.aligned_by)]}
         if isinstance(cmd, c.SetLive):
             self.settings.set(cmd.values)
             return {"thresholds": r.thresholds().as_dict()}

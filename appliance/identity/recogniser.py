@@ -24,7 +24,7 @@ from appliance.identity.gates import EnrolmentRefused, check_gates, photo_label,
 from appliance.identity.matcher import Match, Matcher, Thresholds
 from appliance.identity.thresholds import load_calibration, resolve
 from appliance.store import portable
-from appliance.store.gallery import Gallery, Person, Template
+from appliance.store.gallery import Gallery, Person, Template, TemplateSet
 from appliance.vision.imageio import ImageError, decode_image, encode_jpeg, read_image
 from appliance.vision.pipeline import Face, FacePipeline
 
@@ -53,6 +53,18 @@ def open_gallery(cfg: Config) -> Gallery:
     return Gallery(cfg.storage.path() / GALLERY_FILE)
 
 
+def load_pipeline(cfg: Config) -> FacePipeline:
+    """The pipeline the config asks for (models, detector): the daemon's and the CLI's."""
+    return FacePipeline.load(
+        embedder=cfg.models.embedder,
+        threads=cfg.models.threads,
+        flip=cfg.models.flip,
+        score_threshold=cfg.detector.score_threshold,
+        detector=cfg.detector.model,
+        tiles=cfg.detector.grid(cfg.recognition.mode),
+    )
+
+
 class Recogniser:
     def __init__(
         self,
@@ -66,15 +78,20 @@ class Recogniser:
         self.pipeline = pipeline
         self.gallery = gallery
         self.embedder = pipeline.embedder.spec.version
+        # Templates are matched only against probes aligned the same way (the gallery
+        # filters on it); `alignment_problem` is why the daemon refuses to start.
+        self.aligned_by = pipeline.aligned_by
         self.lock = threading.RLock()
-        self.calibration = load_calibration(pipeline.embedder.spec.name, pipeline.embedder.flip)
-        self.matcher = Matcher(gallery.template_set(self.embedder), COMBINE)
+        spec, flip = pipeline.embedder.spec, pipeline.embedder.flip
+        self.calibration = load_calibration(spec.name, flip, self.aligned_by)
+        self.matcher = Matcher(self._templates(), COMBINE)
         self._known = {p.id: p for p in gallery.persons()}
         self._data_version = gallery.data_version()
-        stale = [p.name for p in gallery.persons(self.embedder) if p.stale_templates]
+        stale = [p for p in gallery.persons(self.embedder, self.aligned_by) if p.stale_templates]
         if stale:
             log.warning(
-                "%d people have templates from another embedder version and need re-enrolment",
+                "%d people have templates from another embedder version or alignment "
+                "and need re-enrolment",
                 len(stale),
             )
 
@@ -82,14 +99,51 @@ class Recogniser:
     def open(
         cls, cfg: Config, pipeline: FacePipeline | None = None, events: DomainEvents | None = None
     ) -> Recogniser:
-        if pipeline is None:
-            pipeline = FacePipeline.load(
-                embedder=cfg.models.embedder,
-                threads=cfg.models.threads,
-                flip=cfg.models.flip,
-                score_threshold=cfg.detector.score_threshold,
+        return cls(cfg, pipeline or load_pipeline(cfg), open_gallery(cfg), events)
+
+    def _templates(self) -> TemplateSet:
+        return self.gallery.template_set(self.embedder, self.aligned_by)
+
+    def alignment_problem(self) -> str | None:
+        """Why this pipeline's faces must not be matched against this gallery or scored
+        with this calibration: they were made through another alignment (a detector's
+        own keypoints against the face mesh). None when all agree."""
+        det = self.cfg.detector.model
+        other = {a: n for a, n in self.gallery.alignments(self.embedder).items()}
+        other.pop(self.aligned_by, None)
+        fix = (
+            f"set detector.model back to the detector the gallery was enrolled with, or "
+            f"re-enrol everyone through {det} (appliance people delete NAME, then "
+            "appliance enroll NAME PHOTO...)"
+        )
+        if other:
+            made = ", ".join(f"{n} aligned by {a}" for a, n in sorted(other.items()))
+            return (
+                f"detector.model: {det} aligns faces by {self.aligned_by}, but the gallery "
+                f"holds templates made otherwise ({made}); they are never matched against "
+                f"each other: {fix}"
             )
-        return cls(cfg, pipeline, open_gallery(cfg), events)
+        cal = self.calibration
+        own = cal is not None and cal.aligned_by == self.aligned_by
+        if self.cfg.recognition.threshold is None and not own and self.aligned_by != "blazeface":
+            have = "none" if cal is None else f"one of faces aligned by {cal.aligned_by}"
+            return (
+                f"detector.model: {det} aligns faces by {self.aligned_by}, and "
+                f"models/manifest.json has {have} for embedder {self.cfg.models.embedder}: "
+                f"recalibrate (tools/evaluate.py identify --data ../shared/data/lfw "
+                f"--embedder {self.cfg.models.embedder} --detector {det} --pad 100 "
+                "--write-calibration) or set recognition.threshold"
+            )
+        return None
+
+    def check_ready(self) -> None:
+        """What the daemon checks before it starts: the thresholds resolve (calibrated or
+        fixed), and no gallery or calibration of another alignment would be mixed with
+        this pipeline's faces (raises ValueError with `alignment_problem`)."""
+        problem = self.alignment_problem()
+        if problem:
+            raise ValueError(problem)
+        self.thresholds()
 
     def thresholds(self) -> Thresholds:
         r = self.cfg.recognition
@@ -150,7 +204,8 @@ class Recogniser:
         thumb = None
         if self.cfg.enrolment.keep_thumbnails:
             thumb = encode_jpeg(face.aligned)
-        return Template(face.embedding, self.embedder, source, face.quality.as_dict(), thumb)
+        q = face.quality.as_dict()
+        return Template(face.embedding, self.embedder, source, q, thumb, self.aligned_by)
 
     def enrol(
         self,
@@ -237,7 +292,7 @@ class Recogniser:
                 )
 
     def _reload_person(self, person: Person) -> None:
-        ts = self.gallery.template_set(self.embedder)
+        ts = self._templates()
         if person.id in ts.person_ids:
             j = ts.person_ids.index(person.id)
             self.matcher.set_person(person.id, ts.names[j], ts.matrix[ts.owner == j])
@@ -261,12 +316,17 @@ class Recogniser:
         return person
 
     def export(self) -> dict[str, Any]:
-        return portable.export(self.gallery, self.embedder)
+        return portable.export(self.gallery, self.embedder, self.aligned_by)
 
     def import_(self, data: dict[str, Any], actor: str) -> int:
         with self.lock:
             n = portable.import_(
-                self.gallery, data, self.embedder, actor, self.cfg.enrolment.max_templates
+                self.gallery,
+                data,
+                self.embedder,
+                actor,
+                self.cfg.enrolment.max_templates,
+                self.aligned_by,
             )
         self.refresh(force=True, actor=actor)
         return n
@@ -290,7 +350,7 @@ class Recogniser:
             return False
         with self.lock:
             self._data_version = version
-            self.matcher = Matcher(self.gallery.template_set(self.embedder), COMBINE)
+            self.matcher = Matcher(self._templates(), COMBINE)
             now = {p.id: p for p in self.gallery.persons()}
             before, self._known = self._known, now
         for pid, p in before.items():

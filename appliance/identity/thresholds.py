@@ -31,6 +31,9 @@ class Calibration:
     person_far: np.ndarray  # p(t) at each grid point
     margin: float
     source: str
+    # What aligned the faces it was measured on (appliance.vision.detectors.alignment);
+    # entries written before it was recorded were all BlazeFace-aligned.
+    aligned_by: str = "blazeface"
 
     @classmethod
     def from_scores(
@@ -48,6 +51,7 @@ class Calibration:
             np.asarray(entry["person_far"], np.float64),
             float(entry["margin"]),
             str(entry.get("source", "")),
+            str(entry.get("aligned_by", "blazeface")),
         )
 
     def as_manifest(self, comparisons: int) -> dict[str, Any]:
@@ -85,11 +89,21 @@ class Calibration:
         return Thresholds(t, self.margin, why)
 
 
-def load_calibration(embedder: str, flip: bool) -> Calibration | None:
-    """The curve measured for this embedder (and flip setting), if the manifest has one."""
+def calibration_key(aligned_by: str) -> str:
+    """The manifest key of the curve measured on faces aligned by `aligned_by`:
+    `open_set` for BlazeFace's keypoints (the first one measured), `open_set_<name>`
+    for another (e.g. `open_set_mesh`)."""
+    return "open_set" if aligned_by == "blazeface" else f"open_set_{aligned_by}"
+
+
+def load_calibration(
+    embedder: str, flip: bool, aligned_by: str = "blazeface"
+) -> Calibration | None:
+    """The curve measured for this embedder, flip setting and alignment, if the manifest
+    has one."""
     from appliance.vision.pipeline import load_manifest
 
-    entry = load_manifest()["models"][embedder].get("open_set", {})
+    entry = load_manifest()["models"][embedder].get(calibration_key(aligned_by), {})
     cal = entry.get("flip" if flip else "plain")
     return Calibration.from_manifest(cal) if cal else None
 

@@ -101,7 +101,7 @@ def check_clip(
     try:
         for t, img in clip_frames(path, folder_fps):
             frames += 1
-            dets = pipe.detector.detect(img)
+            dets = pipe.detect(img)
             if not dets:
                 continue
             d = max(dets, key=lambda d: (d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))

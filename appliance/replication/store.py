@@ -126,7 +126,7 @@ class ReplicaStore:
                 (key,),
             ).fetchone()
             templates = db.execute(
-                "SELECT embedding, embedder, source, quality FROM templates "
+                "SELECT embedding, embedder, source, quality, aligned_by FROM templates "
                 "WHERE person_id = ? ORDER BY id",
                 (key,),
             ).fetchall()
@@ -138,12 +138,15 @@ class ReplicaStore:
                     "valid_from": rights[1] if rights else None,
                     "valid_until": rights[2] if rights else None,
                 },
+                # `aligned_by` only when not BlazeFace's: a BlazeFace-aligned person hashes
+                # as before alignment was recorded, so older doors agree on its version.
                 "templates": [
                     {
                         "embedding": encode_vector(np.frombuffer(t[0], np.float32)),
                         "embedder": t[1],
                         "source": t[2],
                         "quality": json.loads(t[3]),
+                        **({} if t[4] == "blazeface" else {"aligned_by": t[4]}),
                     }
                     for t in templates
                 ],
@@ -294,7 +297,7 @@ class ReplicaStore:
         for t in b["templates"]:
             db.execute(
                 "INSERT INTO templates (person_id, embedding, embedder, quality, source, "
-                "created) VALUES (?,?,?,?,?,?)",
+                "created, aligned_by) VALUES (?,?,?,?,?,?,?)",
                 (
                     pid,
                     decode_vector(t["embedding"]).tobytes(),
@@ -302,6 +305,7 @@ class ReplicaStore:
                     json.dumps(t["quality"], sort_keys=True),
                     t["source"],
                     now,
+                    str(t.get("aligned_by", "blazeface")),
                 ),
             )
             res.foreign.setdefault(pid, set()).add(t["embedder"])

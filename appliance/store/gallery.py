@@ -7,7 +7,8 @@ transaction so a crash at any instant leaves either all of it or none of it.
 `secure_delete` overwrites what `delete` removes: faces are personal data.
 
 Only embeddings are stored unless the config asks for thumbnails. Templates remember the
-embedder version that made them; the matcher never compares across versions.
+embedder version and the alignment (`aligned_by`: a detector's own keypoints or the face
+mesh) that made them; the matcher never compares across either.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from appliance.store.sqlite import connect, transaction
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 # Each entry moves the schema from version i to i + 1; they run in order on open.
 MIGRATIONS: list[str] = [
@@ -95,6 +96,12 @@ MIGRATIONS: list[str] = [
         at REAL NOT NULL
     );
     """,
+    # 4: what aligned each template (appliance.vision.detectors.alignment). Every older
+    # row was aligned on BlazeFace's keypoints (the only detector recognition could use),
+    # so it gets 'blazeface'; one ALTER inside the migration's transaction, crash-safe.
+    """
+    ALTER TABLE templates ADD COLUMN aligned_by TEXT NOT NULL DEFAULT 'blazeface';
+    """,
 ]
 
 
@@ -110,7 +117,7 @@ class Person:
     created: float
     updated: float
     templates: int = 0
-    stale_templates: int = 0  # made by another embedder version: re-enrolment needed
+    stale_templates: int = 0  # another embedder version or alignment: re-enrolment needed
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -131,11 +138,13 @@ class Template:
     source: str  # file | mqtt | camera | import
     quality: dict[str, float] = field(default_factory=dict)
     thumbnail: bytes | None = None
+    aligned_by: str = "blazeface"  # FacePipeline.aligned_by of the pipeline that made it
 
 
 @dataclass(frozen=True)
 class TemplateSet:
-    """All current-version templates, grouped by person, as one contiguous matrix."""
+    """All templates of one embedder version and alignment, grouped by person, as one
+    contiguous matrix."""
 
     person_ids: list[str]
     names: list[str]
@@ -197,13 +206,15 @@ class Gallery:
 
     # --- reading ---------------------------------------------------------------------
 
-    def persons(self, embedder: str | None = None) -> list[Person]:
+    def persons(self, embedder: str | None = None, aligned_by: str | None = None) -> list[Person]:
+        """Everyone; with `embedder` (and `aligned_by`), templates made otherwise count
+        as stale."""
         rows = self.db.execute(
-            "SELECT p.id, p.name, p.meta, p.created, p.updated, "
-            "COUNT(t.id), SUM(CASE WHEN t.embedder != ? THEN 1 ELSE 0 END) "
+            "SELECT p.id, p.name, p.meta, p.created, p.updated, COUNT(t.id), "
+            "SUM(CASE WHEN t.embedder != ? OR t.aligned_by != ? THEN 1 ELSE 0 END) "
             "FROM persons p LEFT JOIN templates t ON t.person_id = p.id "
             "GROUP BY p.id ORDER BY p.name COLLATE NOCASE",
-            (embedder or "",),
+            (embedder or "", aligned_by or "blazeface"),
         ).fetchall()
         return [
             Person(r[0], r[1], json.loads(r[2]), r[3], r[4], r[5], (r[6] or 0) if embedder else 0)
@@ -216,11 +227,20 @@ class Gallery:
                 return p
         raise GalleryError(f"no person called {name_or_id!r}")
 
-    def template_set(self, embedder: str) -> TemplateSet:
+    def alignments(self, embedder: str) -> dict[str, int]:
+        """How many templates of `embedder` each alignment made."""
+        rows = self.db.execute(
+            "SELECT aligned_by, COUNT(*) FROM templates WHERE embedder = ? GROUP BY aligned_by",
+            (embedder,),
+        ).fetchall()
+        return {str(a): int(n) for a, n in rows}
+
+    def template_set(self, embedder: str, aligned_by: str = "blazeface") -> TemplateSet:
         rows = self.db.execute(
             "SELECT p.id, p.name, t.embedding FROM templates t JOIN persons p "
-            "ON p.id = t.person_id WHERE t.embedder = ? ORDER BY p.id, t.id",
-            (embedder,),
+            "ON p.id = t.person_id WHERE t.embedder = ? AND t.aligned_by = ? "
+            "ORDER BY p.id, t.id",
+            (embedder, aligned_by),
         ).fetchall()
         ids: list[str] = []
         names: list[str] = []
@@ -341,7 +361,7 @@ class Gallery:
                 vec = np.ascontiguousarray(t.embedding, dtype=np.float32)
                 db.execute(
                     "INSERT INTO templates (person_id, embedding, embedder, quality, "
-                    "source, thumbnail, created) VALUES (?,?,?,?,?,?,?)",
+                    "source, thumbnail, created, aligned_by) VALUES (?,?,?,?,?,?,?,?)",
                     (
                         pid,
                         vec.tobytes(),
@@ -350,6 +370,7 @@ class Gallery:
                         t.source,
                         t.thumbnail,
                         now,
+                        t.aligned_by,
                     ),
                 )
             excess = self._trim(db, pid, templates[0].embedder, max_templates)

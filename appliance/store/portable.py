@@ -19,14 +19,14 @@ EXPORT_FORMAT = "appliance-gallery"
 EXPORT_VERSION = 1
 
 
-def export(g: Gallery, embedder: str) -> dict[str, Any]:
-    """Names and embeddings of one embedder version; no photos, no audit."""
+def export(g: Gallery, embedder: str, aligned_by: str = "blazeface") -> dict[str, Any]:
+    """Names and embeddings of one embedder version and alignment; no photos, no audit."""
     people = []
     for p in g.persons():
         rows = g.db.execute(
             "SELECT embedding, quality, source FROM templates "
-            "WHERE person_id = ? AND embedder = ? ORDER BY id",
-            (p.id, embedder),
+            "WHERE person_id = ? AND embedder = ? AND aligned_by = ? ORDER BY id",
+            (p.id, embedder, aligned_by),
         ).fetchall()
         if rows:
             people.append(
@@ -47,21 +47,34 @@ def export(g: Gallery, embedder: str) -> dict[str, Any]:
         "format": EXPORT_FORMAT,
         "version": EXPORT_VERSION,
         "embedder": embedder,
+        "aligned_by": aligned_by,
         "exported": _now(),
         "people": people,
     }
 
 
 def import_(
-    g: Gallery, data: dict[str, Any], embedder: str, actor: str, max_templates: int = 20
+    g: Gallery,
+    data: dict[str, Any],
+    embedder: str,
+    actor: str,
+    max_templates: int = 20,
+    aligned_by: str = "blazeface",
 ) -> int:
-    """Import an export made with the same embedder version, in one transaction."""
+    """Import an export made with the same embedder version and alignment (an export
+    from before alignment was recorded was BlazeFace-aligned), in one transaction."""
     if data.get("format") != EXPORT_FORMAT or data.get("version") != EXPORT_VERSION:
         raise GalleryError("not an appliance gallery export (or a newer format)")
     if data.get("embedder") != embedder:
         raise GalleryError(
             f"export was made with embedder {data.get('embedder')!r}, "
             f"this device uses {embedder!r}: re-enrol from photos instead"
+        )
+    if data.get("aligned_by", "blazeface") != aligned_by:
+        raise GalleryError(
+            f"export was made with faces aligned by {data.get('aligned_by', 'blazeface')!r}, "
+            f"this device aligns by {aligned_by!r} (detector.model): re-enrol from photos "
+            "instead, or set detector.model to the exporting device's"
         )
     people = data.get("people")
     if not isinstance(people, list):
@@ -101,7 +114,7 @@ def import_(
             for t in tpls:
                 db.execute(
                     "INSERT INTO templates (person_id, embedding, embedder, quality, "
-                    "source, created) VALUES (?,?,?,?,?,?)",
+                    "source, created, aligned_by) VALUES (?,?,?,?,?,?,?)",
                     (
                         pid,
                         t.embedding.tobytes(),
@@ -109,6 +122,7 @@ def import_(
                         json.dumps(t.quality),
                         "import",
                         now,
+                        aligned_by,
                     ),
                 )
             dropped = g._trim(db, pid, embedder, max_templates)

@@ -17,7 +17,7 @@ import numpy as np
 
 from appliance.vision import detectors
 from appliance.vision.detect import Detection
-from appliance.vision.detectors import DEFAULT_DETECTOR, Detector, LandmarkStage
+from appliance.vision.detectors import AUTO, DEFAULT_DETECTOR, MESH, Detector
 from appliance.vision.detectors.tiled import TiledDetector
 from appliance.vision.embed import Embedder, EmbedderSpec, FusedEmbedder, fused_version
 from appliance.vision.landmarks import FaceMesh, load_face_mesh
@@ -102,24 +102,24 @@ def embedder_version(name: str, models_dir: Path = MODELS_DIR) -> str:
 
 class FacePipeline:
     def __init__(
-        self,
-        detector: Detector,
-        embedder: Embedder | FusedEmbedder,
-        aligner: LandmarkStage | None = None,
+        self, detector: Detector, embedder: Embedder | FusedEmbedder, aligned_by: str = ""
     ) -> None:
         self.detector = detector
         self.embedder = embedder
         self._landmarks: FaceMesh | None = None
         self._models_dir = MODELS_DIR
         self._threads = 1
-        # Alignment points for a box-only detector's faces (detectors.LANDMARK_STAGE).
-        self.aligner = aligner
+        # What gives the alignment points (detectors.alignment): the detector's own
+        # keypoints (its name) or MESH, the landmark stage on the detector's box.
+        self.aligned_by = aligned_by or detectors.alignment(DEFAULT_DETECTOR)
+        if self.aligned_by != MESH and not detector.gives_landmarks:
+            raise ModelError(f"{self.aligned_by!r} alignment needs keypoints the detector lacks")
 
     @property
     def landmarks(self) -> FaceMesh:
-        """The landmark stage (face mesh), loaded on first use: only liveness (and a
-        box-only detector's alignment) needs it, so a device without either never pays
-        for it."""
+        """The landmark stage (face mesh), loaded on first use: only liveness and mesh
+        alignment need it, so a device with neither (the BlazeFace door) never pays for
+        it. One instance serves both."""
         if self._landmarks is None:
             self._landmarks = load_face_mesh(self._models_dir, self._threads)
         return self._landmarks
@@ -135,17 +135,17 @@ class FacePipeline:
         float_models_dir: Path | None = None,
         detector: str = DEFAULT_DETECTOR,
         tiles: tuple[int, int] | None = None,
+        align: str = AUTO,
     ) -> FacePipeline:
         """Build from the manifest; `float_models_dir` swaps in the float originals.
 
-        `detector` is `detector.model`; a box-only one is refused unless a landmark stage
-        is installed to align its faces (appliance.vision.detectors). `tiles` (cols,
-        rows) also runs it on that grid of tiles, for small faces in wide scenes: (3, 3)
-        is the measured choice for a hall (README, Detectors), None for a door.
+        `detector` is `detector.model`. `tiles` (cols, rows) also runs it on that grid
+        of tiles, for small faces in wide scenes (README, Detectors). `align`: "auto"
+        (the detector's own keypoints when it has them, else the face mesh on its box),
+        "mesh" (the mesh for any detector: how tools/evaluate.py compares the two), or
+        "detector" (its keypoints, refused for a box-only detector).
         """
-        problem = detectors.recognition_problem(detector)
-        if problem:
-            raise ModelError(f"detector.model: {problem}")
+        aligned_by = detectors.alignment(detector, align)
         manifest = load_manifest(models_dir)
         models = manifest["models"]
         if embedder not in models or models[embedder]["kind"] not in ("embedder", "fusion"):
@@ -163,9 +163,6 @@ class FacePipeline:
         )
         if tiles is not None:
             det = TiledDetector(det, *tiles)
-        aligner = None
-        if not det.gives_landmarks and detectors.LANDMARK_STAGE is not None:
-            aligner = detectors.LANDMARK_STAGE(models_dir, models, threads)
         emb: Embedder | FusedEmbedder
         if models[embedder]["kind"] == "fusion":
             members = [
@@ -176,30 +173,60 @@ class FacePipeline:
         else:
             spec = EmbedderSpec.from_manifest(embedder, models[embedder])
             emb = Embedder(TfliteModel(path(embedder), threads), spec, flip=flip)
-        pipe = cls(det, emb, aligner)
+        pipe = cls(det, emb, aligned_by)
         pipe._models_dir, pipe._threads = models_dir, threads
         return pipe
+
+    def detect(self, image: np.ndarray) -> list[Detection]:
+        """The detector's faces, each with its six alignment points: the detector's own,
+        or (mesh alignment) the face mesh's from the box, two mesh batches for all faces.
+        A box the mesh says holds no face (a flat wall) is dropped: there is nothing to
+        align. The BlazeFace door never runs the mesh here."""
+        return self.with_points(image, self.detector.detect(image))
+
+    def with_points(self, image: np.ndarray, dets: list[Detection]) -> list[Detection]:
+        """`dets` with alignment points (see `detect`); unchanged objects when the
+        detector's own keypoints align, so callers may key on their identity."""
+        if self.aligned_by != MESH:
+            if any(d.keypoints is None for d in dets):
+                raise ModelError(
+                    "detections with boxes only, and this pipeline aligns on the detector's "
+                    "keypoints: no alignment points"
+                )
+            return dets
+        if not dets:
+            return []
+        # Two passes, as MediaPipe's tracking does: the first from the detector's box
+        # (cut upright), the second from the bounding box of the first's points, turned
+        # by its eyes. On dlib's labelled faces the second halves the eye error on SSD's
+        # boxes (median 0.043 -> 0.019 of the face's width; README, Detectors).
+        first = self.landmarks.landmarks(image, [Detection(d.box, None, d.score) for d in dets])
+        seen = [(d, lm) for d, lm in zip(dets, first, strict=True) if lm is not None]
+        again = [Detection(lm.bounds(), lm.keypoints(), d.score) for d, lm in seen]
+        marks = self.landmarks.landmarks(image, again)
+        return [
+            Detection(d.box, lm.keypoints(), d.score)
+            for (d, _), lm in zip(seen, marks, strict=True)
+            if lm is not None
+        ]
 
     def faces(
         self, image: np.ndarray, embed: bool = True, detections: list[Detection] | None = None
     ) -> list[Face]:
-        """All faces in an RGB uint8 image, largest first."""
-        dets = self.detector.detect(image) if detections is None else detections
-        dets = [self._with_points(image, d) for d in dets]
+        """All faces in an RGB uint8 image, largest first. `detections` from `detect`
+        (or `with_points`) are used as they are."""
+        if detections is None:
+            dets = self.detect(image)
+        elif any(d.keypoints is None for d in detections):
+            dets = self.with_points(image, detections)
+        else:
+            dets = detections
         dets = sorted(dets, key=lambda d: -(d.box[2] - d.box[0]) * (d.box[3] - d.box[1]))
         crops = [self.embedder.align(image, d) for d in dets]
         faces = [Face(d, measure(d, c), None, c) for d, c in zip(dets, crops, strict=True)]
         if embed:
             self._embed(faces)
         return faces
-
-    def _with_points(self, image: np.ndarray, d: Detection) -> Detection:
-        """The detection with alignment points: its own, or the landmark stage's."""
-        if d.keypoints is not None:
-            return d
-        if self.aligner is None:
-            raise ModelError("detector.model gives boxes only and no landmark stage is loaded")
-        return Detection(d.box, self.aligner.points(image, d.box), d.score)
 
     def _embed(self, faces: list[Face]) -> None:
         """Embed the faces' aligned crops, one batch."""

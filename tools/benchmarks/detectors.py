@@ -7,7 +7,8 @@ The same 640x480 frames the pipeline benchmark uses (0, 1 and 3 faces pasted 160
 wide on a faceless backdrop, tools/benchmarks/frames.py), through `detect()` exactly as
 the device calls it: BlazeFace alone, BlazeFace on 2x2 and 3x3 tiles (always, and only
 when the frame is empty), and SSD-MobileNet int8 at each input size found in
-`--ssd-dir/<size>/` (tools/quantize.py --ssd-size) plus the committed one. Accuracy of
+`--ssd-dir/<size>/` (tools/quantize.py --ssd-size) plus the committed one; then BlazeFace
+and SSD with the face-mesh alignment (`FacePipeline.detect`: detector + mesh). Accuracy of
 the same configurations is tools/evaluate.py detection's; the README puts both together.
 """
 
@@ -61,6 +62,17 @@ def bench_detectors(repeats: int, ssd_dir: Path, lfw: Path | None) -> dict[str, 
             entry[f"faces_{n}"] = {"found": len(det.detect(rgb)), **timing}
         result["configurations"][name] = entry
         print(name, {k: v["median_ms"] for k, v in entry.items() if k.startswith("faces_")})
+    # With the mesh alignment: FacePipeline.detect, the detector plus one mesh batch over
+    # its faces (what a box-only detector's frame costs before the embedder).
+    for detector in ("blazeface", "ssd_mobilenet"):
+        pipe = FacePipeline.load(threads=1, embedder="facenet", detector=detector, align="mesh")
+        entry = {"model": f"{detector} + face_mesh", "aligned_by": pipe.aligned_by}
+        for n, frame in frames.items():
+            rgb = frame[:, :, ::-1].copy()
+            timing = stats(functools.partial(pipe.detect, rgb), repeats)
+            entry[f"faces_{n}"] = {"found": len(pipe.detect(rgb)), **timing}
+        result["configurations"][f"{detector}_mesh"] = entry
+        print(f"{detector}_mesh", {k: v["median_ms"] for k, v in entry.items() if "faces_" in k})
     return result
 
 

@@ -20,7 +20,8 @@ import copy
 from typing import Any
 
 # Keys of a model entry that other tools write and quantize.py never produces.
-MEASURED_KEYS = ("open_set",)
+# `open_set_mesh`: the curve of faces aligned by the face mesh (box-only detectors).
+MEASURED_KEYS = ("open_set", "open_set_mesh")
 
 
 def merge(

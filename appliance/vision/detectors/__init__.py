@@ -3,19 +3,18 @@
 Each entry names the module that builds the detector, the manifest entry of its model,
 and whether its detections carry the six alignment keypoints (BlazeFace's order:
 appliance.vision.detect.RIGHT_EYE ... LEFT_EAR). A detector without them gives boxes
-only (`Detection.keypoints is None`), and its faces can be recognised only through a
-landmark stage that finds the points inside each box.
+only (`Detection.keypoints is None`); its faces are aligned on points the landmark stage
+(appliance/vision/landmarks.py, the MediaPipe face mesh, the one liveness uses too) finds
+inside each box (`FacePipeline.with_points`).
 
-`LANDMARK_STAGE` is that stage's one hook: None until the landmark stage
-(appliance/vision/landmarks.py, the MediaPipe face mesh) is wired in, so a box-only
-detector is refused for recognition with an error naming `detector.model`. Wiring it is
-setting LANDMARK_STAGE to its loader; nothing else here or in the pipeline changes.
+`alignment` names what aligns a pipeline's faces: a detector's own keypoints (the
+detector's name) or MESH. Templates and the open-set calibration carry that name, and a
+gallery is never matched against probes aligned another way (appliance.identity).
 """
 
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -38,14 +37,6 @@ class Detector(Protocol):
     def detect(self, frame: np.ndarray) -> list[Detection]: ...
 
 
-class LandmarkStage(Protocol):
-    """Alignment points for a box: (6, 2) frame pixels in BlazeFace's keypoint order."""
-
-    version: str
-
-    def points(self, image: np.ndarray, box: np.ndarray) -> np.ndarray: ...
-
-
 @dataclass(frozen=True)
 class DetectorInfo:
     name: str  # the value of `detector.model`
@@ -62,9 +53,8 @@ DETECTORS: dict[str, DetectorInfo] = {
 }
 DEFAULT_DETECTOR = "blazeface"
 
-# THE HOOK (issue 21): the landmark stage's loader, (models_dir, manifest models, threads)
-# -> LandmarkStage. None until appliance/vision/landmarks.py lands.
-LANDMARK_STAGE: Callable[[Path, dict[str, Any], int], LandmarkStage] | None = None
+AUTO, MESH, OWN = "auto", "mesh", "detector"  # `FacePipeline.load(align=...)` choices
+ALIGN_CHOICES = (AUTO, MESH, OWN)
 
 
 def info(name: str) -> DetectorInfo:
@@ -74,16 +64,16 @@ def info(name: str) -> DetectorInfo:
         raise ModelError(f"unknown detector {name!r}; have {sorted(DETECTORS)}") from None
 
 
-def recognition_problem(name: str) -> str | None:
-    """Why faces from detector `name` cannot be aligned for recognition, or None."""
+def alignment(name: str, align: str = AUTO) -> str:
+    """What aligns the faces of detector `name` under `align`: the detector's name when
+    its own keypoints do, or MESH (the face mesh on its box). "auto" takes the
+    detector's keypoints when it has them: the BlazeFace door never runs the mesh."""
     d = info(name)
-    if d.gives_landmarks or LANDMARK_STAGE is not None:
-        return None
-    return (
-        f"{name} finds boxes only, and no landmark stage is installed to give its faces "
-        "alignment points, so they cannot be recognised; use blazeface "
-        "(tools/evaluate.py detection --detector NAME measures any detector)"
-    )
+    if align not in ALIGN_CHOICES:
+        raise ModelError(f"unknown alignment {align!r}; have {list(ALIGN_CHOICES)}")
+    if align == OWN and not d.gives_landmarks:
+        raise ModelError(f"{name} finds boxes only: its faces need the mesh alignment")
+    return d.name if align != MESH and d.gives_landmarks else MESH
 
 
 def load(

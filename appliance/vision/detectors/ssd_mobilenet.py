@@ -11,9 +11,8 @@ its 512-px size in pixels and its centre on its map's stride. (Keeping the fract
 instead shrinks every box by 320/512: measured, the boxes then miss IoU 0.5.) The decode and the
 hard NMS follow face-api's (src/ssdMobilenetv1/outputLayer.ts, nonMaxSuppression.ts).
 
-It gives boxes only, no keypoints: its detections carry `keypoints=None`, and a
-landmark stage must supply alignment points before they can be recognised
-(appliance.vision.detectors.LANDMARK_STAGE).
+It gives boxes only, no keypoints: its detections carry `keypoints=None`, and the face
+mesh supplies their alignment points (`FacePipeline.with_points`).
 """
 
 from __future__ import annotations
