@@ -52,7 +52,7 @@ def _all(snapshots=True, allow_enrol=True, door=FULL_DOOR):
 def test_every_payload_is_well_formed():
     topics, items = _all()
     published = {topics.event, topics.state, topics.last_person, topics.snapshot, topics.enrolment}
-    published |= set(discovery.ha_topics(topics).values())
+    published |= set(topics.home_assistant.values())
     seen_ids = set()
     removed = {tuple(t.split("/")[1:4:2]) for t, p in items if not p}
     assert removed == discovery.RETIRED  # every feature on: only retired entities go
@@ -248,7 +248,7 @@ def test_last_person_and_enrolment_times_are_iso_8601():
     rs.on_decided(Decided(payload, None))
     last = json.loads(dict(sent)[topics.last_person])
     assert abs(_parse(last["time"]).timestamp() - decided) < 1
-    seen = dict(sent)[discovery.person_last_seen_topic(topics, "p1")]
+    seen = dict(sent)[topics.person_last_seen("p1")]
     assert _parse(seen) == _parse(last["time"])
     rs.on_enrolment(EnrolmentFinished("Ann", True, "enrolled", "ok", "p1", "cli", decided))
     assert abs(_parse(json.loads(dict(sent)[topics.enrolment])["time"]).timestamp() - decided) < 1
@@ -408,4 +408,4 @@ def test_door_payload_templates_render_what_home_assistant_should_show():
     unknown = {"door": {"relay": "locked", "contact": "unknown", "alarm": None}}
     assert _render(ents["door"]["value_template"], unknown) == ""  # not a made-up "closed"
     assert _render(ents["door_alarm"]["value_template"], unknown) == "none"
-    assert ents["door_lock"]["command_topic"] == discovery.ha_topics(topics)["unlock"]
+    assert ents["door_lock"]["command_topic"] == topics.home_assistant["unlock"]

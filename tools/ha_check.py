@@ -537,7 +537,7 @@ def scenario(
     client.publish(topics.command("delete"), sign(key, "delete", DEVICE, {"name": PERSON}, rid))
     dreply = client.reply("delete", rid, 60)
     check("delete astronaut (signed MQTT)", dreply.get("ok"), json.dumps(dreply)[:120])
-    seen_topic = discovery.person_last_seen_topic(topics, person_id)
+    seen_topic = topics.person_last_seen(person_id)
     try:
         client.wait_for(lambda: (seen_topic, b"") in client.messages, 20)
         check("retained last_seen cleared after delete", True, seen_topic)

@@ -60,20 +60,6 @@ def person_object_id(person_id: str) -> str:
     return f"person_{slug(person_id)[:16]}"
 
 
-def person_last_seen_topic(topics: Topics, person_id: str) -> str:
-    return f"{topics.base}/person/{slug(person_id)[:16]}/last_seen"
-
-
-def ha_topics(topics: Topics) -> dict[str, str]:
-    """What Home Assistant writes: the enrol name (text) and the enrol button."""
-    return {
-        "enrol_name": f"{topics.base}/ha/enrol_name/set",
-        "enrol_name_state": f"{topics.base}/ha/enrol_name",
-        "enrol_press": f"{topics.base}/ha/enrol/press",
-        "unlock": f"{topics.base}/ha/unlock",
-    }
-
-
 def check_configuration_url(url: str | None) -> str | None:
     """The device's web page as Home Assistant links it ("Visit"), or None.
 
@@ -164,7 +150,7 @@ def door_entities(topics: Topics, door: DoorEntities) -> list[Entity]:
                 "door_lock",
                 {
                     "name": "Door lock",
-                    "command_topic": ha_topics(topics)["unlock"],
+                    "command_topic": topics.home_assistant["unlock"],
                     "payload_open": "OPEN",
                     "payload_unlock": "UNLOCK",
                     "payload_lock": "LOCK",
@@ -306,7 +292,7 @@ def entities(
             )
         )
     if allow_enrol:
-        t = ha_topics(topics)
+        t = topics.home_assistant
         out.append(
             Entity(
                 "sensor",
@@ -356,7 +342,7 @@ def person_entity(topics: Topics, person_id: str, name: str) -> Entity:
         person_object_id(person_id),
         {
             "name": f"{name} last seen",
-            "state_topic": person_last_seen_topic(topics, person_id),
+            "state_topic": topics.person_last_seen(person_id),
             "device_class": "timestamp",
             "icon": "mdi:account-clock",
         },

@@ -59,7 +59,7 @@ class HomeAssistantBridge:
         # The device's web page, linked from Home Assistant's device page; checked now, so
         # a bad URL is refused at start rather than hiding every entity from HA later.
         self.configuration_url = discovery.check_configuration_url(configuration_url)
-        self.ha = discovery.ha_topics(topics)
+        self.ha = topics.home_assistant
         self.door = door
         self.unlock_s = unlock_s
         self._name: tuple[str, float] | None = None

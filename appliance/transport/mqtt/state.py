@@ -23,7 +23,6 @@ from appliance.control.events import (
     PersonRenamed,
 )
 from appliance.health import iso_time
-from appliance.transport.mqtt.discovery import person_last_seen_topic
 from appliance.transport.mqtt.topics import Topics
 from appliance.vision.imageio import encode_jpeg
 
@@ -74,7 +73,7 @@ class RetainedState:
         pid, decision = p["person_id"], p["decision"]
         if pid and decision != "denied":
             when = iso_time(p["decided"])
-            self.publish(person_last_seen_topic(self.topics, pid), when, qos=1, retain=True)
+            self.publish(self.topics.person_last_seen(pid), when, qos=1, retain=True)
         if pid:
             self.last_person = {
                 "name": p["name"],
@@ -102,7 +101,7 @@ class RetainedState:
         ):
             self.enrolment = {"result": "erased", "name": None, "person_id": None}
             self.publish(self.topics.enrolment, json.dumps(self.enrolment), qos=1, retain=True)
-        topic = person_last_seen_topic(self.topics, pid)
+        topic = self.topics.person_last_seen(pid)
         self.jobs.call_later(
             self.clear_delay_s, lambda: self.publish(topic, "", qos=1, retain=True)
         )

@@ -82,6 +82,19 @@ class Topics:
         head = f"{self.base}/cmd/"
         return topic[len(head) :] if topic.startswith(head) else None
 
+    def person_last_seen(self, person_id: str) -> str:  # retained, under an anonymous id
+        return f"{self.base}/person/{slug(person_id)[:16]}/last_seen"
+
+    @property
+    def home_assistant(self) -> dict[str, str]:
+        """What Home Assistant writes: the enrol name (text), the enrol button, the lock."""
+        return {
+            "enrol_name": f"{self.base}/ha/enrol_name/set",
+            "enrol_name_state": f"{self.base}/ha/enrol_name",
+            "enrol_press": f"{self.base}/ha/enrol/press",
+            "unlock": f"{self.base}/ha/unlock",
+        }
+
 
 @dataclass(frozen=True)
 class SiteTopics:
