@@ -141,12 +141,12 @@ class FrameLoop:
 
     def expire(self) -> None:
         for v in self.tracker.expire():
-            self._decide(v, v.track.pending[1] if v.track.pending else None, ended=True)
+            self._decide(v, _last_face(v), ended=True)
 
     def finish(self) -> None:
         """At shutdown: decide the visits still open, so none is lost."""
         for v in self.tracker.expire_all():
-            self._decide(v, v.track.pending[1] if v.track.pending else None, ended=True)
+            self._decide(v, _last_face(v), ended=True)
 
     # --- liveness (appliance.liveness): the mesh per tracked face, a verdict per visit ---
 
@@ -236,7 +236,7 @@ class FrameLoop:
             matches = self.recogniser.match(vecs)
             for (f, tr), m, v in zip(todo, matches, vecs, strict=True):
                 f.embedding = v
-                verdict = self.tracker.vote(tr, m, f.quality.score * f.quality.frontal)
+                verdict = self.tracker.vote(tr, m, f.quality.score * f.quality.frontal, f)
                 if verdict:
                     self._decide(verdict, f, ended=False)
         else:
@@ -255,6 +255,12 @@ class FrameLoop:
         ):
             self.meter.stage(name, b - a, n)
         self.meter.tick()
+
+
+def _last_face(v: Verdict) -> Face | None:
+    """The face a visit decided as it leaves is shown by: the one it was held with for
+    liveness, else its best-weighted vote's."""
+    return v.track.pending[1] if v.track.pending else v.track.best_face
 
 
 def _small_grey(image: np.ndarray) -> np.ndarray:

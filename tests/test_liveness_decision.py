@@ -45,9 +45,11 @@ def test_config_liveness_section_is_strict():
 class Events:
     def __init__(self) -> None:
         self.payloads: list[dict] = []
+        self.faces: list[np.ndarray | None] = []
 
     def publish(self, e: object) -> None:
         self.payloads.append(e.payload)  # type: ignore[attr-defined]
+        self.faces.append(e.face)  # type: ignore[attr-defined]
 
 
 def _verdict(track: Track, person: str | None = "p1") -> Verdict:
@@ -108,3 +110,22 @@ def test_unknown_faces_are_not_held_for_liveness():
     t = Track(1, np.array([0, 0, 10, 10], np.float32), 0.0, 0)
     loop._decide(_verdict(t, None), None, ended=False)
     assert events.payloads[-1]["decision"] == "unknown"
+
+
+def test_a_visit_decided_as_it_leaves_shows_its_best_face():
+    """A stranger's visit is decided as they leave, when there is no current frame: the
+    decision still carries a face, the one of the best-weighted vote, so the snapshot
+    and the event log show who it was."""
+    loop, events = _loop("access", "off")
+    box = np.array([0, 0, 10, 10], np.float32)
+    (t,) = loop.tracker.update([box], 0, 0.0)
+    stranger = Match(None, None, 0.3, "p1", 0.1, Thresholds(0.5, 0.05))
+    crops = [np.full((112, 112, 3), k, np.uint8) for k in (10, 20, 30)]
+    for crop, weight in zip(crops, (0.4, 0.9, 0.2), strict=True):
+        assert loop.tracker.vote(t, stranger, weight, types.SimpleNamespace(aligned=crop)) is None
+    for k in range(loop.tracker.rules.max_missed + 1):
+        loop.tracker.update([], 1 + k, 0.0)
+    loop.expire()
+    (e,) = events.payloads
+    assert e["decision"] == "unknown"
+    assert events.faces[0] is crops[1]  # weight 0.9, not the last frame's

@@ -52,6 +52,10 @@ class Track:
     # a recognition verdict held back until the liveness verdict is in.
     evidence: list[Any] = field(default_factory=list)
     pending: Any = None
+    # The face of the best-weighted vote: a visit decided as it leaves has no current
+    # frame, and its decision (the snapshot, the event log) still shows who it was.
+    best_face: Any = None
+    best_weight: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -97,10 +101,13 @@ class Tracker:
             self.tracks[j].missed += 1
         return [t for t in out if t is not None]
 
-    def vote(self, track: Track, match: Match, weight: float) -> Verdict | None:
+    def vote(self, track: Track, match: Match, weight: float, face: Any = None) -> Verdict | None:
         if track.decided:
             return None
-        track.votes.append(Vote(match, max(weight, 1e-3)))
+        weight = max(weight, 1e-3)
+        track.votes.append(Vote(match, weight))
+        if face is not None and weight > track.best_weight:
+            track.best_face, track.best_weight = face, weight
         return self._decide(track, leaving=False)
 
     def expire(self) -> list[Verdict]:
