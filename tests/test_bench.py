@@ -196,6 +196,14 @@ def test_prepare_says_what_it_skips_and_why(tmp_path: Path, monkeypatch, capsys)
     assert "appliance_float   SKIPPED: " in said and "appliance_int8    runs" in said
 
 
+def test_the_float_system_needs_only_what_float_only_builds() -> None:
+    """The float system loads the default detector and FaceNet; `quantize.py --float-only`
+    builds those. Asking for every model with a float original (the face mesh, SSD) made
+    `make bench` skip the float system on a fresh checkout after building it."""
+    names = sorted(p.name for p in prepare.float_files())
+    assert names == ["blazeface_full_range_float.tflite", "facenet_float.tflite"], names
+
+
 def _face_recognition_python() -> str | None:
     """An interpreter with face_recognition: this one, or the benchmark venv's."""
     if importlib.util.find_spec("face_recognition") is not None:

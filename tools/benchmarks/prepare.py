@@ -26,9 +26,16 @@ TF_VENVS = (ROOT / ".venv-quant", BENCH_VENV)
 
 
 def float_files() -> list[Path]:
-    """The float models FacePipeline loads with float_models_dir, by the manifest."""
+    """The float models the float system loads (`FacePipeline.load(float_models_dir=)`
+    with its defaults: the detector and FaceNet), by the manifest. Not every model with a
+    float original: `--float-only` builds the default set, and asking for the face mesh
+    and SSD too skipped the float system on every fresh checkout."""
+    from appliance.vision.detectors import DEFAULT_DETECTOR, DETECTORS
+    from appliance.vision.pipeline import DEFAULT_EMBEDDER
+
     models = json.loads((ROOT / "models" / "manifest.json").read_text())["models"]
-    return [FLOAT_DIR / e["float_file"] for e in models.values() if "float_file" in e]
+    names = (DETECTORS[DEFAULT_DETECTOR].manifest_key, DEFAULT_EMBEDDER)
+    return [FLOAT_DIR / models[n]["float_file"] for n in names]
 
 
 def _shown(path: Path) -> str:
