@@ -152,6 +152,8 @@ def test_pipeline_smoke_writes_macs_accuracy_and_projection(tmp_path: Path) -> N
                 "--no-peers",
                 "--repeats",
                 "2",
+                "--runs",
+                "2",
                 "--json",
                 str(out),
                 "--lfw",
@@ -180,6 +182,15 @@ def test_pipeline_smoke_writes_macs_accuracy_and_projection(tmp_path: Path) -> N
     fused = r["systems"]["appliance_fused"]["threads_1"]  # the device default, both models
     assert fused["models"]["embedder"] == "facenet_int8.tflite+mobilefacenet_int8.tflite"
     assert fused["end_to_end"]["1"]["faces_found"] == 1
+    assert r["runs"] == 2
+    for spread in (r["ratio_spread"], r["cpu_ratio_spread"]):
+        assert set(spread) == set(r["ratios"])  # no peers: every ratio is None, twice
+        assert all(v["runs"] == [None, None] and v["median"] is None for v in spread.values())
+    for name in ("facenet", "fused"):
+        o = r["outside_models"][name]
+        # Two repeats are noise (the share can even come out below 0): only its shape.
+        assert isinstance(o["cpu"], float) and isinstance(o["wall"], float), o
+        assert o["cpu"] < 100 and o["wall"] < 100, o
     assert (tmp_path / "pipeline.png").stat().st_size > 0
 
 

@@ -3,7 +3,7 @@
 
     tools/bench.py matching [--json build/bench/matching.json]
     tools/bench.py prepare [--no-peers] [--no-fetch]
-    tools/bench.py pipeline [--no-peers] [--no-fetch] [--repeats N] [--json OUT.json]
+    tools/bench.py pipeline [--no-peers] [--no-fetch] [--repeats N] [--runs 3] [--json OUT.json]
     tools/bench.py summary [--json build/bench/pipeline.json]
     tools/bench.py idle [--window S] [--json build/bench/idle.json]
     tools/bench.py web [--pairs 2] [--json build/bench/web.json]
@@ -87,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dim", type=int, default=DIM, help="matching: embedding size")
     p.add_argument("--repeats", type=int, default=50, help="pipeline: timed runs per figure")
     p.add_argument("--peer-repeats", type=int, default=15, help="pipeline: runs per peer figure")
+    p.add_argument(
+        "--runs", type=int, default=3, help="pipeline: whole runs, for the ratios' spread"
+    )
     p.add_argument("--no-peers", action="store_true", help="pipeline: appliance only")
     p.add_argument(
         "--no-fetch",
@@ -123,7 +126,11 @@ def main(argv: list[str] | None = None) -> int:
 
         plan = prepare(not args.no_peers, not args.no_fetch)
         result = bench_pipeline(
-            args.repeats, args.peer_repeats, plan, args.lfw if args.lfw.is_dir() else None
+            args.repeats,
+            args.peer_repeats,
+            plan,
+            args.lfw if args.lfw.is_dir() else None,
+            max(1, args.runs),
         )
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(result, indent=2) + "\n")
