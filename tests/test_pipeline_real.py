@@ -122,6 +122,33 @@ def test_fused_cosine_is_the_mean_of_the_members_cosines(shared):
     assert float(a.embedding @ b.embedding) > float(a.embedding @ c.embedding) + 0.3
 
 
+def test_fused_members_side_by_side_give_the_same_vectors(group):
+    """With two or more threads the fused embedder runs its members side by side, each on
+    its share of the threads; the vectors are bit-identical to one after the other at one
+    thread, for one face and for a batch."""
+    import threading
+
+    from appliance.vision.pipeline import FacePipeline
+
+    one = FacePipeline.load(embedder="fused", threads=1)
+    two = FacePipeline.load(embedder="fused", threads=2)
+    assert not one.embedder.parallel and two.embedder.parallel
+    assert all(m.model._it is not None for m in two.embedder.members)
+    crops = np.stack([f.aligned for f in one.faces(group, embed=False)])
+    assert len(crops) >= 2
+    seen = []
+    inner = two.embedder.members[1].embed
+
+    def spy(c):
+        seen.append(threading.current_thread().name)
+        return inner(c)
+
+    two.embedder.members[1].embed = spy
+    for batch in (crops[:1], crops):
+        assert np.array_equal(one.embedder.embed(batch), two.embedder.embed(batch))
+    assert seen and all(n.startswith("embed-member") for n in seen), seen
+
+
 @pytest.mark.parametrize("name", ["detector", "facenet", "mobilefacenet"])
 def test_committed_model_runs_whole_in_xnnpack_as_its_manifest_says(name):
     """A graph XNNPACK cannot take whole (TFLite's int8 PRELU, a standalone RELU) is cut

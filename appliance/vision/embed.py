@@ -7,6 +7,7 @@ the code never guesses them.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -118,12 +119,24 @@ class FusedEmbedder:
 
     Faces are aligned once, at the first member's size; the others get that crop
     resized bilinearly (integer arithmetic, so aarch64 computes the same pixels).
+
+    `parallel`: the members run side by side, the first on the calling thread and each
+    other on a worker of its own (an invoke releases the GIL), so the fused embedding
+    costs the slower member's time rather than the sum. Each member has its own
+    interpreter, so nothing is shared; the result is bit-identical either way.
     """
 
-    def __init__(self, name: str, members: list[Embedder], flip: bool = False) -> None:
+    def __init__(
+        self, name: str, members: list[Embedder], flip: bool = False, parallel: bool = False
+    ) -> None:
         if len(members) < 2 or any(m.flip for m in members):
             raise ValueError("fusion needs two or more members, each without its own flip")
         self.members = members
+        self._pool = (
+            ThreadPoolExecutor(len(members) - 1, thread_name_prefix="embed-member")
+            if parallel
+            else None
+        )
         first = members[0].spec
         self.spec = EmbedderSpec(
             name=name,
@@ -155,8 +168,20 @@ class FusedEmbedder:
             for m in self.members
         ]
 
+    @property
+    def parallel(self) -> bool:
+        return self._pool is not None
+
     def _fuse(self, crops: np.ndarray) -> np.ndarray:
-        parts = [m.embed(c) for m, c in zip(self.members, self.member_crops(crops), strict=True)]
+        inputs = self.member_crops(crops)
+        if self._pool is None:
+            parts = [m.embed(c) for m, c in zip(self.members, inputs, strict=True)]
+        else:
+            others = [
+                self._pool.submit(m.embed, c)
+                for m, c in zip(self.members[1:], inputs[1:], strict=True)
+            ]
+            parts = [self.members[0].embed(inputs[0])] + [f.result() for f in others]
         return np.concatenate(parts, axis=1) * self._weight
 
     def embed(self, crops: np.ndarray) -> np.ndarray:
