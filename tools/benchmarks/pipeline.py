@@ -24,7 +24,7 @@ from tools.benchmarks.peak import measure_peak
 from tools.benchmarks.peers import run_peer
 from tools.benchmarks.prepare import FLOAT_DIR, SYSTEMS
 from tools.benchmarks.projection import model_macs
-from tools.benchmarks.summary import annotate, cpu_ratios
+from tools.benchmarks.summary import annotate, cpu_ratios, speed_ratios
 
 
 def library_versions() -> dict[str, str]:
@@ -136,29 +136,6 @@ def bench_appliance(
         "outside_models_share": round(outside, 1),
         "outside_models_share_cpu": round(outside_cpu, 1),
     }
-
-
-def fps_1face(systems: dict[str, Any], system: str) -> float | None:
-    r = systems[system].get("threads_1", {})
-    return r.get("end_to_end", {}).get("1", {}).get("fps")
-
-
-def speed_ratios(systems: dict[str, Any]) -> dict[str, float | None]:
-    """Frames/s ratios at 1 thread with one face: FaceNet alone and the fused default
-    against each peer (and FaceNet against its float original)."""
-    out: dict[str, float | None] = {}
-    for ours, prefix in (("appliance_int8", ""), ("appliance_fused", "fused_")):
-        mine = fps_1face(systems, ours)
-        for name, key in (
-            ("face_recognition", "vs_face_recognition"),
-            ("classic", "vs_classic"),
-            ("appliance_float", "vs_float"),
-        ):
-            if prefix and name == "appliance_float":
-                continue
-            other = fps_1face(systems, name)
-            out[prefix + key] = round(mine / other, 2) if mine and other else None
-    return out
 
 
 def spread(runs: list[dict[str, float | None]]) -> dict[str, dict[str, Any]]:

@@ -3,6 +3,7 @@ ratios, the Pi projection), and the table printed for it."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from tools.benchmarks.accuracy import lfw_accuracy
@@ -16,25 +17,39 @@ PAIRS = (
 )
 
 
-def cpu_ratios(systems: dict[str, Any]) -> dict[str, float | None]:
-    """CPU time per 1-face frame at 1 thread, each peer's over ours (FaceNet alone, and
-    `fused_` the device default). Wall-clock ratios swing with the other jobs on a shared
-    machine; at 1 thread the CPU time per frame is the work itself, so its ratio is the
-    steadier comparison."""
+def ratios_by(
+    systems: dict[str, Any], speed: Callable[[dict[str, Any]], float | None]
+) -> dict[str, float | None]:
+    """How many times faster than each peer we are at 1 thread with one face, by `speed`
+    of a system's 1-face figure (higher is faster): FaceNet alone, and with `fused_` the
+    device default (against the peers only)."""
 
-    def cpu_ms(system: str) -> float | None:
+    def of(system: str) -> float | None:
         r = systems.get(system, {}).get("threads_1", {})
-        return r.get("end_to_end", {}).get("1", {}).get("cpu_ms")
+        one = r.get("end_to_end", {}).get("1")
+        return speed(one) if one else None
 
     out: dict[str, float | None] = {}
     for ours, prefix in (("appliance_int8", ""), ("appliance_fused", "fused_")):
-        mine = cpu_ms(ours)
+        mine = of(ours)
         for name, key in PAIRS:
             if prefix and name == "appliance_float":
                 continue
-            other = cpu_ms(name)
-            out[prefix + key] = round(other / mine, 2) if mine and other else None
+            other = of(name)
+            out[prefix + key] = round(mine / other, 2) if mine and other else None
     return out
+
+
+def cpu_ratios(systems: dict[str, Any]) -> dict[str, float | None]:
+    """By CPU time per frame. Wall-clock ratios swing with the other jobs on a shared
+    machine; at 1 thread the CPU time per frame is the work itself, so its ratio is the
+    steadier comparison."""
+    return ratios_by(systems, lambda e: 1.0 / e["cpu_ms"] if e.get("cpu_ms") else None)
+
+
+def speed_ratios(systems: dict[str, Any]) -> dict[str, float | None]:
+    """By frames/s, wall clock."""
+    return ratios_by(systems, lambda e: e.get("fps"))
 
 
 def annotate(result: dict[str, Any]) -> dict[str, Any]:
