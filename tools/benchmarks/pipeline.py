@@ -202,8 +202,8 @@ def bench_pipeline(
     order = sorted(range(runs), key=lambda k: per_run[k]["fused_vs_face_recognition"] or 0.0)
     systems = every[order[runs // 2]]
     skipped = {n: p["reason"] for n, p in plan.items() if not p["run"]}
-    for name in SYSTEMS:  # planned, but failed while it ran
-        errors = [r["error"] for r in systems[name].values() if "error" in r]
+    for name in SYSTEMS:  # planned, but failed while it ran (in any of the runs)
+        errors = [r["error"] for s in every for r in s[name].values() if "error" in r]
         if plan[name]["run"] and errors:
             skipped[name] = f"failed: {errors[0]}"
     peak = measure_peak()  # what the models' shares of peak are taken against
